@@ -1,0 +1,78 @@
+"""Foundation checks from the outside: the command line, settings overrides, logs, data sets and docs."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from mlkit import datasets
+from mlkit.data import load_table
+
+
+def test_data_command_prints_every_dataset(run_cli, tmp_path):
+    r = run_cli("data")
+    assert r.returncode == 0, r.stderr
+    for name in datasets.names():
+        assert name in r.stdout
+    # the JSON log went where the environment override said, one object per line
+    lines = (tmp_path / "logs" / "mlkit.jsonl").read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    done = {r["dataset"] for r in recs if r["message"].startswith("data pipeline")}
+    assert done == set(datasets.names())
+
+
+def test_data_command_rejects_unknown_dataset(run_cli):
+    r = run_cli("data", "nope")
+    assert r.returncode == 2
+    assert "unknown data set 'nope'" in r.stderr and "btc_usd_daily" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("name", datasets.names())
+def test_dataset_offline_and_hashed(name):
+    i = datasets.info(name)
+    assert datasets.sha256_file(datasets.DATA_DIR / i.file) == i.sha256
+    df = datasets.load(name, validate=True)
+    assert (len(df), list(df.columns)) == (i.rows, i.columns)
+    assert i.source and i.licence and i.description
+
+
+def test_dataset_tampered_file_is_refused(tmp_path, monkeypatch):
+    fake = tmp_path / "data"; fake.mkdir()
+    for f in datasets.DATA_DIR.iterdir(): (fake / f.name).write_bytes(f.read_bytes())
+    df = pd.read_parquet(fake / "diabetes.parquet"); df.iloc[0, 0] += 1; df.to_parquet(fake / "diabetes.parquet")
+    monkeypatch.setattr(datasets, "DATA_DIR", fake)
+    with pytest.raises(ValueError, match="sha256"):
+        datasets.load("diabetes")
+
+
+def test_failed_loads_write_nothing(tmp_path):
+    (tmp_path / "t.xlsx").write_bytes(b"")
+    before = sorted(tmp_path.rglob("*"))
+    for call, err in [(lambda: load_table(tmp_path / "missing.csv"), FileNotFoundError),
+                      (lambda: load_table(tmp_path / "t.json"), ValueError),
+                      (lambda: load_table(tmp_path / "t.xlsx", sheet="x"), ValueError)]:
+        with pytest.raises(err):
+            call()
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_settings_override_from_environment(tmp_path):
+    code = "from mlkit.core import settings; print(settings.getint('serving','port'), settings.database_url)"
+    env = {"MLKIT_SERVING_PORT": "3999", "MLKIT_DATABASE_URL": "sqlite:///:memory:", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout.split()
+    assert out == ["3999", "sqlite:///:memory:"]
+
+
+def test_docs_index_links_every_notebook(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_docs
+    monkeypatch.setattr(build_docs, "OUT", tmp_path)
+    build_docs.build_site(only=["00_core"])
+    index = (tmp_path / "index.html").read_text()
+    for p in build_docs.pages():
+        assert p.relative_to(build_docs.NBS).with_suffix(".html").as_posix().replace("/", "_") in index
+    core = (tmp_path / "00_core.html").read_text()
+    assert "load_settings" in core and "seed_everything" in core   # show_doc output rendered
