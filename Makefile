@@ -37,17 +37,17 @@ readme: install
 	$(PY) tools/build_docs.py --readme
 
 lint: install
-	$(BIN)/ruff check mlkit tests benchmarks tools
+	$(BIN)/ruff check .
 
 test: install  ## every check the CI runs; fails on export/clean/README drift, notebook or pytest failures, ruff errors
-	$(BIN)/ruff check mlkit tests benchmarks tools
+	$(BIN)/ruff check .
 	tools/check_notebooks.sh
 	$(PY) tools/build_docs.py --check-readme
 	tools/nbtest.sh
 	$(BIN)/pytest -m "not slow" -q
 
 test-all: install  ## the same with the slow notebook cells and pytest marks
-	$(BIN)/ruff check mlkit tests benchmarks tools
+	$(BIN)/ruff check .
 	tools/check_notebooks.sh
 	tools/nbtest.sh --flags slow
 	$(BIN)/pytest -q
