@@ -25,8 +25,9 @@ install: $(VENV)/.installed  ## .venv with the locked packages and mlkit (editab
 lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-run: install  ## the main job
+run: install  ## the main job: the data pipeline summary, then the market validation reports
 	$(BIN)/mlkit data
+	$(BIN)/mlkit reports
 
 export: install  ## notebooks -> mlkit/, clean notebooks, README from nbs/index.ipynb
 	$(BIN)/nbdev-export
@@ -56,7 +57,7 @@ docs: install  ## _docs/index.html and a page per notebook, offline (nbconvert; 
 	$(PY) tools/build_docs.py
 
 reports: install  ## render the papermill report templates in nbs/reports/ into reports/*.html
-	@ls nbs/reports/*.ipynb >/dev/null 2>&1 || { echo "no report templates in nbs/reports yet"; exit 0; }
+	$(BIN)/mlkit reports
 
 serve: install  ## the BentoML service on settings' host and port
 	@echo "the BentoML service arrives with the serving issue (see bentofile.yaml)"
