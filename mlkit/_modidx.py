@@ -203,6 +203,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'mlkit.models._as_frame': ('models.html#_as_frame', 'mlkit/models.py'),
                               'mlkit.models._check_y': ('models.html#_check_y', 'mlkit/models.py'),
                               'mlkit.models._jsonable': ('models.html#_jsonable', 'mlkit/models.py'),
+                              'mlkit.models._no_torch_models': ('models.html#_no_torch_models', 'mlkit/models.py'),
                               'mlkit.models._normalize': ('models.html#_normalize', 'mlkit/models.py'),
                               'mlkit.models.frame_sha256': ('models.html#frame_sha256', 'mlkit/models.py'),
                               'mlkit.models.load_model': ('models.html#load_model', 'mlkit/models.py'),
