@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export JUPYTER_PLATFORM_DIRS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install run test test-all lint export readme docs reports serve demo bench clean lock
+.PHONY: train install run test test-all lint export readme docs reports serve demo bench clean lock
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 run: install  ## the main job: the data pipeline summary, then the market validation reports
 	$(BIN)/mlkit data
 	$(BIN)/mlkit reports
+
+train: install  ## train the default market models into the BentoML model store (idempotent; data/bentoml)
+	$(BIN)/mlkit train
 
 export: install  ## notebooks -> mlkit/, clean notebooks, README from nbs/index.ipynb
 	$(BIN)/nbdev-export
