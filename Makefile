@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export JUPYTER_PLATFORM_DIRS := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: train install run test test-all lint export readme docs reports serve demo bench clean lock
+.PHONY: bento serve demo train install run test test-all lint export readme docs reports serve demo bench clean lock
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,11 @@ install: $(VENV)/.installed  ## .venv with the locked packages and mlkit (editab
 lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-run: install  ## the main job: the data pipeline summary, then the market validation reports
+run: install  ## the main job: data pipeline summary, train, render the reports, then serve the bento (Ctrl-C stops)
 	$(BIN)/mlkit data
+	$(BIN)/mlkit train
 	$(BIN)/mlkit reports
+	$(BIN)/mlkit serve
 
 train: install  ## train the default market models into the BentoML model store (idempotent; data/bentoml)
 	$(BIN)/mlkit train
@@ -62,11 +64,14 @@ docs: install  ## _docs/index.html and a page per notebook, offline (nbconvert; 
 reports: install  ## render the papermill report templates in nbs/reports/ into reports/*.html
 	$(BIN)/mlkit reports
 
-serve: install  ## the BentoML service on settings' host and port
-	@echo "the BentoML service arrives with the serving issue (see bentofile.yaml)"
+serve: train  ## the BentoML service on settings' host and port (127.0.0.1:3000), the demo at /ui/
+	$(BIN)/mlkit serve
 
-demo: install  ## the Gradio demo alone
-	@echo "the Gradio demo arrives with the serving issue"
+demo: train  ## the Gradio demo alone on settings' host and demo_port (127.0.0.1:7860)
+	$(PY) -m mlkit.serve.demo
+
+bento: train  ## build the bento offline (packages from requirements.lock; BentoML does not re-lock)
+	BENTOML_HOME=$(CURDIR)/data/bentoml $(BIN)/bentoml build
 
 bench: install  ## print speed figures (never asserted in tests)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -1,0 +1,288 @@
+"""The bento over HTTP: a real `bentoml serve mlkit.serve.service:MLKit` on 127.0.0.1 with the default market models
+in a temporary model store, called through BentoML's client, plain HTTP and gradio_client."""
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SYMBOLS = ["BTC-USD", "^GSPC"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_env(tmp_path_factory):
+    "Environment with a temporary BentoML home holding the default models (trained once, in a subprocess)."
+    home = tmp_path_factory.mktemp("bentoml_home")
+    env = dict(os.environ, BENTOML_HOME=str(home), MLKIT_PATHS_BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true",
+               GRADIO_ANALYTICS_ENABLED="False", MLKIT_PATHS_LOG_DIR=str(tmp_path_factory.mktemp("logs")))
+    code = "from mlkit.market.lifecycle import train_default; import json; print(json.dumps(train_default()))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    env["MLKIT_TEST_TAGS"] = r.stdout.strip().splitlines()[-1]
+    return env
+
+
+@pytest.fixture(scope="session")
+def server(serve_env, tmp_path_factory):
+    "Base URL of a real `bentoml serve` of the entry service; stopped by its PID (terminate, then kill) at the end."
+    port = _free_port()
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
+            try:
+                if requests.get(base + "/readyz", timeout=5).status_code == 200: break
+            except requests.RequestException: pass   # not listening yet, or busy starting
+            if time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"bentoml serve not ready after 120 s:\n{log.read()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        # the server's process group holds its workers: terminate it, then kill what is left
+        try: os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def tags(serve_env) -> dict:
+    return json.loads(serve_env["MLKIT_TEST_TAGS"])
+
+
+@pytest.fixture(scope="session")
+def rows():
+    "Real feature rows of the last days of the bundled BTC-USD prices."
+    from mlkit.market.features import make_dataset
+    from mlkit.market.prices import load_prices
+    X, _ = make_dataset(load_prices("BTC-USD", source="bundled"))
+    return [{"symbol": "BTC-USD", **{k: float(v) for k, v in r.items()}} for r in X.iloc[-5:].to_dict("records")]
+
+
+def post(base, route, payload, **kw):
+    return requests.post(base + route, json=payload, timeout=30, **kw)
+
+
+def check_prediction(p, symbol, tag):
+    assert p["symbol"] == symbol and p["model_tag"] == tag
+    assert 0 <= p["prob_up"] <= 1 and p["prediction"] == int(p["prob_up"] > 0.5)
+    assert p["direction"] == ("up" if p["prediction"] else "down")
+    c = max(p["prob_up"], 1 - p["prob_up"])
+    assert p["confidence"] == ("high" if c > 0.7 else "medium" if c > 0.5 else "low")
+
+
+# --- health and documents ---
+
+def test_health(server):
+    for route in ("/healthz", "/readyz", "/livez"):
+        assert requests.get(server + route, timeout=5).status_code == 200
+
+
+def test_openapi_describes_every_field(server):
+    doc = requests.get(server + "/docs.json", timeout=10).json()
+    assert {"/market/predict", "/market/predict_symbol", "/market/model_card", "/market/models"} <= set(doc["paths"])
+    props = doc["components"]["schemas"]["MarketFeatures"]["properties"]
+    from mlkit.market.features import DEFAULT_SPECS, Feature
+    FEATURES = [c for spec in DEFAULT_SPECS for c in Feature.parse(spec).columns]
+    assert set(FEATURES) | {"symbol"} == set(props)
+    for name, p in props.items():
+        assert p.get("description") and p.get("examples"), name
+    out = doc["components"]["schemas"]["MarketPrediction"]["properties"]
+    assert all(p.get("description") and p.get("examples") for p in out.values())
+    body = doc["paths"]["/market/predict_symbol"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert body["date"]["examples"] == ["2019-12-31"] and body["symbol"]["enum"] == SYMBOLS
+
+
+# --- predictions over plain HTTP ---
+
+def test_predict_one_row(server, rows, tags):
+    r = post(server, "/market/predict", {"rows": rows[:1]})
+    assert r.status_code == 200, r.text
+    (p,) = r.json()
+    check_prediction(p, "BTC-USD", tags["BTC-USD"])
+
+
+def test_predict_many_rows_and_symbols(server, rows, tags):
+    payload = rows + [{**rows[0], "symbol": "^GSPC"}]
+    r = post(server, "/market/predict", {"rows": payload})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out) == len(payload)
+    for p, row in zip(out, payload): check_prediction(p, row["symbol"], tags[row["symbol"]])
+    # the same row gives the same answer alone and in a batch
+    assert post(server, "/market/predict", {"rows": rows[-1:]}).json()[0] == out[len(rows) - 1]
+
+
+def test_predict_matches_the_stored_model(server, rows, serve_env, tags):
+    "The service's probabilities are those of the production model loaded from the store."
+    code = ("import json, sys; from mlkit import store; import pandas as pd; rows = json.loads(sys.stdin.read()); "
+            "m, card, tag = store.load_model('market-btc-usd'); X = pd.DataFrame(rows).drop(columns='symbol'); "
+            "print(json.dumps([tag, m.predict_proba(X[card['features']])[:, 1].tolist()]))")
+    r = subprocess.run([sys.executable, "-c", code], input=json.dumps(rows), cwd=ROOT, env=serve_env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    tag, proba = json.loads(r.stdout.strip().splitlines()[-1])
+    served = post(server, "/market/predict", {"rows": rows}).json()
+    assert tag == tags["BTC-USD"]
+    assert all(math.isclose(p["prob_up"], q, rel_tol=1e-9) for p, q in zip(served, proba))
+
+
+def test_predict_symbol(server, tags):
+    r = post(server, "/market/predict_symbol", {"symbol": "^GSPC", "date": "2018-12-28"})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    check_prediction(p, "^GSPC", tags["^GSPC"])
+    assert p["date"] == "2018-12-28" and p["close"] > 0
+    # the features it computed give the same answer through /market/predict
+    again = post(server, "/market/predict", {"rows": [{"symbol": "^GSPC", **p["features"]}]}).json()[0]
+    assert math.isclose(again["prob_up"], p["prob_up"], rel_tol=1e-12)
+
+
+def test_model_card_and_models(server, tags):
+    for s in SYMBOLS:
+        r = post(server, "/market/model_card", {"symbol": s})
+        assert r.status_code == 200, r.text
+        card = r.json()
+        assert card["tag"] == tags[s] and card["model"] == "catboost" and "accuracy" in card["metrics"]
+        assert card["extra"]["symbol"] == s
+    assert post(server, "/market/models", {}).json() == tags
+
+
+def test_metrics_count_predictions(server, rows):
+    def count(text, direction, confidence):
+        total = 0.0
+        for line in text.splitlines():
+            if (line.startswith("mlkit_market_predictions_total{") and 'symbol="BTC-USD"' in line
+                    and f'direction="{direction}"' in line and f'confidence="{confidence}"' in line):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+    preds = post(server, "/market/predict", {"rows": rows}).json()
+    before = requests.get(server + "/metrics", timeout=10).text
+    assert "# TYPE mlkit_market_predictions_total counter" in before
+    preds = post(server, "/market/predict", {"rows": rows}).json()
+    after = requests.get(server + "/metrics", timeout=10).text
+    for d, c in {(p["direction"], p["confidence"]) for p in preds}:
+        n = sum(p["direction"] == d and p["confidence"] == c for p in preds)
+        assert count(after, d, c) - count(before, d, c) == n
+    assert "bentoml_service_request_total" in after   # BentoML's own metrics are still there
+
+
+# --- BentoML's client ---
+
+def test_bentoml_client(server, rows, tags):
+    import bentoml
+    with bentoml.SyncHTTPClient(server) as client:
+        out = client.market_predict(rows=rows[:2])
+        assert len(out) == 2
+        for p in out: check_prediction(p, "BTC-USD", tags["BTC-USD"])
+        p = client.market_predict_symbol(symbol="BTC-USD", date="2019-12-31")
+        check_prediction(p, "BTC-USD", tags["BTC-USD"])
+        assert client.market_model_card(symbol="BTC-USD")["tag"] == tags["BTC-USD"]
+        with pytest.raises(bentoml.exceptions.BentoMLException, match="no BTC-USD bar on 1990-01-01") as e:
+            client.market_predict_symbol(symbol="BTC-USD", date="1990-01-01")
+        assert int(e.value.error_code) == 400
+
+
+# --- bad input: 400/422 with a JSON message, never 500 ---
+
+def _bad(server, route, *, json_body=None, data=None):
+    r = requests.post(server + route, json=json_body, data=data, timeout=60,
+                      headers=None if json_body is not None else {"Content-Type": "application/json"})
+    assert r.status_code in (400, 422), (r.status_code, r.text[:500])
+    body = r.json()
+    text = json.dumps(body)
+    assert "error" in text
+    return text
+
+
+def test_missing_feature(server, rows):
+    row = {k: v for k, v in rows[0].items() if k != "rsi_14"}
+    assert "rsi_14" in _bad(server, "/market/predict", json_body={"rows": [row]})
+
+
+def test_wrong_types(server, rows):
+    assert "rsi_14" in _bad(server, "/market/predict", json_body={"rows": [{**rows[0], "rsi_14": "high"}]})
+    assert "rows" in _bad(server, "/market/predict", json_body={"rows": rows[0]})        # a dict, not a list
+    _bad(server, "/market/predict", json_body={"rows": []})                              # no rows
+    _bad(server, "/market/predict", json_body=[1, 2, 3])
+    _bad(server, "/market/predict_symbol", json_body={"symbol": "BTC-USD", "date": "yesterday-ish"})
+    assert "extra" in _bad(server, "/market/predict", json_body={"rows": [{**rows[0], "extra_feature": 1.0}]})
+
+
+def test_nan(server, rows):
+    payload = '{"rows": [' + json.dumps(rows[0]).replace(str(rows[0]["rsi_14"]), "NaN") + "]}"
+    assert "finite" in _bad(server, "/market/predict", data=payload)
+    payload = '{"rows": [' + json.dumps(rows[0]).replace(str(rows[0]["rsi_14"]), "Infinity") + "]}"
+    _bad(server, "/market/predict", data=payload)
+
+
+def test_unknown_symbol(server, rows):
+    for route, body in (("/market/predict", {"rows": [{**rows[0], "symbol": "DOGE-USD"}]}),
+                        ("/market/predict_symbol", {"symbol": "DOGE-USD", "date": "2019-12-31"}),
+                        ("/market/model_card", {"symbol": "DOGE-USD"})):
+        assert "BTC-USD" in _bad(server, route, json_body=body)   # the message lists the valid symbols
+
+
+def test_date_without_data(server):
+    text = _bad(server, "/market/predict_symbol", json_body={"symbol": "^GSPC", "date": "2015-01-03"})   # a Saturday
+    assert "no ^GSPC bar on 2015-01-03" in text and "1999-01-04" in text and "2018-12-31" in text
+    assert "outside the available data" in _bad(server, "/market/predict_symbol", json_body={"symbol": "BTC-USD", "date": "1990-01-01"})
+    assert "warm-up" in _bad(server, "/market/predict_symbol", json_body={"symbol": "BTC-USD", "date": "2014-12-01"})
+
+
+def test_megabytes_of_garbage(server, rows):
+    rnd = os.urandom(3_000_000)
+    _bad(server, "/market/predict", data=rnd)                                        # binary noise
+    _bad(server, "/market/predict", data=b"{" * 3_000_000)                           # unbalanced JSON
+    _bad(server, "/market/predict", data=b"[" * 100_000 + b"]" * 100_000)            # deep nesting
+    _bad(server, "/market/predict", json_body={"rows": "x" * 3_000_000})             # a huge string
+    _bad(server, "/market/predict", json_body={"rows": [rows[0]] * 20_000})          # too many rows (~8 MB)
+    assert requests.get(server + "/readyz", timeout=5).status_code == 200             # and the server is still fine
+
+
+# --- the Gradio demo at /ui ---
+
+def test_ui_page_loads(server):
+    r = requests.get(server + "/ui/", timeout=30)
+    assert r.status_code == 200
+    assert "<gradio-app" in r.text or "gradio" in r.text.lower()
+    assert "mlkit market demo" in r.text   # the Blocks title
+
+
+def test_gradio_client_calls_the_demo(server, tags):
+    from gradio_client import Client
+    from mlkit.serve.demo import EXAMPLES
+    client = Client(server + "/ui/", verbose=False)
+    assert "/show" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    symbol, start, end, model = EXAMPLES[0]
+    chart, md, table, equity = client.predict(symbol, start, end, model, api_name="/show")
+    assert f"{symbol} after 2020-01-17" in md and tags[symbol] in md and "confidence" in md
+    figures = {row[1]: row[2] for row in table["data"]}
+    assert 0 <= float(figures["accuracy"]) <= 1
+    update = client.predict("^GSPC", api_name="/update_models")   # the model dropdown lists the symbol's stored models
+    assert update["value"] == "production" and [c[0] for c in update["choices"]] == ["production", tags["^GSPC"]]
