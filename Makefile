@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 install: $(VENV)/.installed  ## .venv with the locked packages and mlkit (editable)
 
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
 lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
@@ -45,14 +49,14 @@ readme: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install  ## every check the CI runs; fails on export/clean/README drift, notebook or pytest failures, ruff errors
+test: install $(CHROMIUM)  ## every check the CI runs; fails on export/clean/README drift, notebook or pytest failures, ruff errors
 	$(BIN)/ruff check .
 	tools/check_notebooks.sh
 	$(PY) tools/build_docs.py --check-readme
 	tools/nbtest.sh
 	$(BIN)/pytest -m "not slow" -q
 
-test-all: install  ## the same with the slow notebook cells and pytest marks
+test-all: install $(CHROMIUM)  ## the same with the slow notebook cells and pytest marks
 	$(BIN)/ruff check .
 	tools/check_notebooks.sh
 	tools/nbtest.sh --flags slow
