@@ -102,7 +102,7 @@ def backend_url(backend: str, root: Path) -> str:
     if backend == "sqlite": return _sqlite_url(root / "mp.db")
     if not PG_URL: pytest.skip("no PostgreSQL reachable: set MLKIT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db to run this")
     try: create_engine(PG_URL).connect().close()
-    except Exception as e: pytest.skip(f"MLKIT_TEST_POSTGRES_URL is set but unusable: {e}")
+    except Exception as e: pytest.fail(f"MLKIT_TEST_POSTGRES_URL is set but unusable: {e}")  # set means: must run
     return PG_URL
 
 
