@@ -53,13 +53,13 @@ test: install $(CHROMIUM)  ## every check the CI runs; fails on export/clean/REA
 	$(BIN)/ruff check .
 	tools/check_notebooks.sh
 	$(PY) tools/build_docs.py --check-readme
-	tools/nbtest.sh
+	$(PY) tools/nbtest.py
 	$(BIN)/pytest -m "not slow" -q
 
 test-all: install $(CHROMIUM)  ## the same with the slow notebook cells and pytest marks
 	$(BIN)/ruff check .
 	tools/check_notebooks.sh
-	tools/nbtest.sh --flags slow
+	$(PY) tools/nbtest.py --flags slow
 	$(BIN)/pytest -q
 
 docs: install  ## _docs/index.html and a page per notebook, offline (nbconvert; quarto is not available here)

@@ -401,6 +401,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'mlkit/marketplace/tables.py'),
                                           'mlkit.marketplace.tables._include_name': ( 'marketplace_tables.html#_include_name',
                                                                                       'mlkit/marketplace/tables.py'),
+                                          'mlkit.marketplace.tables._include_object': ( 'marketplace_tables.html#_include_object',
+                                                                                        'mlkit/marketplace/tables.py'),
                                           'mlkit.marketplace.tables.ledger_mismatches': ( 'marketplace_tables.html#ledger_mismatches',
                                                                                           'mlkit/marketplace/tables.py'),
                                           'mlkit.marketplace.tables.marketplace_dir': ( 'marketplace_tables.html#marketplace_dir',

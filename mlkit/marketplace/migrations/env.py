@@ -16,9 +16,15 @@ def _include_name(name, type_, parent_names) -> bool:
     return type_ != "table" or (name or "").startswith("mp_") and name != VERSION_TABLE
 
 
+def _include_object(obj, name, type_, reflected, compare_to) -> bool:
+    "Other domains' tables in the shared metadata (paper trading, ...) are not the marketplace's business."
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    return table is None or table.name.startswith("mp_")
+
+
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or settings.database_url
-opts = dict(target_metadata=Base.metadata, version_table=VERSION_TABLE, include_name=_include_name, compare_type=True,
+opts = dict(target_metadata=Base.metadata, version_table=VERSION_TABLE, include_name=_include_name, include_object=_include_object, compare_type=True,
             render_as_batch=url.startswith("sqlite"))
 
 if context.is_offline_mode():
