@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ..marketplace.api import app as marketplace_app
 from .demo import demo as market_demo
+from . import marketplace_ui
 from .market import Date, MarketPrediction, MarketService, Rows, Symbol, SymbolPrediction
 
 # %% auto #0
@@ -43,8 +44,9 @@ def delegate(call, /, *args, **kwargs):
 
 # %% ../../nbs/51_serve_app.ipynb #59c4184d
 def ui_app() -> FastAPI:
-    "The Gradio demos as one ASGI app, to be mounted at `/ui`."
-    return gr.mount_gradio_app(FastAPI(), market_demo, path="/")
+    "The Gradio apps as one ASGI app, to be mounted at `/ui`: the marketplace at `/marketplace`, the market demo at `/`."
+    app = marketplace_ui.mount(FastAPI(), "/marketplace")
+    return gr.mount_gradio_app(app, market_demo, path="/")
 
 UI = ui_app()
 
