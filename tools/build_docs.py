@@ -4,7 +4,7 @@
     python tools/build_docs.py --readme        # write README.md from nbs/index.ipynb
     python tools/build_docs.py --check-readme  # exit 1 when README.md is not what nbs/index.ipynb renders to
 
-Each notebook is executed (cells flagged `#| slow` are left out, as in `nbdev-test`), `#| hide` cells are dropped,
+Each notebook is executed (cells flagged `#| slow` are left out, as in `nbdev-test`), `#| hide` cells run but are not shown,
 directive comments are stripped, and every public function or class of an `#| export` cell gets its `show_doc`
 rendered right below it, as nbdev's quarto pages do.
 """
@@ -41,9 +41,12 @@ def prepare(nb, with_show_doc: bool = True):
     for c in nb.cells:
         if c.cell_type != "code": cells.append(c); continue
         d = _directives(c.source)
-        if {"hide", "slow", "default_exp"} & set(d) or any(x.startswith("default_exp") for x in d): continue
+        if "slow" in d or any(x.startswith("default_exp") for x in d): continue
         c.source = "\n".join(line for line in c.source.splitlines() if not DIRECTIVE.match(line)).strip("\n")
+        if "hide" in d: _tag(c, "remove_cell")   # runs (later cells may need it), not shown
         if "echo:" in " ".join(d) or "hide_input" in d: _tag(c, "remove_input")
+        if "eval:" in " ".join(d) and "false" in " ".join(d) or '__name__ == "__main__"' in c.source:
+            _tag(c, "skip-execution")   # entry-point guards are true in a kernel: shown, never run
         cells.append(c)
         if "export" in d and with_show_doc:
             for name in _public_names(c.source):
