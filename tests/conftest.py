@@ -1,9 +1,15 @@
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -16,3 +22,67 @@ def run_cli(tmp_path):
         e = dict(os.environ, MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"), **(env or {}))
         return subprocess.run([str(BIN / "mlkit"), *args], capture_output=True, text=True, cwd=ROOT, env=e, timeout=timeout)
     return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def serve_env(tmp_path_factory):
+    "Environment of a throwaway deployment: temporary model store (default models trained once), database and data dirs."
+    tmp = tmp_path_factory.mktemp("bento")
+    env = dict(os.environ, BENTOML_HOME=str(tmp / "bentoml"), MLKIT_PATHS_BENTOML_HOME=str(tmp / "bentoml"),
+               BENTOML_DO_NOT_TRACK="true", GRADIO_ANALYTICS_ENABLED="False", GRADIO_HEARTBEAT_INTERVAL="1",
+               MLKIT_PATHS_LOG_DIR=str(tmp / "logs"), MLKIT_DATABASE_URL=f"sqlite:///{tmp / 'mlkit.db'}",
+               MLKIT_PATHS_DATA_DIR=str(tmp / "data"), MLKIT_PATHS_MODEL_DIR=str(tmp / "models"),
+               MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
+    code = "from mlkit.market.lifecycle import train_default; import json; print(json.dumps(train_default()))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    env["MLKIT_TEST_TAGS"] = r.stdout.strip().splitlines()[-1]
+    return env
+
+
+@pytest.fixture(scope="session")
+def tags(serve_env) -> dict:
+    "symbol -> tag of the production models the server loaded."
+    return json.loads(serve_env["MLKIT_TEST_TAGS"])
+
+
+@pytest.fixture(scope="session")
+def server(serve_env, tmp_path_factory):
+    "Base URL of a real `bentoml serve mlkit.serve.service:MLKit` on 127.0.0.1, shared by the test modules; stopped by its PID."
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
+    # an open Gradio session keeps a heartbeat stream that uvicorn waits for on SIGTERM: closed sessions are noticed
+    # within GRADIO_HEARTBEAT_INTERVAL, and --timeout-graceful-shutdown bounds the wait for the others
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port),
+                             "--timeout-graceful-shutdown", "3"],
+                            cwd=ROOT, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
+            try:
+                if requests.get(base + "/readyz", timeout=5).status_code == 200: break
+            except requests.RequestException: pass   # not listening yet, or busy starting
+            if time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"bentoml serve not ready after 120 s:\n{log.read()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        # the server's process group holds its workers: terminate it, then kill what is left
+        try: os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()

@@ -1,12 +1,7 @@
 """The marketplace front end (issue 5, part 5) over HTTP: a real `bentoml serve mlkit.serve.service:MLKit` on 127.0.0.1
 with temporary stores and database; one happy path in a real browser (Playwright driving Debian's /usr/bin/chromium,
 never a downloaded browser), then the same Gradio API through gradio_client, and the REST API on the same database."""
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,63 +10,11 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 PASSWORD = "correct horse"
 ROW = '{"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}'
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    "Base URL of a real bento (default market models trained into a temporary store first); stopped by its PID."
-    tmp = tmp_path_factory.mktemp("mp_ui")
-    env = dict(os.environ, BENTOML_HOME=str(tmp / "bentoml"), MLKIT_PATHS_BENTOML_HOME=str(tmp / "bentoml"),
-               BENTOML_DO_NOT_TRACK="true", GRADIO_ANALYTICS_ENABLED="False", GRADIO_HEARTBEAT_INTERVAL="1", MLKIT_PATHS_LOG_DIR=str(tmp / "logs"),
-               MLKIT_DATABASE_URL=f"sqlite:///{tmp / 'mlkit.db'}", MLKIT_PATHS_DATA_DIR=str(tmp / "data"),
-               MLKIT_PATHS_MODEL_DIR=str(tmp / "models"), MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
-    r = subprocess.run([sys.executable, "-c", "from mlkit.market.lifecycle import train_default; train_default()"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    port = _free_port()
-    log = open(tmp / "serve.log", "w+")
-    # an open Gradio session keeps a heartbeat stream that uvicorn waits for on SIGTERM: closed sessions are noticed
-    # within GRADIO_HEARTBEAT_INTERVAL, and --timeout-graceful-shutdown bounds the wait for the others
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port),
-                             "--timeout-graceful-shutdown", "3"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            try:
-                if requests.get(base + "/readyz", timeout=5).status_code == 200: break
-            except requests.RequestException: pass
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"bentoml serve not ready after 120 s:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
-        yield base
-        log.seek(0)
-        assert "Traceback" not in log.read(), "the server logged a traceback"
-    finally:
-        try: os.killpg(proc.pid, signal.SIGTERM)   # the server's process group: the bento and its workers
-        except ProcessLookupError: pass
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
 
 
 def test_both_apps_load_under_ui(server):

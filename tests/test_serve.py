@@ -3,76 +3,15 @@ in a temporary model store, called through BentoML's client, plain HTTP and grad
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 SYMBOLS = ["BTC-USD", "^GSPC"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def serve_env(tmp_path_factory):
-    "Environment with a temporary BentoML home holding the default models (trained once, in a subprocess)."
-    home = tmp_path_factory.mktemp("bentoml_home")
-    env = dict(os.environ, BENTOML_HOME=str(home), MLKIT_PATHS_BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true",
-               GRADIO_ANALYTICS_ENABLED="False", MLKIT_PATHS_LOG_DIR=str(tmp_path_factory.mktemp("logs")))
-    code = "from mlkit.market.lifecycle import train_default; import json; print(json.dumps(train_default()))"
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    env["MLKIT_TEST_TAGS"] = r.stdout.strip().splitlines()[-1]
-    return env
-
-
-@pytest.fixture(scope="session")
-def server(serve_env, tmp_path_factory):
-    "Base URL of a real `bentoml serve` of the entry service; stopped by its PID (terminate, then kill) at the end."
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=ROOT, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            try:
-                if requests.get(base + "/readyz", timeout=5).status_code == 200: break
-            except requests.RequestException: pass   # not listening yet, or busy starting
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"bentoml serve not ready after 120 s:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
-        yield base
-    finally:
-        # the server's process group holds its workers: terminate it, then kill what is left
-        try: os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError: pass
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-
-
-@pytest.fixture(scope="session")
-def tags(serve_env) -> dict:
-    return json.loads(serve_env["MLKIT_TEST_TAGS"])
 
 
 @pytest.fixture(scope="session")
