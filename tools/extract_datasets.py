@@ -79,6 +79,11 @@ def build(src: Path) -> dict:
     parts = [_rdata(src, f"modeldata/{s}_data").assign(split=s) for s in ("training", "testing")]
     ff = pd.concat(parts, ignore_index=True)[["product", "review", "score", "split"]]
     frames["fine_food_reviews"] = ff.astype({"score": "category", "split": "category"})
+    # dslabs::movielens: the MovieLens ml-latest-small ratings (2016) with titles, years and genres
+    ml = _rdata(src, "dslabs/movielens")
+    ml = ml[["userId", "movieId", "rating", "timestamp", "title", "year", "genres"]].sort_values(["userId", "movieId"], ignore_index=True)
+    ml["timestamp"] = pd.to_datetime(ml["timestamp"], unit="s")
+    frames["movielens"] = ml.astype({"year": "Int64", "title": "string", "genres": "string"})
 
     OUT.mkdir(parents=True, exist_ok=True)
     for name, df in frames.items():
