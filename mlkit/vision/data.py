@@ -115,7 +115,7 @@ def digit_features(image, max_pixels: int | None = None, ink_threshold: float = 
     rows, cols = np.nonzero(ink > ink_threshold)
     if len(rows) == 0: raise DataError("the image is blank: no ink darker (or brighter) than its background was found; draw a digit")
     crop = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
-    side = int(max(crop.shape) * 1.1) + 1                    # a thin margin, like the data set's bitmaps
+    side = max(crop.shape)                                   # no margin: every digit of the data set spans its box's full height
     sq = np.zeros((side, side), np.float32)
     r0, c0 = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
     sq[r0: r0 + crop.shape[0], c0: c0 + crop.shape[1]] = crop
