@@ -53,6 +53,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "logging": {"level": "INFO", "json_file": "mlkit.jsonl", "max_bytes": "5000000", "backup_count": "5"},
     "serving": {"host": "127.0.0.1", "port": "3000", "demo_port": "7860"},
     "compute": {"n_jobs": "2", "seed": "42"},
+    "framework": {"max_epochs": "300", "early_stopping": "true", "patience": "10", "validation_fraction": "0.1",
+                  "verbose": "false", "cv_folds": "5", "max_image_pixels": "20000000", "vision_model": "vision-digits"},
     "monitor": {"broker_url": "memory://", "queue_prefix": "mlkit.monitor", "model": "monitor-diabetes", "run": "default",
                 "order": "shuffle", "interval_s": "1.0", "match_timeout_s": "60", "batch": "200", "plot_interval_s": "10", "window": "100"},
 }
