@@ -5,7 +5,9 @@
 # %% ../nbs/04_validation.ipynb #90d044d6
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ __all__ = ['EXECUTIONS', 'infer_periods_per_year', 'positions_from_proba', 'retu
 
 # %% ../nbs/04_validation.ipynb #2ed6d512
 EXECUTIONS = ("next_open", "close")
+_NAT = np.iinfo(np.int64).min                                 # NaT's integer value
 
 def _check_index(index, what: str = "prices") -> pd.DatetimeIndex:
     "A sorted, duplicate-free DatetimeIndex, or a ValueError/TypeError saying what is wrong."
@@ -29,15 +32,14 @@ def _check_index(index, what: str = "prices") -> pd.DatetimeIndex:
         raise ValueError(f"{what} index is not sorted ascending; call .sort_index() first")
     return index
 
-def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
-    "Bars per year implied by a DatetimeIndex (365-day year if it has weekend bars, else 252)."
-    if len(index) < 2: return 252.0
-    base = 365.0 if (index.dayofweek >= 5).any() else 252.0
-    days = float(np.median(np.diff(index.asi8))) / 86_400e9
-    if days < 0.99:                                           # intraday: scale by the bars per calendar day
-        day_no = index.asi8 // 86_400_000_000_000
-        return base * len(index) / (np.count_nonzero(np.diff(day_no)) + 1)
-    return base if days < 2 else 365.25 / days
+def _index_steps(index, what: str = "prices") -> np.ndarray:
+    "The steps between a DatetimeIndex's stamps (its integer unit), after `_check_index`'s checks in one pass."
+    if not isinstance(index, pd.DatetimeIndex):
+        raise TypeError(f"{what} must have a DatetimeIndex, got {type(index).__name__}")
+    t = index.asi8
+    d = np.diff(t)
+    if len(t) and (t[0] == _NAT or (len(d) and d.min() <= 0)): _check_index(index, what)   # for the precise message
+    return d
 
 def _aligned(x, index: pd.DatetimeIndex, name: str) -> np.ndarray:
     "`x` as a float array aligned to `index`: a Series must carry the same index, an array the same length."
@@ -54,6 +56,36 @@ def _aligned(x, index: pd.DatetimeIndex, name: str) -> np.ndarray:
     if a.ndim != 1 or len(a) != len(index):
         raise ValueError(f"{name} must be 1-D with {len(index)} values (one per bar), got shape {a.shape}")
     return a
+
+# %% ../nbs/04_validation.ipynb #cc111ebb
+_DAY = 86_400_000_000_000                                     # nanoseconds in a day
+
+def _has_weekend(index: pd.DatetimeIndex, d: np.ndarray) -> bool:
+    "Whether a bar falls on a Saturday or Sunday, from the stamps' integers (`d`: their steps)."
+    if index.tz is not None or index.unit != "ns": return bool((index.dayofweek >= 5).any())
+    t = index.asi8
+    if len(d) and d.min() == d.max() and d[0] <= _DAY:       # a regular grid of at most a day: every day has a bar
+        d0, d1 = t[0] // _DAY, t[-1] // _DAY
+        return bool(d1 - d0 >= 5 or any((x + 3) % 7 >= 5 for x in range(d0, d1 + 1)))  # 1970-01-01 was a Thursday
+    return bool(((t // _DAY + 3) % 7 >= 5).any())
+
+def _periods_per_year(index: pd.DatetimeIndex, d: np.ndarray) -> float:
+    "`infer_periods_per_year` given the index's steps `d` (shared with the index check)."
+    if len(index) < 2: return 252.0
+    base = 365.0 if _has_weekend(index, d) else 252.0
+    lo, hi = d.min(), d.max()
+    days = (float(lo) if lo == hi else float(np.median(d))) / 86_400e9
+    if days < 0.99:                                           # intraday: scale by the bars per calendar day
+        t = index.asi8
+        if lo == hi: n_days = t[-1] // _DAY - t[0] // _DAY   # a regular grid finer than a day covers every day
+        else: n_days = np.count_nonzero(np.diff(t // _DAY))
+        return base * len(index) / (n_days + 1)
+    return base if days < 2 else 365.25 / days
+
+def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
+    "Bars per year implied by a DatetimeIndex (365-day year if it has weekend bars, else 252)."
+    if len(index) < 2: return 252.0
+    return _periods_per_year(index, np.diff(index.asi8))
 
 # %% ../nbs/04_validation.ipynb #12a08081
 def positions_from_proba(proba,                   # P(up) per bar: Series, array or a 2-column predict_proba output
@@ -139,48 +171,194 @@ def classification_metrics(y_true, y_pred=None, proba=None, threshold: float = 0
                 majority_rate=float(counts.max() / len(y)), n_eval=int(len(y)))
 
 # %% ../nbs/04_validation.ipynb #6f4aeab6
-@dataclass
+@dataclass(repr=False, eq=False)
 class BacktestResult:
     "What `backtest` returns: equity curve, strategy returns, executed positions, trades and metrics."
-    equity: pd.Series          # equity after each bar, starting from initial_capital
-    returns: pd.Series         # strategy return of each bar, costs included
-    positions: pd.Series       # position held during each bar after its execution point
-    trades: pd.DataFrame       # entry/exit time and price, side, size, bars, return, is_open
-    metrics: dict              # see `backtest`
-    def __repr__(self):
-        keys = ("total_return", "sharpe", "max_drawdown", "n_trades", "bh_total_return", "accuracy")
-        return "BacktestResult(" + ", ".join(f"{k}={self.metrics[k]:.4g}" for k in keys if k in self.metrics) + ")"
+    equity: pd.Series | pd.DataFrame     # equity after each bar, starting from initial_capital (a column per strategy)
+    returns: pd.Series | pd.DataFrame    # strategy return of each bar, costs included
+    positions: pd.Series | pd.DataFrame  # position held during each bar after its execution point
+    trades: pd.DataFrame                 # entry/exit time and price, side, size, bars, return, is_open (+ strategy)
+    _metrics: Any = field(default=None, repr=False)  # the metrics, or a function that computes them on first access
 
-def _trades(h, pre, post, c, exec_price, last_close, index) -> pd.DataFrame:
-    "The trades table from held positions `h` and per-bar growth factors, without a per-bar loop."
-    n = len(h)
-    prev = np.concatenate([[0.0], h[:-1]])
-    sh, sp = np.sign(h), np.sign(prev)
-    start = (sh != 0) & (sh != sp)
-    tid = np.where(sh != 0, np.cumsum(start) - 1, -1)
-    ptid = np.concatenate([[-1], tid[:-1]])
-    k = int(start.sum())
-    same = (sh == sp) & (sh != 0)
-    with np.errstate(divide="ignore"):
-        parts = [(ptid, np.log(pre)), (tid, np.log(post)),
-                 (tid, np.log(1 - c * np.where(same, np.abs(h - prev), np.abs(h)))),
-                 (ptid, np.where(same, 0.0, np.log(1 - c * np.abs(prev))))]
-    logret = np.zeros(k)
-    for ids, w in parts:
-        m = ids >= 0
-        logret += np.bincount(ids[m], weights=w[m], minlength=k)
-    s = np.flatnonzero(start)
-    e = np.flatnonzero((tid >= 0) & (np.concatenate([tid[1:], [-1]]) != tid))
-    x = np.minimum(e + 1, n - 1)
-    is_open = e + 1 >= n
-    return pd.DataFrame({"entry_time": index[s], "exit_time": index[x], "side": np.where(sh[s] > 0, "long", "short"),
-                         "size": np.abs(h[s]), "entry_price": exec_price[s],
-                         "exit_price": np.where(is_open, last_close, exec_price[x]), "bars": e - s + 1,
-                         "return": np.expm1(logret), "is_open": is_open})
+    @property
+    def metrics(self) -> dict | pd.DataFrame:
+        "The metrics (see `backtest`): a dict, or a DataFrame with a row per strategy; computed on first access."
+        if callable(self._metrics): self._metrics = self._metrics()
+        return self._metrics
+
+    def __repr__(self):
+        m = self.metrics
+        if isinstance(m, pd.DataFrame):
+            return f"BacktestResult({len(m)} strategies x {len(self.equity)} bars, best sharpe={m['sharpe'].max():.4g})"
+        keys = ("total_return", "sharpe", "max_drawdown", "n_trades", "bh_total_return", "accuracy")
+        return "BacktestResult(" + ", ".join(f"{k}={m[k]:.4g}" for k in keys if k in m) + ")"
+
+# %% ../nbs/04_validation.ipynb #1a54edcb
+def _positions(x, index: pd.DatetimeIndex, name: str = "positions"):
+    "Positions as a C-ordered (strategies, bars) float array, and the strategies' labels (None for one strategy)."
+    if isinstance(x, pd.DataFrame) and x.shape[1] != 1:
+        if len(x) != len(index):
+            raise ValueError(f"{name} has {len(x)} rows but prices has {len(index)}; expected one row per bar")
+        if not x.index.equals(index):
+            raise ValueError(f"{name} is not aligned with prices: its index differs (use .reindex(prices.index))")
+        if x.shape[1] == 0: raise ValueError(f"{name} has no columns; expected one column per strategy")
+        return np.ascontiguousarray(x.to_numpy(dtype=float).T), x.columns
+    if isinstance(x, np.ndarray) and x.ndim == 2:
+        if x.shape[0] != len(index) or x.shape[1] == 0:
+            raise ValueError(f"{name} must have shape ({len(index)}, n_strategies) (one row per bar), got shape {x.shape}")
+        return np.ascontiguousarray(np.asarray(x, dtype=float).T), pd.RangeIndex(x.shape[1])
+    return _aligned(x, index, name)[None, :], None
+
+# %% ../nbs/04_validation.ipynb #01389eb4
+_BLOCK = 8192                      # bars per block: a block's arrays stay in the CPU cache between numpy calls
+
+def _blocks(n: int) -> list:
+    "(start, stop) of the blocks that cover n bars."
+    return [(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
+
+def _growth(h, a, b, g, tmp) -> np.ndarray:
+    """Growth (1 + prev * a) * (1 + h * b) of one strategy's held positions `h` per bar into `g`, block by block, and
+    the bars where `h` changes (the only bars whose cost factor is not exactly 1: `_changes` completes them)."""
+    changes = []
+    for s, e in _blocks(len(h)):
+        lo = max(s, 1)
+        gb = g[lo:e]
+        np.multiply(h[lo - 1:e - 1], a[lo:e], out=gb); gb += 1        # pre = 1 + prev * a
+        if s == 0: g[0] = 1.0                                      # nothing is held before bar 0
+        if b is not None:
+            tb = tmp[:e - s]
+            np.multiply(h[s:e], b[s:e], out=tb); tb += 1; g[s:e] *= tb   # times post = 1 + h * b
+        changes.append(np.flatnonzero(h[lo:e] != h[lo - 1:e - 1]) + lo)
+    if h[0] != 0: changes.insert(0, np.zeros(1, np.int64))          # entered on bar 0 (execution at the close)
+    return np.concatenate(changes)
+
+def _changes(h, a, b, g, c, cp) -> tuple:
+    "Growth with its cost at the bars where the held position changes (flat indices `cp` of `h`), written into `g`."
+    n = h.shape[1]
+    cr, ct = cp // n, cp % n
+    hn = h[cr, ct]
+    hp = np.where(ct > 0, h[cr, ct - 1], 0.0)
+    g[cr, ct] = (1 + hp * a[ct]) * (1 - c * np.abs(hn - hp)) * (1 + hn * b[ct] if b is not None else 1.0)
+    return cr, ct, hn, hp
+
+def _compound(g, E, r) -> None:
+    "Equity factors E = cumprod(g) and returns r = g - 1 of one strategy, block by block (bit for bit one cumprod)."
+    carry = 1.0
+    for s, e in _blocks(len(g)):
+        g0 = g[s]; g[s] = carry * g0                                # continue the product across blocks exactly
+        np.cumprod(g[s:e], out=E[s:e]); g[s] = g0
+        np.subtract(g[s:e], 1, out=r[s:e])
+        carry = E[e - 1]
+
+# %% ../nbs/04_validation.ipynb #ab39924e
+_SIDES = np.array(["short", "long"], dtype=object)
+
+def _trade_table(h, a, b, c, buf, changes, X, C, index, labels) -> tuple:
+    """The trades (runs of held positions of one sign) from the bars where positions change; returns the table, each
+    trade's strategy row and bar count. `buf` holds the growth of every bar, flat, with a spare 1.0 at its end."""
+    k, n = h.shape
+    cr, ct, hn, hp = changes
+    sn, sp = np.sign(hn), np.sign(hp)
+    flip = sn != sp
+    st, en = flip & (sn != 0), flip & (sp != 0)                   # a trade starts here / the one held before ended at t-1
+    s_r, s_t = cr[st], ct[st]
+    held_at_end = np.flatnonzero(h[:, -1] != 0)
+    e_r = np.concatenate([cr[en], held_at_end]); e_t = np.concatenate([ct[en] - 1, np.full(len(held_at_end), n - 1)])
+    o = np.argsort(e_r * n + e_t, kind="stable"); e_r, e_t = e_r[o], e_t[o]
+    is_open = e_t == n - 1
+    # a trade's growth: its entry cost and the rest of its first bar, every later bar it holds (one product per trade
+    # over the flat growth array), then the move before its exit and its exit cost
+    S, Ef = s_r * n + s_t, e_r * n + e_t
+    idx = np.empty(2 * len(S), np.int64); idx[0::2] = S + 1; idx[1::2] = Ef + 1
+    inner = np.multiply.reduceat(buf, idx)[0::2] if len(idx) else np.empty(0)
+    inner[S == Ef] = 1.0                                            # a one-bar trade has no later bars
+    hs, he = h[s_r, s_t], h[e_r, e_t]
+    grow = 1 - c * np.abs(hs)
+    if b is not None: grow = grow * (1 + hs * b[s_t])
+    grow = grow * inner
+    xo = ~is_open
+    grow[xo] *= (1 + he[xo] * a[e_t[xo] + 1]) * (1 - c * np.abs(he[xo]))
+    x_t = np.minimum(e_t + 1, n - 1)
+    bars = e_t - s_t + 1
+    trades = pd.DataFrame({"entry_time": index[s_t], "exit_time": index[x_t], "side": _SIDES[(hs > 0).view(np.int8)],
+                           "size": np.abs(hs), "entry_price": X[s_t], "exit_price": np.where(is_open, C[-1], X[x_t]),
+                           "bars": bars, "return": grow - 1, "is_open": is_open})
+    if labels is not None: trades.insert(0, "strategy", labels[s_r])
+    return trades, s_r, bars
+
+# %% ../nbs/04_validation.ipynb #cf1005b3
+def _moments(r, sc) -> tuple:
+    "Mean, sample standard deviation (ddof=1) and downside deviation of `r`, summed as numpy sums (scratch `sc`)."
+    n = len(r)
+    mean = np.add.reduce(r) / n
+    for s, e in _blocks(n):
+        x = sc[s:e]; np.subtract(r[s:e], mean, out=x); np.multiply(x, x, out=x)
+    sd = np.sqrt(np.add.reduce(sc) / (n - 1))
+    for s, e in _blocks(n):
+        x = sc[s:e]; np.minimum(r[s:e], 0, out=x); np.multiply(x, x, out=x)
+    return mean, sd, np.sqrt(np.add.reduce(sc) / n)
+
+def _drawdown(E, t, sc) -> tuple:
+    "Max drawdown of equity factors `E` (the start, 1, counts as a peak) and its longest spell in bars and in days."
+    n, pk, low, peaks = len(E), 1.0, 1.0, [np.zeros(1, np.int64)]
+    for s, e in _blocks(n):
+        x, p = E[s:e], sc[s:e]
+        np.maximum.accumulate(x, out=p); np.maximum(p, pk, out=p); pk = p[-1]
+        peaks.append(np.flatnonzero(x >= p) + (s + 1))            # positions in the equity with its leading 1
+        np.divide(x, p, out=p); low = min(low, p.min())
+    at = np.concatenate(peaks)
+    nxt = np.append(at[1:], n + 1)                                 # each peak's spell runs to the bar before the next
+    days = np.nan
+    if t is not None:
+        tt = np.concatenate([t[:1], t])
+        days = float((tt[nxt - 1] - tt[at]).max() / 86_400e9)
+    return float(low - 1), int((nxt - at).max() - 1), days
+
+def _row_metrics(E, r, ppy: float, t, sc) -> dict:
+    "`return_metrics` of one strategy from its equity factors `E` and returns `r`."
+    n = len(r)
+    years = (n - 1) / ppy
+    cagr = (E[-1] ** (1 / years) - 1 if E[-1] > 0 else -1.0) if years > 0 else np.nan
+    mdd, dd_bars, dd_days = _drawdown(E, t, sc)
+    mean, sd, down = _moments(r, sc)
+    sq = np.sqrt(ppy)
+    return dict(total_return=float(E[-1] - 1), cagr=float(cagr), volatility=float(sd * sq),
+                sharpe=float(mean / sd * sq) if sd > 0 else np.nan, sortino=float(mean / down * sq) if down > 0 else np.nan,
+                max_drawdown=mdd, max_drawdown_bars=dd_bars, max_drawdown_days=dd_days,
+                calmar=float(cagr / -mdd) if mdd < 0 else np.nan)
+
+def _buy_and_hold(C, ppy: float, sc) -> dict:
+    "Buy-and-hold figures over the same bars, without costs."
+    bh = np.empty(len(C)); bh[0] = 0.0
+    np.divide(C[1:], C[:-1], out=bh[1:]); bh[1:] -= 1
+    mean, sd, _ = _moments(bh, sc)
+    eq = np.add(bh, 1)
+    _compound(eq, eq, sc)
+    return dict(bh_total_return=float(C[-1] / C[0] - 1), bh_sharpe=float(mean / sd * np.sqrt(ppy)) if sd > 0 else np.nan,
+                bh_max_drawdown=_drawdown(eq, None, sc)[0])
+
+def _metrics(E, r, C, index, steps, periods_per_year, trade_rows, trade_bars, trade_returns, turnover, labels, cls,
+             threshold) -> dict | pd.DataFrame:
+    "Every metric `backtest` reports: a dict for one strategy, else a DataFrame with a row per strategy."
+    k, n = r.shape
+    ppy = float(periods_per_year or _periods_per_year(index, steps))
+    sc = np.empty(n)
+    rows = [_row_metrics(E[i], r[i], ppy, index.asi8, sc) for i in range(k)]
+    n_tr = np.bincount(trade_rows, minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        win = np.bincount(trade_rows, weights=trade_returns > 0, minlength=k) / n_tr
+    exposure = np.bincount(trade_rows, weights=trade_bars, minlength=k) / n
+    bh = _buy_and_hold(C, ppy, sc)
+    for i, m in enumerate(rows):
+        m.update(win_rate=float(win[i]), exposure=float(exposure[i]), n_trades=int(n_tr[i]), turnover=float(turnover[i]),
+                 **bh, periods_per_year=ppy, n_bars=n)
+    if labels is not None: return pd.DataFrame(rows, index=labels)
+    return rows[0] if cls is None else {**classification_metrics(*cls, threshold), **rows[0]}
 
 # %% ../nbs/04_validation.ipynb #6b5cc101
 def backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex ascending (Open and Close are used)
-             positions=None,              # position per bar in [-1, 1], decided at its close; or give `proba`
+             positions=None,              # position per bar in [-1, 1], decided at its close; a DataFrame or 2-D array
+                                          # with a column per strategy runs them all in one call; or give `proba`
              *,
              proba=None,                  # P(up) per bar: builds positions when `positions` is None, and ROC AUC
              y_true=None,                 # true labels per bar (NaN = unknown) for classification metrics
@@ -193,51 +371,63 @@ def backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex ascending 
              periods_per_year: float | None = None,  # default: inferred from the index
              initial_capital: float = 1.0,
              ) -> BacktestResult:
-    "Backtest a position series on OHLCV bars without lookahead, charging costs on every position change."
+    "Backtest a position series (or a column per strategy) on OHLCV bars without lookahead, charging costs on every change."
     if not isinstance(prices, pd.DataFrame): raise TypeError(f"prices must be a DataFrame of OHLCV bars, got {type(prices).__name__}")
     if execution not in EXECUTIONS: raise ValueError(f"unknown execution {execution!r}; valid values: {list(EXECUTIONS)}")
     need = ["Open", "Close"] if execution == "next_open" else ["Close"]
     missing = [col for col in need if col not in prices.columns]
     if missing: raise ValueError(f"prices is missing column(s) {missing} needed for execution={execution!r}; "
                                  f"expected OHLCV columns Open, High, Low, Close, Volume, got {list(prices.columns)}")
-    index = _check_index(prices.index)
+    index = prices.index
+    steps = _index_steps(index)
     if len(index) < 2: raise ValueError(f"prices needs at least 2 bars, got {len(index)}")
     for name, v in (("cost_bps", cost_bps), ("slippage_bps", slippage_bps)):
         if not (np.isfinite(v) and v >= 0): raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     px = {col: prices[col].to_numpy(dtype=float) for col in need}
     for col, v in px.items():
-        if not (np.isfinite(v) & (v > 0)).all(): raise ValueError(f"prices[{col!r}] must be finite and > 0 on every bar")
+        if not (v.min() > 0 and v.max() < np.inf): raise ValueError(f"prices[{col!r}] must be finite and > 0 on every bar")
     if positions is None:
         if proba is None: raise ValueError("give positions, or proba to build them with positions_from_proba")
         positions = positions_from_proba(_aligned(proba, index, "proba"), threshold, long_short).to_numpy()
-    p = _aligned(positions, index, "positions")
-    if np.isnan(p).any(): raise ValueError(f"positions has {int(np.isnan(p).sum())} NaN value(s); fill them (e.g. 0 = flat)")
-    if (np.abs(p) > 1).any(): raise ValueError(f"positions must lie in [-1, 1], got values from {p.min()} to {p.max()}")
-    c = (cost_bps + slippage_bps) / 1e4
-    close = px["Close"]
-    if execution == "next_open":
-        h = np.concatenate([[0.0], p[:-1]])               # held from bar t's open: decided at t-1's close
-        a = np.concatenate([[0.0], px["Open"][1:] / close[:-1] - 1])
-        b = close / px["Open"] - 1
-        exec_price = px["Open"]
-    else:
-        h, b, exec_price = p, np.zeros(len(p)), close
-        a = np.concatenate([[0.0], close[1:] / close[:-1] - 1])
-    prev = np.concatenate([[0.0], h[:-1]])
-    pre, post = 1 + prev * a, 1 + h * b
-    growth = pre * (1 - c * np.abs(h - prev)) * post
-    ppy = float(periods_per_year or infer_periods_per_year(index))
-    ret = pd.Series(growth - 1, index=index, name="strategy_return")
-    trades = _trades(h, pre, post, c, exec_price, close[-1], index)
-    bh = np.concatenate([[0.0], close[1:] / close[:-1] - 1])
-    metrics = return_metrics(ret, ppy)
-    metrics.update(win_rate=float((trades["return"] > 0).mean()) if len(trades) else np.nan,
-                   exposure=float(np.mean(h != 0)), n_trades=len(trades), turnover=float(np.abs(h - prev).sum()),
-                   bh_total_return=float(close[-1] / close[0] - 1), bh_sharpe=float(_sharpe(bh, ppy)),
-                   bh_max_drawdown=float(_max_drawdown(bh)), periods_per_year=ppy, n_bars=len(index))
+    p, labels = _positions(positions, index)
+    lo, hi = p.min(), p.max()
+    if np.isnan(lo): raise ValueError(f"positions has {int(np.isnan(p).sum())} NaN value(s); fill them (e.g. 0 = flat)")
+    if lo < -1 or hi > 1: raise ValueError(f"positions must lie in [-1, 1], got values from {lo} to {hi}")
+    cls = None
     if y_true is not None:
-        metrics = {**classification_metrics(_aligned(y_true, index, "y_true"),
-                                            None if y_pred is None else _aligned(y_pred, index, "y_pred"),
-                                            None if proba is None else _aligned(proba, index, "proba"), threshold), **metrics}
-    return BacktestResult(equity=pd.Series(initial_capital * np.cumprod(growth), index=index, name="equity"),
-                          returns=ret, positions=pd.Series(h, index=index, name="position"), trades=trades, metrics=metrics)
+        if labels is not None: raise ValueError(f"y_true needs one strategy (1-D positions or proba), got {p.shape[0]} "
+                                                "strategies; call backtest per column for classification metrics")
+        if y_pred is None and proba is None: raise ValueError("classification metrics need y_pred or proba, got neither")
+        cls = (_aligned(y_true, index, "y_true"), None if y_pred is None else _aligned(y_pred, index, "y_pred"),
+               None if proba is None else _aligned(proba, index, "proba"))
+    c = (cost_bps + slippage_bps) / 1e4
+    C = px["Close"]
+    X = px["Open"] if execution == "next_open" else C             # the execution price
+    k, n = p.shape
+    if execution == "next_open":
+        h = np.empty_like(p); h[:, 0] = 0.0; h[:, 1:] = p[:, :-1]   # held from bar t's open: decided at t-1's close
+    else:
+        h = p
+    a = np.empty(n); a[0] = 0.0
+    np.divide(X[1:], C[:-1], out=a[1:]); a[1:] -= 1                # the return before the execution point
+    b = None
+    if execution == "next_open": b = np.divide(C, X); b -= 1       # and after it (open to close)
+    buf = np.empty(k * n + 1); buf[-1] = 1.0                        # growth per bar, flat, and a spare 1.0
+    g = buf[:-1].reshape(k, n)
+    tmp = np.empty(min(n, _BLOCK))
+    cp = np.concatenate([_growth(h[i], a, b, g[i], tmp) + i * n for i in range(k)])
+    changes = _changes(h, a, b, g, c, cp)
+    cr, _, hn, hp = changes
+    turnover = np.bincount(cr, weights=np.abs(hn - hp), minlength=k)
+    trades, trade_rows, trade_bars = _trade_table(h, a, b, c, buf, changes, X, C, index, labels)
+    E, r = np.empty((k, n)), np.empty((k, n))
+    for i in range(k): _compound(g[i], E[i], r[i])
+    equity = E if initial_capital == 1 else initial_capital * E
+    metrics = partial(_metrics, E, r, C, index, steps, periods_per_year, trade_rows, trade_bars,
+                      trades["return"].to_numpy(), turnover, labels, cls, threshold)
+    if labels is None:
+        return BacktestResult(pd.Series(equity[0], index=index, name="equity"),
+                              pd.Series(r[0], index=index, name="strategy_return"),
+                              pd.Series(h[0], index=index, name="position"), trades, metrics)
+    frame = lambda v: pd.DataFrame(v.T, index=index, columns=labels)
+    return BacktestResult(frame(equity), frame(r), frame(h), trades, metrics)
