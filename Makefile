@@ -72,7 +72,7 @@ serve: train  ## the BentoML service on settings' host and port (127.0.0.1:3000)
 	$(BIN)/mlkit serve
 
 demo: train  ## the Gradio demo alone on settings' host and demo_port (127.0.0.1:7860)
-	$(PY) -m mlkit.serve.demo
+	$(PY) -m mlkit.serve.market_demo
 
 bento: train  ## build the bento offline (packages from requirements.lock; BentoML does not re-lock)
 	BENTOML_HOME=$(CURDIR)/data/bentoml $(BIN)/bentoml build

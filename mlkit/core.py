@@ -24,7 +24,7 @@ import numpy as np
 # %% auto #0
 __all__ = ['DEFAULTS', 'settings', 'MlkitError', 'ConfigError', 'DataError', 'SchemaError', 'NotFittedError', 'Settings',
            'load_settings', 'JsonFormatter', 'setup_logging', 'get_logger', 'seed_everything', 'package_versions',
-           'git_commit']
+           'git_commit', 'git_dirty']
 
 # %% ../nbs/00_core.ipynb #5f1b0022
 class MlkitError(Exception):
@@ -51,12 +51,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
               "reports_dir": "reports", "log_dir": "logs"},
     "database": {"url": "sqlite:///data/mlkit.db"},
     "logging": {"level": "INFO", "json_file": "mlkit.jsonl", "max_bytes": "5000000", "backup_count": "5"},
-    "serving": {"host": "127.0.0.1", "port": "3000", "demo_port": "7860"},
-    "compute": {"n_jobs": "2", "seed": "42"},
+    "serving": {"host": "127.0.0.1", "port": "3000", "demo_port": "7860", "workers": "1", "threads": "4"},
+    "compute": {"n_jobs": "2", "seed": "42", "walk_forward_backend": "serial"},
+    "text": {"store_name": "text-classifier", "default_data": "rotten_tomatoes", "default_model": "logistic", "test_size": "0.2",
+             "bootstrap": "1000", "max_text_chars": "100000", "max_csv_bytes": "20000000", "max_csv_rows": "100000", "sync_fit_rows": "3000"},
     "framework": {"max_epochs": "300", "early_stopping": "true", "patience": "10", "validation_fraction": "0.1",
                   "verbose": "false", "cv_folds": "5", "max_image_pixels": "20000000", "vision_model": "vision-digits"},
     "monitor": {"broker_url": "memory://", "queue_prefix": "mlkit.monitor", "model": "monitor-diabetes", "run": "default",
                 "order": "shuffle", "interval_s": "1.0", "match_timeout_s": "60", "batch": "200", "plot_interval_s": "10", "window": "100"},
+    "queues": {"dataset": "nyc_departures", "max_upload_bytes": "5000000", "max_upload_rows": "200000",
+               "max_horizon_days": "300", "levels": "80,95", "cv_windows": "3", "cv_horizon": "28"},
+    "recsys": {"model_name": "recsys-movielens", "n_factors": "10", "reg": "15.0", "reg_bias": "3.0", "n_iter": "15",
+               "min_ratings": "10", "max_k": "100", "cv_folds": "5"},
 }
 
 def _find_settings(start: Path | None = None) -> Path | None:
@@ -194,3 +200,11 @@ def git_commit() -> str | None:
                             capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError): return None
     return (r.stdout.strip() or None) if r.returncode == 0 else None
+
+# %% ../nbs/00_core.ipynb #b8bddc6a
+def git_dirty() -> bool | None:
+    "True when tracked files of mlkit's checkout differ from its commit (`git status --porcelain -uno`), None outside git."
+    try: r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).resolve().parent
+                            if "__file__" in globals() else None, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError): return None
+    return bool(r.stdout.strip()) if r.returncode == 0 else None

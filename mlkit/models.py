@@ -105,6 +105,16 @@ class MlkitClassifier(ClassifierMixin, BaseEstimator):
         "Class probabilities, shape (n_samples, n_classes); column j belongs to `classes_[j]`."
         return self._proba(self._check_X(X))
 
+    def predict_proba_array(self, A: np.ndarray) -> np.ndarray:
+        "`predict_proba` of a float array whose columns are `feature_names_in_`, in that order (the serving fast path)."
+        self._check_fitted()
+        if not (isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == self.n_features_in_):
+            raise DataError(f"expected a 2-D array with {self.n_features_in_} columns {list(self.feature_names_in_)}, "
+                            f"got {type(A).__name__} of shape {getattr(A, 'shape', None)}")
+        return self._proba_array(A)
+
+    def _proba_array(self, A): return self._proba(pd.DataFrame(A, columns=list(self.feature_names_in_)))
+
     def predict(self, X) -> np.ndarray:
         "The most probable class of each row."
         p = self.predict_proba(X)
@@ -209,6 +219,10 @@ class CatBoostModel(MlkitClassifier):
     def _proba(self, X):
         p = self.model_.predict_proba(X)
         return p[:, np.argsort(np.asarray(self.model_.classes_, dtype=int))]   # columns in code order 0..k-1
+
+    def _proba_array(self, A):
+        if self.model_.get_cat_feature_indices(): return super()._proba_array(A)   # categorical columns need a frame
+        return self._proba(A)                                                        # CatBoost scores a float array as is
 
     def feature_importance(self) -> pd.Series:
         "CatBoost's PredictionValuesChange importance, largest first."

@@ -18,7 +18,7 @@ ROW = '{"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}'
 
 
 def test_both_apps_load_under_ui(server):
-    for path, title in [("/ui/marketplace/", "mlkit prediction marketplace"), ("/ui/", "mlkit market demo")]:
+    for path, title in [("/ui/marketplace/", "mlkit prediction marketplace"), ("/ui/market/", "mlkit market demo")]:
         r = requests.get(server + path, timeout=30)
         assert r.status_code == 200 and "<gradio-app" in r.text, path
         cfg = requests.get(server + path + "config", timeout=30).json()

@@ -206,8 +206,17 @@ def test_megabytes_of_garbage(server, rows):
 
 # --- the Gradio demo at /ui ---
 
-def test_ui_page_loads(server):
+def test_ui_landing_page_lists_every_demo(server):
+    from mlkit.serve.service import DEMOS
     r = requests.get(server + "/ui/", timeout=30)
+    assert r.status_code == 200 and "mlkit demos" in r.text
+    for path in DEMOS:
+        assert f'href="/ui/{path}/"' in r.text, path
+        assert requests.get(server + f"/ui/{path}/", timeout=30).status_code == 200, path
+
+
+def test_ui_page_loads(server):
+    r = requests.get(server + "/ui/market/", timeout=30)
     assert r.status_code == 200
     assert "<gradio-app" in r.text or "gradio" in r.text.lower()
     assert "mlkit market demo" in r.text   # the Blocks title
@@ -215,8 +224,8 @@ def test_ui_page_loads(server):
 
 def test_gradio_client_calls_the_demo(server, tags):
     from gradio_client import Client
-    from mlkit.serve.demo import EXAMPLES
-    client = Client(server + "/ui/", verbose=False)
+    from mlkit.serve.market_demo import EXAMPLES
+    client = Client(server + "/ui/market/", verbose=False)
     assert "/show" in client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     symbol, start, end, model = EXAMPLES[0]
     chart, md, table, equity = client.predict(symbol, start, end, model, api_name="/show")

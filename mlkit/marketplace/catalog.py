@@ -30,7 +30,7 @@ from .tables import Conflict, InvalidInput, MarketplaceError, MlModel, log, upgr
 from ..models import frame_sha256
 
 # %% auto #0
-__all__ = ['FEATURES', 'BUILTIN', 'training_data', 'make_schema', 'check_frame', 'train_builtin', 'seed_catalog',
+__all__ = ['FEATURES', 'BUILTIN', 'training_data', 'make_schema', 'check_frame', 'check_records', 'train_builtin', 'seed_catalog',
            'load_estimator', 'predict_rows', 'register_model', 'main']
 
 # %% ../../nbs/42_marketplace_catalog.ipynb #5f45b00b
@@ -67,22 +67,21 @@ def _number(v) -> float | None:
     except (TypeError, ValueError): return None
     return x if math.isfinite(x) else None
 
-def check_frame(df: pd.DataFrame, schema: dict, max_problems: int = 10) -> pd.DataFrame:
-    "`df`'s schema columns as floats, in schema order; `InvalidInput` listing every mismatch otherwise."
-    expected = [c["name"] for c in schema["columns"]]
-    got = [str(c) for c in df.columns]
+def _check_columns(expected: list[str], got: list[str], n_rows: int):
     missing, extra = [c for c in expected if c not in got], [c for c in got if c not in expected]
     if missing or extra:
         raise InvalidInput(f"expected columns {expected}, got {got}"
                            + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else ""))
-    if len(df) == 0: raise InvalidInput("no rows to predict: send at least one record")
-    problems, values = [], df[expected].to_numpy(dtype=object)
-    out = np.empty(values.shape, dtype=float)
+    if n_rows == 0: raise InvalidInput("no rows to predict: send at least one record")
+
+def _check_values(values, schema: dict, max_problems: int) -> np.ndarray:
+    "Rows of values (in schema column order) as a float array; `InvalidInput` listing every bad value otherwise."
+    problems, out = [], np.empty((len(values), len(schema["columns"])), dtype=float)
     for j, c in enumerate(schema["columns"]):
         lo, hi = c.get("minimum"), c.get("maximum")
         rng = f"[{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
-        for i, v in enumerate(values[:, j]):           # plain Python: one row costs microseconds, 10,000 rows milliseconds
-            x = _number(v)
+        for i, row in enumerate(values):                # plain Python: one row costs microseconds, 10,000 rows milliseconds
+            x = _number(v := row[j])
             if x is None:
                 problems.append(f"row {i}, column {c['name']!r}: expected a finite number, got {v.item() if isinstance(v, np.generic) else v!r}")
             elif (lo is not None and x < lo) or (hi is not None and x > hi):
@@ -91,7 +90,19 @@ def check_frame(df: pd.DataFrame, schema: dict, max_problems: int = 10) -> pd.Da
     if problems:
         more = f" (and {len(problems) - max_problems} more)" if len(problems) > max_problems else ""
         raise InvalidInput(f"{len(problems)} invalid value(s): " + "; ".join(problems[:max_problems]) + more)
-    return pd.DataFrame(out, columns=expected)
+    return out
+
+def check_frame(df: pd.DataFrame, schema: dict, max_problems: int = 10) -> pd.DataFrame:
+    "`df`'s schema columns as floats, in schema order; `InvalidInput` listing every mismatch otherwise."
+    expected = [c["name"] for c in schema["columns"]]
+    _check_columns(expected, [str(c) for c in df.columns], len(df))
+    return pd.DataFrame(_check_values(df[expected].to_numpy(dtype=object), schema, max_problems), columns=expected)
+
+def check_records(records: list[dict], schema: dict, max_problems: int = 10) -> np.ndarray:
+    "JSON records checked as `check_frame` checks a frame of them, without building one: a float array in schema order."
+    expected = [c["name"] for c in schema["columns"]]
+    _check_columns(expected, [str(k) for k in dict.fromkeys(k for r in records for k in r)], len(records))
+    return _check_values([[r.get(c, math.nan) for c in expected] for r in records], schema, max_problems)
 
 # %% ../../nbs/42_marketplace_catalog.ipynb #195c2d4b
 def _estimator(algorithm: str, seed: int):

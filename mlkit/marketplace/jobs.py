@@ -17,14 +17,14 @@ from decimal import Decimal, InvalidOperation
 import pandas as pd
 from sqlalchemy import and_, func, or_, select, update
 
-from .catalog import check_frame, predict_rows
+from .catalog import check_frame, check_records, predict_rows
 from .tables import (Account, InvalidInput, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
                                       PaymentRequired, Prediction, log, mp_setting, new_id, post_entry, read_scope, utcnow,
                                       write_scope)
 
 # %% auto #0
-__all__ = ['parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'submit', 'get_prediction',
-           'list_predictions', 'result_csv', 'JobRunner']
+__all__ = ['parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'validated_input', 'submit',
+           'get_prediction', 'list_predictions', 'result_csv', 'JobRunner']
 
 # %% ../../nbs/43_marketplace_jobs.ipynb #1e0ee7ac
 def _iso(t): return None if t is None else t.isoformat(timespec="milliseconds") + "Z"
@@ -116,15 +116,24 @@ def get_model(engine, model_id: str, max_age: float = 5.0) -> MlModel:
     _models[key] = (time.monotonic(), m)
     return m
 
+def validated_input(data, schema: dict, max_rows: int | None = None) -> list[dict]:
+    "`data` (a JSON object, an array of objects, or CSV) checked against `schema`: records of floats in schema order."
+    max_rows = int(mp_setting("max_rows")) if max_rows is None else max_rows
+    if isinstance(data, dict): data = [data]
+    if isinstance(data, list) and 0 < len(data) <= max_rows and all(isinstance(r, dict) for r in data):
+        A = check_records(data, schema)                  # JSON records, the usual request: no DataFrame
+    else: A = check_frame(parse_input(data, max_rows), schema).to_numpy()   # CSV, or input that parse_input refuses
+    cols = [c["name"] for c in schema["columns"]]
+    return [dict(zip(cols, r)) for r in A.tolist()]
+
 def submit(engine, user_id: str, model_id: str, data, runner: "JobRunner | None" = None) -> dict:
     "Validate `data` for the model, then charge its cost and store a pending job atomically (402 if unpaid)."
     model = get_model(engine, model_id)
-    df = check_frame(parse_input(data), model.input_schema)
-    records, pid = [dict(zip(df.columns, r)) for r in df.to_numpy().tolist()], new_id()
+    records, pid = validated_input(data, model.input_schema), new_id()
     with write_scope(engine) as s:   # one transaction: the job, the conditional charge, its ledger row
-        s.execute(Prediction.__table__.insert().values(id=pid, user_id=user_id, model_id=model.id, status="pending",
-                                                       input_data=records, n_rows=len(df), cost=model.cost, attempts=0,
-                                                       created_at=utcnow()))
+        s.execute(Prediction.__table__.insert(), {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending",
+                                                  "input_data": records, "n_rows": len(records), "cost": model.cost,
+                                                  "attempts": 0, "created_at": utcnow()})
         if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id) is None:
             have = s.scalar(select(Account.balance).where(Account.user_id == user_id))
             if have is None: raise NotFound("no account for this user")
@@ -132,7 +141,7 @@ def submit(engine, user_id: str, model_id: str, data, runner: "JobRunner | None"
                                   "top up the account first")
     if runner is not None: runner.notify()
     return {"prediction_id": pid, "status": "pending", "cost": float(model.cost),
-            "message": f"{model.name}: {len(df)} row(s) queued; {model.cost} charged"}
+            "message": f"{model.name}: {len(records)} row(s) queued; {model.cost} charged"}
 
 # %% ../../nbs/43_marketplace_jobs.ipynb #6b867018
 def _job_dict(p: Prediction, model_name: str | None = None, full: bool = True) -> dict:

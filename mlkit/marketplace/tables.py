@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import threading
 import uuid
@@ -14,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import (JSON, Engine, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint, func, inspect, select)
+                        UniqueConstraint, bindparam, func, inspect, select)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..core import MlkitError, get_logger, settings
@@ -215,20 +216,30 @@ def upgrade_db(url: str | None = None,  # SQLAlchemy URL; default settings.datab
         return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 # %% ../../nbs/40_marketplace_tables.ipynb #1e905517
+@functools.cache
+def _entry_statements(by_user: bool, require_funds: bool):
+    "The account update and the ledger insert of `post_entry`, built once with bound parameters (compiled once, cached)."
+    acc = Account.__table__
+    money = acc.c.balance.type
+    stmt = acc.update().where((acc.c.user_id if by_user else acc.c.id) == bindparam("key"))
+    stmt = stmt.values(balance=acc.c.balance + bindparam("amount", type_=money))
+    if require_funds: stmt = stmt.where(acc.c.balance >= bindparam("needed", type_=money))   # the check and the write are one statement
+    return stmt.returning(acc.c.id), LedgerEntry.__table__.insert()
+
 def post_entry(session, account_id: str | None, kind: str, amount: Decimal, prediction_id: str | None = None,
                require_funds: bool = False,  # a charge: refuse (return None) instead of going below zero
                user_id: str | None = None,  # find the account by its user instead of account_id
               ) -> str | None:
     "Add `amount` (signed) to an account and write its ledger row, in `session`'s transaction; the account id, or None if unpaid."
     if kind not in KINDS: raise ValueError(f"ledger kind must be one of {KINDS}, got {kind!r}")
-    amount, acc = Decimal(amount), Account.__table__
-    stmt = acc.update().where(acc.c.id == account_id if account_id is not None else acc.c.user_id == user_id)
-    stmt = stmt.values(balance=acc.c.balance + amount)
-    if require_funds: stmt = stmt.where(acc.c.balance >= -amount)   # the check and the write are one statement
-    aid = session.execute(stmt.returning(acc.c.id)).scalar()
+    amount = Decimal(amount)
+    update_account, insert_entry = _entry_statements(account_id is None, require_funds)
+    params = {"key": user_id if account_id is None else account_id, "amount": amount}
+    if require_funds: params["needed"] = -amount
+    aid = session.execute(update_account, params).scalar()
     if aid is None: return None
-    session.execute(LedgerEntry.__table__.insert().values(account_id=aid, kind=kind, amount=amount,
-                                                          prediction_id=prediction_id, created_at=utcnow()))
+    session.execute(insert_entry, {"account_id": aid, "kind": kind, "amount": amount, "prediction_id": prediction_id,
+                                   "created_at": utcnow()})
     return aid
 
 def ledger_mismatches(session) -> list[dict]:
