@@ -12,6 +12,7 @@ from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is importe
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
 
 from ..core import DataError, get_logger, settings
 from ..recsys.mf import GENRES
@@ -20,8 +21,8 @@ from ..recsys.recommend import STRATEGIES, load_recommender, model_name
 log = get_logger("serve.recsys")
 
 # %% auto #0
-__all__ = ['log', 'MAX_K', 'Genre', 'TRAIN_HINT', 'Movie', 'RecommendOut', 'RecsysInputError', 'answer', 'load_production',
-           'RecsysAPI', 'RecsysService']
+__all__ = ['log', 'MAX_K', 'Genre', 'TRAIN_HINT', 'Movie', 'RecommendOut', 'RecsysInputError', 'answer', 'unavailable',
+           'load_production', 'RecsysAPI', 'RecsysService']
 
 # %% ../../nbs/97_serve_recsys.ipynb #b8fef03f
 MAX_K = settings.getint("recsys", "max_k")   # most movies per request
@@ -66,6 +67,10 @@ def answer(loaded: tuple | None,           # (recommender, card, tag) from the s
     return RecommendOut(user_id=out.user_id, strategy=out.strategy, genres=out.genres, model_tag=tag,
                         movies=[Movie(**m.__dict__) for m in out.items])
 
+def unavailable(e: ServiceUnavailable) -> JSONResponse:
+    "A 503 answer that keeps its message (BentoML replaces the message of a raised 5xx error with a generic one)."
+    return JSONResponse({"error": e.message}, status_code=503)
+
 def load_production(home=None) -> tuple[tuple | None, str]:
     "`((recommender, card, tag), '')` of the production recommender, or `(None, why)` when the store has none."
     try: loaded = load_recommender(home=home)
@@ -93,12 +98,14 @@ class RecsysAPI:
                                         f"rated movies in them, a known user's list is narrowed to them; any of {list(GENRES)}",
                                         examples=[["Comedy", "Romance"]])) -> RecommendOut:
         "Top-k movies: highest predicted ratings for a known user, most rated in the stated genres for a new one."
-        return await anyio.to_thread.run_sync(lambda: answer(self.recsys_loaded, user_id, k, genres, self.recsys_missing))
+        try: return await anyio.to_thread.run_sync(lambda: answer(self.recsys_loaded, user_id, k, genres, self.recsys_missing))
+        except ServiceUnavailable as e: return unavailable(e)
 
     @bentoml.api(route="/recsys/model_card")
     async def recsys_model_card(self) -> dict:
         "The model card of the recommender in use (data and sha256, parameters, cross-validated RMSE, versions), with its tag."
-        if self.recsys_loaded is None: answer(None, missing=self.recsys_missing)
+        try: answer(self.recsys_loaded, missing=self.recsys_missing) if self.recsys_loaded is None else None
+        except ServiceUnavailable as e: return unavailable(e)
         _, card, tag = self.recsys_loaded
         return {"tag": tag, **card}
 
