@@ -19,8 +19,8 @@ from .core import settings
 from .validation import _check_index, _max_drawdown, _sharpe, classification_metrics, infer_periods_per_year
 
 # %% auto #0
-__all__ = ['MODES', 'BOOTSTRAP_METHODS', 'ALTERNATIVES', 'make_folds', 'WalkForwardResult', 'walk_forward', 'monte_carlo',
-           'BootstrapResult', 'block_bootstrap', 'binomial_test', 'sharpe_test']
+__all__ = ['MODES', 'BACKENDS', 'BOOTSTRAP_METHODS', 'ALTERNATIVES', 'make_folds', 'WalkForwardResult', 'fold_threads',
+           'walk_forward', 'monte_carlo', 'BootstrapResult', 'block_bootstrap', 'binomial_test', 'sharpe_test']
 
 # %% ../nbs/04a_walkforward.ipynb #c7caefd3
 MODES = ("rolling", "expanding")
@@ -88,6 +88,37 @@ def _check_xy(X, y):
     if pd.isna(np.asarray(y, dtype=object)).any(): raise ValueError("y has missing labels; drop those rows first")
     return X.index if isinstance(X, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(X))
 
+# %% ../nbs/04a_walkforward.ipynb #800221a4
+BACKENDS = ("serial", "loky", "threading", "ray")
+
+def _backend(backend: str | None) -> str:
+    "The backend to run folds on: `backend`, or `[compute] walk_forward_backend` from the settings."
+    b = settings.get("compute", "walk_forward_backend") if backend is None else backend
+    if b not in BACKENDS: raise ValueError(f"unknown walk-forward backend {b!r}; valid values: {list(BACKENDS)}")
+    return b
+
+def fold_threads(backend: str | None = None,  # None: `[compute] walk_forward_backend`
+                 n_jobs: int | None = None,   # None: `[compute] n_jobs`
+                 ) -> int:
+    "Threads each fold's model should use: all `n_jobs` when folds run one after another (\"serial\"), else 1."
+    n = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
+    return max(1, n) if _backend(backend) == "serial" else 1
+
+def _ray_ready():
+    "Register Ray's joblib backend, starting a local Ray (no dashboard) unless `ray.init` was already called."
+    import ray
+    from ray.util.joblib import register_ray
+    if not ray.is_initialized(): ray.init(include_dashboard=False, log_to_driver=False)
+    register_ray()
+
+def _run(jobs, total: int, backend: str, n_jobs: int, progress: bool, desc: str) -> list:
+    "Results of joblib `delayed` jobs, in order: in this process (serial) or on a joblib backend."
+    if backend == "serial": it = (f(*a, **k) for f, a, k in jobs)
+    else:
+        if backend == "ray": _ray_ready()
+        it = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(jobs)
+    return list(tqdm(it, total=total, disable=not progress, desc=desc))
+
 # %% ../nbs/04a_walkforward.ipynb #845df0b0
 def walk_forward(X, y,                        # features and labels, time-ordered (DataFrame/Series or arrays)
                  make_model,                  # zero-arg factory returning an estimator, or an unfitted estimator
@@ -96,18 +127,18 @@ def walk_forward(X, y,                        # features and labels, time-ordere
                  mode: str = "rolling",       # "rolling" or "expanding"
                  gap: int = 0,                # rows between training end and test start
                  min_train: int | None = None,  # training rows of the first fold (default: window)
-                 n_jobs: int | None = None,   # joblib workers; None -> settings [compute] n_jobs
-                 backend: str | None = None,  # joblib backend ("loky", "threading", "ray", ...); None: joblib's choice
+                 n_jobs: int | None = None,   # workers of a parallel backend; None -> settings [compute] n_jobs
+                 backend: str | None = None,  # "serial", "loky", "threading" or "ray"; None -> [compute] walk_forward_backend
                  progress: bool = True,       # tqdm progress bar
                  ) -> WalkForwardResult:
     "Retrain on the past and predict the next `step` rows, fold after fold, leaving `gap` rows in between."
     index = _check_xy(X, y)
     folds = make_folds(len(index), window, step, mode, gap, min_train)
+    backend = _backend(backend)
     n_jobs = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
     jobs = (delayed(_fit_predict)(make_model, _rows(X, a, b), _rows(y, a, b), _rows(X, c, d))
             for a, b, c, d in folds.itertuples(index=False))
-    out = list(tqdm(Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(jobs), total=len(folds),
-                    disable=not progress, desc="walk-forward"))
+    out = _run(jobs, len(folds), backend, n_jobs, progress, "walk-forward")
     yv = np.asarray(y)
     rows, preds = [], []
     for k, ((a, b, c, d), (pred, proba, major)) in enumerate(zip(folds.itertuples(index=False), out)):
@@ -141,8 +172,8 @@ def monte_carlo(X, y, make_model,             # features, labels and model facto
     draws = [rng.permutation(n)[:m] for _ in range(n_simulations)]
     take = lambda a, i: a.iloc[i] if isinstance(a, (pd.DataFrame, pd.Series)) else np.asarray(a)[i]
     jobs = (delayed(_fit_predict)(make_model, take(X, d[:k]), take(y, d[:k]), take(X, d[k:])) for d in draws)
-    out = tqdm(Parallel(n_jobs=settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs, backend=backend,
-                        return_as="generator")(jobs), total=n_simulations, disable=not progress, desc="monte carlo")
+    out = _run(jobs, n_simulations, _backend(backend), settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs,
+               progress, "monte carlo")
     acc = np.array([np.mean(pred == np.asarray(take(y, d[k:]))) for d, (pred, _, _) in zip(draws, out)])
     return dict(accuracies=acc, mean=float(acc.mean()), std=float(acc.std()), min=float(acc.min()), max=float(acc.max()),
                 q05=float(np.quantile(acc, 0.05)), q95=float(np.quantile(acc, 0.95)), n_train=k, n_test=m - k)
