@@ -31,7 +31,7 @@ def show(what: str, ms: list[float]):
 ratings = load_ratings()
 print(f"BiasedMF {mf_params()} on {len(ratings):,} ratings; {os.cpu_count()} CPUs")
 for k in (0, 10, 20):
-    show(f"fit BiasedMF(n_factors={k})", timed(lambda: BiasedMF(**{**mf_params(), "n_factors": k}).fit(ratings, ratings[RATING]), 3))
+    show(f"fit BiasedMF(n_factors={k})", timed(lambda k=k: BiasedMF(**{**mf_params(), "n_factors": k}).fit(ratings, ratings[RATING]), 3))
 
 with tempfile.TemporaryDirectory() as home, store.using_home(home):
     train_default(evaluate=False)

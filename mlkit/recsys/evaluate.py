@@ -78,7 +78,7 @@ def cross_validate(models: dict | None = None,       # name -> unfitted estimato
         raise TypeError(f"models must be a non-empty dict of name -> estimator with fit/predict, got {type(models).__name__}")
     sha = datasets.info("movielens").sha256 if ratings is None else None
     ratings = load_ratings() if ratings is None else ratings
-    if not isinstance(ratings, pd.DataFrame) or (miss := [c for c in (USER, ITEM, RATING) if c not in ratings.columns]):
+    if not isinstance(ratings, pd.DataFrame) or any(c not in ratings.columns for c in (USER, ITEM, RATING)):
         raise DataError(f"ratings must be a DataFrame with columns {[USER, ITEM, RATING]}, got {list(getattr(ratings, 'columns', [])) or type(ratings).__name__}")
     if len(ratings) < n_splits: raise DataError(f"{len(ratings)} ratings cannot make {n_splits} folds")
     X, y = ratings[[USER, ITEM]].reset_index(drop=True), ratings[RATING].to_numpy(dtype=float)

@@ -16,17 +16,18 @@ from starlette.responses import JSONResponse
 
 from ..core import DataError, get_logger, settings
 from ..recsys.mf import GENRES
-from ..recsys.recommend import STRATEGIES, load_recommender, model_name
+from ..recsys.recommend import STRATEGIES, load_recommender
 
 log = get_logger("serve.recsys")
 
 # %% auto #0
-__all__ = ['log', 'MAX_K', 'Genre', 'TRAIN_HINT', 'Movie', 'RecommendOut', 'RecsysInputError', 'answer', 'unavailable',
-           'load_production', 'RecsysAPI', 'RecsysService']
+__all__ = ['log', 'MAX_K', 'Genre', 'N_GENRES', 'TRAIN_HINT', 'Movie', 'RecommendOut', 'RecsysInputError', 'answer',
+           'unavailable', 'load_production', 'RecsysAPI', 'RecsysService']
 
 # %% ../../nbs/97_serve_recsys.ipynb #b8fef03f
 MAX_K = settings.getint("recsys", "max_k")   # most movies per request
 Genre = Literal[GENRES]                       # pydantic answers an unknown genre with the valid ones
+N_GENRES = len(GENRES)
 TRAIN_HINT = "train it with `make train` (which runs mlkit.recsys.recommend.train_default)"
 
 class Movie(BaseModel):
@@ -94,7 +95,7 @@ class RecsysAPI:
             user_id: int | None = Field(None, ge=1, strict=True, description="MovieLens user id (1-671 have ratings); omit it, or give an "
                                         "id without ratings, for a new user", examples=[1]),
             k: int = Field(10, ge=1, le=MAX_K, strict=True, description=f"how many movies, 1 to {MAX_K}", examples=[10]),
-            genres: list[Genre] = Field([], max_length=len(GENRES), description="genres the user likes: a new user gets the most "
+            genres: list[Genre] = Field([], max_length=N_GENRES, description="genres the user likes: a new user gets the most "
                                         f"rated movies in them, a known user's list is narrowed to them; any of {list(GENRES)}",
                                         examples=[["Comedy", "Romance"]])) -> RecommendOut:
         "Top-k movies: highest predicted ratings for a known user, most rated in the stated genres for a new one."
