@@ -1,6 +1,7 @@
 """The papermill report templates execute on small parameters and render HTML without code."""
 import re
 
+import pandas as pd
 import pytest
 
 from conftest import ROOT
@@ -11,7 +12,7 @@ TEMPLATE = ROOT / "nbs" / "reports" / "market_validation.ipynb"
 
 def test_market_template_declares_the_issue_parameters():
     assert set(template_parameters(TEMPLATE)) == {"symbol", "start", "end", "model", "presets", "time_limit", "window",
-                                                  "step", "n_simulations", "cost_bps", "seed"}
+                                                  "step", "n_simulations", "cost_bps", "horizon", "dead_band", "seed"}
 
 
 def test_market_validation_report_renders(tmp_path):
@@ -24,9 +25,31 @@ def test_market_validation_report_renders(tmp_path):
     assert len(re.findall(r"<img", html)) >= 4            # equity, folds, Monte Carlo, importance
     assert "R.study(" not in html                          # input cells hidden
     assert (tmp_path / "mv.ipynb").is_file()               # the executed notebook is kept beside it
+    assert "Too good to be true?" in html and "probably leakage" not in html.lower()   # an honest study is not flagged
+    sha = re.search(r"prices_sha256 \| ([0-9a-f]+) \|", (tmp_path / "mv.ipynb").read_text())
+    assert sha and len(sha.group(1)) == 64                 # provenance in full, not cut by pandas' display
+    for entry in ("model_params", "monte_carlo_runs", "horizon", "dead_band", "git_dirty", "rsi_14"):
+        assert entry in html, entry
 
 
 def test_unknown_parameter_is_refused(tmp_path):
     with pytest.raises(ValueError, match="valid: .*'symbol'"):
         render(TEMPLATE, tmp_path / "x.html", dict(symbl="BTC-USD"))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_leaked_feature_makes_the_verdict_say_probably_leakage():
+    "Tomorrow's direction given as a feature: the study must call the result leakage, not an edge."
+    from mlkit.market.features import DEFAULT_SPECS, make_dataset
+    from mlkit.market.prices import load_prices
+    from mlkit.market.research import plausibility, study, verdict
+    _, y = make_dataset(load_prices("BTC-USD", source="bundled"), DEFAULT_SPECS, horizon=1)
+    leak = pd.DataFrame({"leak_next_day_up": y.astype(float)})
+    s = study("BTC-USD", start="2018-06-01", end="2020-01-01", window=120, step=60, n_simulations=5, source="bundled",
+              extra_features=leak)
+    assert s.walk_forward["catboost"].metrics["accuracy"] > 0.9     # the leak works: the model reads tomorrow's label
+    p = plausibility(s)
+    assert p.suspicious and any("standard errors above the best constant guess" in r for r in p.reasons), p.reasons
+    v = verdict(s)
+    assert "Verdict: probably leakage" in v and "distinguishable from chance at" not in v
+    assert "leak_next_day_up" in s.provenance["features"] and s.provenance["extra_features"] == ["leak_next_day_up"]

@@ -9,21 +9,24 @@ import functools
 import time
 from dataclasses import dataclass, field
 
+from scipy import stats
+
 import numpy as np
 import pandas as pd
 
-from ..core import DataError, get_logger, git_commit, package_versions, settings
+from ..core import DataError, get_logger, git_commit, git_dirty, package_versions, settings
 from .features import DEFAULT_SPECS, make_dataset
 from .prices import load_prices
 from ..models import MODEL_NAMES, frame_sha256, make_model
 from ..validation import backtest
-from ..walkforward import binomial_test, block_bootstrap, monte_carlo, sharpe_test, walk_forward
+from ..walkforward import binomial_test, block_bootstrap, fold_threads, monte_carlo, sharpe_test, walk_forward
 
 log = get_logger("market.research")
 
 # %% auto #0
-__all__ = ['log', 'model_factory', 'MarketStudy', 'study', 'bars_returns', 'summary_table', 'verdict', 'significance_table',
-           'plot_equity', 'plot_folds', 'plot_monte_carlo', 'plot_importance']
+__all__ = ['log', 'SEED_CLAIM', 'model_factory', 'MarketStudy', 'study', 'bars_returns', 'summary_table', 'Plausibility',
+           'plausibility', 'verdict', 'significance_table', 'provenance_markdown', 'plot_equity', 'plot_folds',
+           'plot_monte_carlo', 'plot_importance']
 
 # %% ../../nbs/12_market_research.ipynb #16c7f673
 def model_factory(name: str, seed: int = 42, presets: str = "medium_quality", time_limit: float = 30,
@@ -63,6 +66,17 @@ def _oos_backtest(prices, wf, threshold, long_short, cost_bps, slippage_bps):
     return backtest(bars, proba=proba, y_true=p.y_true.reindex(bars.index), threshold=threshold, long_short=long_short,
                     cost_bps=cost_bps, slippage_bps=slippage_bps, execution="next_open")
 
+def _join_features(X: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    "X with the columns of `extra` joined on its dates; every row of X must get a value."
+    if not isinstance(extra, pd.DataFrame): raise TypeError(f"extra_features must be a DataFrame indexed by date, got {type(extra).__name__}")
+    if clash := sorted(set(map(str, extra.columns)) & set(X.columns)): raise DataError(f"extra_features repeats feature column(s) {clash}; rename them")
+    out = X.join(extra.reindex(X.index).astype(float))
+    if missing := int(out[extra.columns].isna().any(axis=1).sum()):
+        raise DataError(f"extra_features has no value for {missing} of the {len(X)} feature rows ({X.index[0].date()} to {X.index[-1].date()}); "
+                        "give a value for every date")
+    out.attrs = X.attrs
+    return out
+
 def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a cached/yfinance symbol
           start=None, end=None,        # date range [start, end)
           model: str = "catboost",     # one of MODEL_NAMES
@@ -74,35 +88,46 @@ def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a c
           threshold: float = 0.5,      # go long when P(up) > threshold
           long_short: bool = False,    # also go short when P(up) < 1 - threshold
           horizon: int = 1, dead_band: float = 0.0, specs=DEFAULT_SPECS,
-          seed: int = 42, n_jobs: int | None = None, progress: bool = False, source: str = "auto") -> MarketStudy:
+          extra_features: pd.DataFrame | None = None,  # more feature columns, indexed by date (joined on X's dates)
+          seed: int = 42, n_jobs: int | None = None,
+          backend: str | None = None,  # where folds run (see mlkit.walkforward); None: [compute] walk_forward_backend
+          progress: bool = False, source: str = "auto") -> MarketStudy:
     "Walk-forward validation of a direction model against baselines, with backtest, Monte Carlo and significance."
     if model not in MODEL_NAMES: raise DataError(f"unknown model {model!r}; valid models: {list(MODEL_NAMES)}")
     if not 0 <= threshold <= 1: raise DataError(f"threshold must be in [0, 1], got {threshold!r}")
+    if extra_features is not None and not isinstance(extra_features, pd.DataFrame):
+        raise TypeError(f"extra_features must be a DataFrame indexed by date, got {type(extra_features).__name__}")
     params = dict(symbol=symbol, start=str(start) if start else None, end=str(end) if end else None, model=model,
                   presets=presets, time_limit=time_limit, window=window, step=step, n_simulations=n_simulations,
                   cost_bps=cost_bps, slippage_bps=slippage_bps, threshold=threshold, long_short=long_short,
-                  horizon=horizon, dead_band=dead_band, seed=seed)
+                  horizon=horizon, dead_band=dead_band, specs=[str(x) for x in specs], seed=seed,
+                  extra_features=None if extra_features is None else [str(c) for c in extra_features.columns])
     t, timings = time.perf_counter(), {}
     prices = load_prices(symbol, start=start, end=end, source=source)
     X, y = make_dataset(prices, specs, horizon=horizon, dead_band=dead_band)
+    if extra_features is not None: X = _join_features(X, extra_features)
     if window + step + horizon > len(X):
         raise DataError(f"window={window} + step={step} + gap={horizon} rows exceed the {len(X)} usable rows of "
                         f"{symbol} in this range; use a smaller window or a longer range")
     n_jobs = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
-    wf, bts = {}, {}
+    threads = fold_threads(backend, n_jobs)
+    wf, bts, factories = {}, {}, {}
     for name in dict.fromkeys([model, "logistic", "majority"]):
         t0 = time.perf_counter()
-        wf[name] = walk_forward(X, y, model_factory(name, seed, presets, time_limit), window=window, step=step,
-                                mode="rolling", gap=horizon, n_jobs=1 if name == "autogluon" else n_jobs, progress=progress)
+        factories[name] = model_factory(name, seed, presets, time_limit, threads=threads)
+        wf[name] = walk_forward(X, y, factories[name], window=window, step=step, mode="rolling", gap=horizon,
+                                n_jobs=1 if name == "autogluon" else n_jobs, backend=backend, progress=progress)
         timings[f"walk_forward_{name}_s"] = round(time.perf_counter() - t0, 2)
         bts[name] = _oos_backtest(prices, wf[name], threshold, long_short, cost_bps, slippage_bps)
     main, bt = wf[model], bts[model]
     mc_model = model if model != "autogluon" else "catboost"   # hundreds of AutoGluon fits would take hours
     t0 = time.perf_counter()
-    mc = monte_carlo(X, y, model_factory(mc_model, seed), n_simulations=n_simulations, seed=seed, n_jobs=n_jobs, progress=progress)
+    mc = monte_carlo(X, y, model_factory(mc_model, seed, threads=threads), n_simulations=n_simulations, seed=seed, n_jobs=n_jobs,
+                     backend=backend, progress=progress)
     mc["model"] = mc_model
     timings["monte_carlo_s"] = round(time.perf_counter() - t0, 2)
-    boot = block_bootstrap(bt.returns, n_simulations=max(n_simulations, 200), block=20, seed=seed)
+    n_boot = max(n_simulations, 200)
+    boot = block_bootstrap(bt.returns, n_simulations=n_boot, block=20, seed=seed)
     m = main.metrics
     sig = {"binomial": binomial_test(m["accuracy"], m["n_eval"], m["baseline_accuracy"]),
            "sharpe": sharpe_test(bt.returns), "buy_hold_sharpe": sharpe_test(bars_returns(prices, bt))}
@@ -112,10 +137,16 @@ def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a c
     imp = final.feature_importance() if model != "autogluon" else final.feature_importance(X.iloc[-step:], y.iloc[-step:], subsample_size=step)
     prov = dict(symbol=symbol, first_bar=str(prices.index[0].date()), last_bar=str(prices.index[-1].date()), bars=len(prices),
                 price_source=prices.attrs.get("source", "unknown"), prices_sha256=frame_sha256(prices),
-                dataset_sha256=frame_sha256(X, y), features=list(X.columns), warmup_dropped=X.attrs.get("warmup_dropped"),
+                dataset_sha256=frame_sha256(X, y), rows=len(X), features=list(X.columns), specs=params["specs"],
+                extra_features=params["extra_features"], warmup_dropped=X.attrs.get("warmup_dropped"),
+                horizon=horizon, dead_band=dead_band, window=window, step=step, gap=horizon, seed=seed,
+                model_params={n: {k: v for k, v in f.keywords.items()} for n, f in factories.items()},
+                fitted_model_params=final.get_params(), monte_carlo_runs=n_simulations, monte_carlo_model=mc_model,
+                bootstrap_resamples=n_boot, bootstrap_block=20, backend=backend or settings.get("compute", "walk_forward_backend"),
+                n_jobs=n_jobs, threads_per_fold=threads,
                 importance_fit=f"{model} on the last {window} rows before the final {step}")
     prov.update(versions=package_versions(("catboost", "autogluon.tabular", "ta-lib") if model == "autogluon" else ("catboost", "ta-lib")),
-                git_commit=git_commit())
+                git_commit=git_commit(), git_dirty=git_dirty())
     timings["total_s"] = round(time.perf_counter() - t, 2)
     log.info("market study %s %s: accuracy %.4f vs baseline %.4f", symbol, model, m["accuracy"], m["baseline_accuracy"],
              extra={"params": params, "timings": timings})
@@ -141,27 +172,101 @@ def summary_table(s: MarketStudy) -> pd.DataFrame:
                                 max_drawdown=b["bh_max_drawdown"], exposure=1.0, n_trades=1)
     return pd.DataFrame(rows).T
 
-def verdict(s: MarketStudy, alpha: float = 0.05) -> str:
-    "A plain-language verdict: is the model's edge distinguishable from chance?"
+# %% ../../nbs/12_market_research.ipynb #2144558c
+@dataclass
+class Plausibility:
+    "Whether a study's result is too good to be true, why, and the figures behind it."
+    suspicious: bool
+    reasons: list
+    figures: dict
+
+def _best_year_sharpe(prices: pd.DataFrame, ppy: float) -> float:
+    "The best annualised Sharpe of buy-and-hold over any rolling year of `prices`."
+    r = prices.Close.pct_change().dropna()
+    n = int(round(ppy))
+    if len(r) < n: return float("nan")
+    roll = r.rolling(n)
+    return float((roll.mean() / roll.std() * np.sqrt(ppy)).max())
+
+def plausibility(s: MarketStudy,
+                 max_edge: float = 0.10,     # accuracy points above the majority baseline that are implausible ...
+                 max_p: float = 1e-4,        # ... when chance would give them less often than this
+                 max_sharpe: float = 3.0,    # Sharpe no daily strategy plausibly keeps (floor of the history's ceiling)
+                 fold_z: float = 4.0,        # a fold this many standard errors above its baseline is a jump
+                 ) -> Plausibility:
+    "Check a study for results too good to be true (probable leakage): accuracy, Sharpe and per-fold jumps."
     m, b = s.walk_forward[s.model].metrics, s.backtests[s.model].metrics
+    sh, binom = s.significance["sharpe"], s.significance["binomial"]
+    reasons = []
+    edge = m["accuracy"] - m["baseline_accuracy"]
+    if edge > max_edge and binom["p_value"] < max_p:
+        reasons.append(f"accuracy {m['accuracy']:.1%} is {edge * 100:.1f} points above the majority baseline "
+                       f"({m['baseline_accuracy']:.1%}) over {m['n_eval']:,} days (binomial p = {binom['p_value']:.1e}); "
+                       f"next-day direction is rarely predictable beyond a few points")
+    hist = _best_year_sharpe(s.prices, b["periods_per_year"])
+    ceiling = max(max_sharpe, hist) if np.isfinite(hist) else max_sharpe
+    low = sh["sharpe"] - 2 * sh["sharpe_se"]
+    if low > ceiling:
+        reasons.append(f"Sharpe {sh['sharpe']:.2f} (minus two standard errors: {low:.2f}) is beyond {ceiling:.2f}, the most "
+                       f"the asset's history makes plausible (best rolling-year buy-and-hold Sharpe {hist:.2f}, floor {max_sharpe:g})")
+    f = s.walk_forward[s.model].folds
+    # each fold against the best constant guess for its own test days (its majority share): a model that only follows
+    # the trend can match that share, not beat it by many standard errors
+    share = s.walk_forward[s.model].predictions.groupby("fold").y_true.agg(lambda v: v.value_counts(normalize=True).max())
+    share = share.reindex(f.fold).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = pd.Series((f.accuracy.to_numpy() - share) / np.sqrt(share * (1 - share) / f.n_test.to_numpy()), index=f.index)
+    z = z.where(share < 1)
+    jumps = f[z > fold_z]
+    if len(jumps):
+        k = int(z.idxmax())
+        others = f.accuracy.drop(index=k).median() if len(f) > 1 else float("nan")
+        reasons.append(f"{len(jumps)} of {len(f)} folds score more than {fold_z:g} standard errors above the best constant guess "
+                       f"for their days; the highest, {f.test_start[k].date()} to {f.test_end[k].date()}, has {f.accuracy[k]:.1%} "
+                       f"against {share[k]:.1%} (z = {z[k]:.1f}; median of the other folds {others:.1%})")
+    figures = dict(accuracy_edge=float(edge), binomial_p=float(binom["p_value"]), sharpe=float(sh["sharpe"]),
+                   sharpe_minus_2se=float(low), sharpe_ceiling=float(ceiling), best_year_bh_sharpe=hist,
+                   max_fold_z=float(z.max()) if z.notna().any() else float("nan"), folds_over_z=int(len(jumps)),
+                   max_fold_jump=float(f.accuracy.diff().max()) if len(f) > 1 else float("nan"))
+    return Plausibility(bool(reasons), reasons, figures)
+
+# %% ../../nbs/12_market_research.ipynb #b15303bd
+SEED_CLAIM = dict(accuracy=0.723, sharpe=1.45)   # seed 002's reported figures
+
+def _where(value: float, lo: float, hi: float) -> str:
+    return "inside" if lo <= value <= hi else "above" if value > hi else "below"
+
+def verdict(s: MarketStudy, alpha: float = 0.05) -> str:
+    "A plain-language verdict derived from the figures: probable leakage, an edge, or none."
+    wf, m, b = s.walk_forward[s.model], s.walk_forward[s.model].metrics, s.backtests[s.model].metrics
     binom, sh = s.significance["binomial"], s.significance["sharpe"]
     ci = s.bootstrap.summary
     lo, hi = ci.loc["sharpe"].iloc[-2], ci.loc["sharpe"].iloc[-1]
+    acc_lo, acc_hi = stats.binomtest(binom["n_correct"], binom["n"]).proportion_ci(0.95)
     acc_edge = binom["p_value"] < alpha
     sharpe_edge = sh["p_value"] < alpha and b["sharpe"] > b["bh_sharpe"]
+    plaus = plausibility(s)
     leaky = float(np.mean(s.leaky_monte_carlo["accuracies"]))
-    out = [f"Over {m['n_eval']:,} out-of-sample days ({s.walk_forward[s.model].folds.test_start.iloc[0].date()} to "
-           f"{s.walk_forward[s.model].folds.test_end.iloc[-1].date()}), {s.model} predicted the next day's direction with "
-           f"{m['accuracy']:.1%} accuracy, against {m['baseline_accuracy']:.1%} for always guessing the majority class "
+    out = [f"Over {m['n_eval']:,} out-of-sample days ({wf.folds.test_start.iloc[0].date()} to {wf.folds.test_end.iloc[-1].date()}), "
+           f"{s.model} predicted the direction {s.params['horizon']} day(s) ahead with {m['accuracy']:.1%} accuracy "
+           f"(95 % interval {acc_lo:.1%} to {acc_hi:.1%}), against {m['baseline_accuracy']:.1%} for always guessing the majority class "
            f"(one-sided binomial p = {binom['p_value']:.3g}).",
            f"Trading its signal (long when P(up) > {s.params['threshold']}, next open, {s.params['cost_bps'] + s.params['slippage_bps']:g} bps per "
            f"change) gave a Sharpe of {b['sharpe']:.2f} (bootstrap 90 % interval {lo:.2f} to {hi:.2f}; p = {sh['p_value']:.3g} "
            f"against zero) and a total return of {b['total_return']:.1%}, while buy-and-hold had a Sharpe of {b['bh_sharpe']:.2f} "
            f"and returned {b['bh_total_return']:.1%} over the same days.",
-           f"The seed's random-subsample Monte Carlo reports a mean accuracy of {leaky:.1%}: it trains on days after the ones it "
-           f"tests, so it measures nothing a trader could have had. The seed's claim (72.3 % accuracy, Sharpe 1.45) is not "
-           f"reproduced by walk-forward validation on this data."]
-    if acc_edge and sharpe_edge: out.append(f"Verdict: the edge is distinguishable from chance at the {alpha:.0%} level on both accuracy and risk-adjusted return.")
+           f"The seed's random-subsample Monte Carlo reports a mean accuracy of {leaky:.1%} ({(leaky - m['accuracy']) * 100:+.1f} points "
+           f"against walk-forward): it trains on days after the ones it tests, so it measures nothing a trader could have had."]
+    wa, ws = _where(SEED_CLAIM["accuracy"], acc_lo, acc_hi), _where(SEED_CLAIM["sharpe"], lo, hi)
+    claim = f"The seed's claim ({SEED_CLAIM['accuracy']:.1%} accuracy, Sharpe {SEED_CLAIM['sharpe']:g})"
+    if plaus.suspicious: out.append(f"{claim} is not confirmed by this run: its own figures are too good to be true (below).")
+    elif wa == "inside" and ws == "inside": out.append(f"{claim} is reproduced: both figures lie inside the walk-forward intervals.")
+    else: out.append(f"{claim} is not reproduced by walk-forward validation on this data: its accuracy lies {wa} the 95 % interval "
+                     f"and its Sharpe {ws} the bootstrap 90 % interval.")
+    if plaus.suspicious:
+        out.append("Verdict: probably leakage. The result is too good to be true: " + "; ".join(plaus.reasons)
+                   + ". Look for a feature that uses information from the predicted day or later before trusting any figure here.")
+    elif acc_edge and sharpe_edge: out.append(f"Verdict: the edge is distinguishable from chance at the {alpha:.0%} level on both accuracy and risk-adjusted return.")
     elif acc_edge: out.append(f"Verdict: accuracy beats the majority baseline at the {alpha:.0%} level, but the trading result does not beat buy-and-hold convincingly.")
     elif sharpe_edge: out.append("Verdict: the strategy's Sharpe is significant and above buy-and-hold, but its accuracy is not distinguishable from the majority baseline; treat the edge with suspicion.")
     else: out.append(f"Verdict: no edge distinguishable from chance at the {alpha:.0%} level: accuracy is not significantly above the majority baseline"
@@ -180,6 +285,18 @@ def significance_table(s: MarketStudy) -> pd.DataFrame:
         {"test": "buy-and-hold Sharpe > 0 (Lo 2002), same days", "estimate": f"{bh['sharpe']:.3f} (se {bh['sharpe_se']:.3f})",
          "n": bh["n"], "p_value": bh["p_value"]},
     ]).set_index("test")
+
+# %% ../../nbs/12_market_research.ipynb #eeb11780
+def _fmt(v) -> str:
+    if isinstance(v, dict): return "; ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) or "(none)"
+    if isinstance(v, (list, tuple)): return ", ".join(map(str, v)) or "(none)"
+    return "(none)" if v is None else str(v)
+
+def provenance_markdown(s: MarketStudy) -> str:
+    "The study's provenance and timings as a Markdown table, every value in full."
+    rows = [(k, _fmt(v)) for k, v in s.provenance.items()] + [(f"time {k}", str(v)) for k, v in s.timings.items()]
+    esc = lambda t: t.replace("|", "\\|").replace("\n", " ")
+    return "| entry | value |\n|---|---|\n" + "\n".join(f"| {esc(k)} | {esc(v)} |" for k, v in rows)
 
 # %% ../../nbs/12_market_research.ipynb #a6e3eb1b
 def plot_equity(s: MarketStudy):
