@@ -287,20 +287,21 @@ def _trade_table(h, a, b, c, buf, changes, X, C, index, labels) -> tuple:
     return trades, s_r, bars
 
 # %% ../nbs/04_validation.ipynb #cf1005b3
-def _moments(r, sc) -> tuple:
+def _moments(r, sc, downside: bool = True) -> tuple:
     "Mean, sample standard deviation (ddof=1) and downside deviation of `r`, summed as numpy sums (scratch `sc`)."
     n = len(r)
     mean = np.add.reduce(r) / n
     for s, e in _blocks(n):
         x = sc[s:e]; np.subtract(r[s:e], mean, out=x); np.multiply(x, x, out=x)
     sd = np.sqrt(np.add.reduce(sc) / (n - 1))
+    if not downside: return mean, sd, np.nan
     for s, e in _blocks(n):
         x = sc[s:e]; np.minimum(r[s:e], 0, out=x); np.multiply(x, x, out=x)
     return mean, sd, np.sqrt(np.add.reduce(sc) / n)
 
-def _drawdown(E, t, sc) -> tuple:
-    "Max drawdown of equity factors `E` (the start, 1, counts as a peak) and its longest spell in bars and in days."
-    n, pk, low, peaks = len(E), 1.0, 1.0, [np.zeros(1, np.int64)]
+def _drawdown(E, t, sc, start: float = 1.0) -> tuple:
+    "Max drawdown of equity `E` (the start counts as a peak) and its longest spell in bars and in days."
+    n, pk, low, peaks = len(E), start, 1.0, [np.zeros(1, np.int64)]
     for s, e in _blocks(n):
         x, p = E[s:e], sc[s:e]
         np.maximum.accumulate(x, out=p); np.maximum(p, pk, out=p); pk = p[-1]
@@ -331,11 +332,9 @@ def _buy_and_hold(C, ppy: float, sc) -> dict:
     "Buy-and-hold figures over the same bars, without costs."
     bh = np.empty(len(C)); bh[0] = 0.0
     np.divide(C[1:], C[:-1], out=bh[1:]); bh[1:] -= 1
-    mean, sd, _ = _moments(bh, sc)
-    eq = np.add(bh, 1)
-    _compound(eq, eq, sc)
+    mean, sd, _ = _moments(bh, sc, downside=False)
     return dict(bh_total_return=float(C[-1] / C[0] - 1), bh_sharpe=float(mean / sd * np.sqrt(ppy)) if sd > 0 else np.nan,
-                bh_max_drawdown=_drawdown(eq, None, sc)[0])
+                bh_max_drawdown=_drawdown(C, None, sc, start=C[0])[0])   # drawdowns of C itself: no cumprod
 
 def _metrics(E, r, C, index, steps, periods_per_year, trade_rows, trade_bars, trade_returns, turnover, labels, cls,
              threshold) -> dict | pd.DataFrame:
