@@ -301,7 +301,7 @@ def fit(self: ModelTrainer, X, y=None, X_val=None, y_val=None) -> ModelTrainer:
     "Train on `X`, `y` (k-means: `y` unused); validation rows: `X_val`, `y_val`, else a held-out share when early stopping."
     cfg = self._config()
     X, yv, info = self._check_xy(X, y, cfg.kind)
-    for k in ("best_epoch_", "stopped_early_", "backend_", "history_", "classes_"):
+    for k in ("best_epoch_", "stopped_early_", "backend_", "history_", "classes_", "onnx_bytes_"):   # nothing of a previous fit survives
         self.__dict__.pop(k, None)
     if cfg.kind == "classifier":
         k = self.output.get("num_classes") if self.model_type == "neural_network" and self.output else None
