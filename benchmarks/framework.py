@@ -52,7 +52,6 @@ def bench_fit():
 
 def bench_http(res, n: int = 200):
     import httpx
-    from mlkit import store
     from mlkit.vision.classifier import save_result
     from mlkit.vision.data import digit_image, load_digits
     section("2. one image through the HTTP API (bentoml serve VisionService, loopback, warm)")

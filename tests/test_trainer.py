@@ -43,7 +43,7 @@ def test_seed_example_trains_and_logs_json_epochs(iris, tmp_path):
         t = seed_net(max_epochs=15, early_stopping=False, verbose=True).train(X, y, X_val=X.iloc[::5], y_val=y.iloc[::5])
     finally:
         logging.getLogger("mlkit").handlers.clear()
-    recs = [json.loads(l) for l in (tmp_path / "mlkit.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (tmp_path / "mlkit.jsonl").read_text().splitlines()]
     epochs = [r for r in recs if r.get("event") == "epoch"]
     assert [r["epoch"] for r in epochs] == list(range(1, 16))
     assert epochs[-1]["loss"] < epochs[0]["loss"] and all(0 <= r["val_score"] <= 1 for r in epochs)
