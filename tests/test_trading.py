@@ -72,3 +72,40 @@ def test_accounts_in_parallel_do_not_interfere(runs):
     assert _state(url, "other") == reference
     with session_scope(url) as s:
         assert sorted(s.scalars(select(PaperAccount.name))) == ["other", "shared"]
+
+
+def test_confidence_labels_match_the_walk_forward_figures():
+    "The served labels of real walk-forward predictions say what their measured accuracy says (scipy's Wilson bound)."
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import binomtest
+    from mlkit.market.features import DEFAULT_SPECS, make_dataset
+    from mlkit.market.prices import load_prices
+    from mlkit.market.research import model_factory
+    from mlkit.market.trading import CONFIDENCE_EDGES, confidence_label, confidence_table
+    from mlkit.walkforward import walk_forward
+    X, y = make_dataset(load_prices("BTC-USD", start="2017-09-01", source="bundled"), DEFAULT_SPECS, horizon=1)
+    for name in ("catboost", "majority"):
+        wf = walk_forward(X, y, model_factory(name, 42, threads=2), window=365, step=60, gap=1, backend="serial", progress=False)
+        p, base = wf.predictions, wf.metrics["baseline_accuracy"]
+        t = confidence_table(p.proba, p.y_true, baseline_pred=p.baseline)     # each level against the baseline on its own rows
+        base_right = (p.baseline == p.y_true).to_numpy()
+        served = np.array([confidence_label(float(v), table=t.to_dict()) for v in p.proba])
+        right = ((p.proba > 0.5).astype(int) == p.y_true).to_numpy()
+        level = pd.cut(np.maximum(p.proba, 1 - p.proba), list(CONFIDENCE_EDGES), right=False, include_lowest=True, labels=False)
+        level = np.where(np.maximum(p.proba, 1 - p.proba) >= 1.0, len(CONFIDENCE_EDGES) - 2, level)
+        assert t.n == len(p) == int(t.levels.n.sum())
+        assert abs(t.baseline_accuracy - base) < 1e-12 and abs(t.accuracy - right.mean()) < 1e-12
+        assert (right.mean() > base + 1e-9) == t.beats_baseline
+        for k, row in t.levels.iterrows():
+            r, rb = right[level == k], base_right[level == k]
+            if len(r): assert abs(row.baseline_accuracy - rb.mean()) < 1e-12
+            assert len(r) == row.n and (served[level == k] == (row.label if row.label != "high" or t.beats_baseline else "medium")).all()
+            if row.label == "high":
+                assert t.beats_baseline and len(r) >= 30
+                assert binomtest(int(r.sum()), len(r)).proportion_ci(0.90, method="wilson").low > rb.mean()
+            elif row.label == "medium": assert len(r) >= 30 and r.mean() > rb.mean()
+            elif len(r) >= 30: assert r.mean() <= rb.mean() + 1e-9
+        if not t.beats_baseline:
+            assert "high" not in set(served) and "does not beat" in t.warning
+    assert name == "majority" and not t.beats_baseline and set(served) == {"low"}   # the baseline never beats itself

@@ -25,13 +25,15 @@ from .prices import load_prices
 log = get_logger("market.trading")
 
 # %% auto #0
-__all__ = ['log', 'CONFIDENCE_LEVELS', 'HIGH', 'MEDIUM', 'Q8', 'FILL_AT', 'confidence_label', 'Order', 'Fill', 'Venue',
-           'PaperBroker', 'PaperAccount', 'PaperOrder', 'PaperDecision', 'PaperFill', 'PaperPosition', 'Executor',
-           'run_day', 'paper_trade', 'pnl_summary']
+__all__ = ['log', 'CONFIDENCE_LEVELS', 'HIGH', 'MEDIUM', 'CONFIDENCE_EDGES', 'Q8', 'FILL_AT', 'ConfidenceTable',
+           'confidence_table', 'confidence_label', 'Order', 'Fill', 'Venue', 'PaperBroker', 'PaperAccount',
+           'PaperOrder', 'PaperDecision', 'PaperFill', 'PaperPosition', 'Executor', 'run_day', 'paper_trade',
+           'pnl_summary']
 
 # %% ../../nbs/14_market_trading.ipynb #64285a5e
 CONFIDENCE_LEVELS = ("low", "medium", "high")
-HIGH, MEDIUM = 0.7, 0.5          # the seed's thresholds
+HIGH, MEDIUM = 0.7, 0.5          # the seed's thresholds (used only when no measured table is given)
+CONFIDENCE_EDGES = (0.5, 0.55, 0.6, 0.7, 1.0)   # levels of max(p, 1 - p) that a confidence table measures
 
 def _prob(p, name: str = "prob_up") -> float:
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
@@ -39,13 +41,87 @@ def _prob(p, name: str = "prob_up") -> float:
     if not 0.0 <= float(p) <= 1.0: raise ValueError(f"{name} must be in [0, 1], got {p!r}")
     return float(p)
 
+@dataclass
+class ConfidenceTable:
+    "Out-of-sample accuracy of the predicted direction at each confidence level, and the label each level earns."
+    levels: pd.DataFrame      # lo, hi (of max(p, 1-p)), n, accuracy (the calibrated probability), accuracy_low, label
+    accuracy: float           # overall walk-forward accuracy
+    baseline_accuracy: float  # majority-class baseline on the same days
+    n: int
+    beats_baseline: bool
+    warning: str | None       # set when the model does not beat its baseline
+
+    def to_dict(self) -> dict:
+        "A JSON-ready dict (what a model card stores under extra['confidence'])."
+        return dict(levels=self.levels.to_dict("records"), accuracy=self.accuracy, baseline_accuracy=self.baseline_accuracy,
+                    n=self.n, beats_baseline=self.beats_baseline, warning=self.warning)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> ConfidenceTable:
+        "The table from `to_dict`'s output (e.g. a model card's extra['confidence'])."
+        try: return cls(pd.DataFrame(list(d["levels"])), float(d["accuracy"]), float(d["baseline_accuracy"]), int(d["n"]),
+                        bool(d["beats_baseline"]), d.get("warning"))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"a confidence table needs levels, accuracy, baseline_accuracy, n, beats_baseline; got {d!r:.200}") from e
+
+def _wilson_low(k, n, z):
+    "One-sided Wilson lower bound of a proportion k/n."
+    p, n = k / n, n
+    return (p + z * z / (2 * n) - z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
+
+def confidence_table(prob_up,                    # out-of-sample P(up) per row (walk-forward predictions)
+                     y_true,                     # the realised direction per row: 1 up, 0 down
+                     baseline_accuracy: float | None = None,  # accuracy of the majority-class guess on the same rows ...
+                     baseline_pred=None,         # ... or its guess per row (walk-forward `baseline`): each level is then
+                                                 #     compared with the baseline on the same rows
+                     edges=CONFIDENCE_EDGES,     # increasing levels of max(p, 1 - p), from 0.5 to 1.0
+                     min_rows: int = 30,         # fewer predictions in a level: `low` (not enough to know)
+                     z: float = 1.645,           # one-sided 95 % Wilson bound for `high`
+                     ) -> ConfidenceTable:
+    "Measure how often the predicted direction was right at each confidence level, and label the levels."
+    p, y = np.asarray(prob_up, dtype=float), np.asarray(y_true, dtype=float)
+    if p.shape != y.shape or p.ndim != 1: raise ValueError(f"prob_up and y_true must be 1-D of equal length, got {p.shape} and {y.shape}")
+    if (baseline_accuracy is None) == (baseline_pred is None): raise ValueError("give baseline_accuracy or baseline_pred (one of them)")
+    b = None if baseline_pred is None else np.asarray(baseline_pred, dtype=float)
+    if b is not None and b.shape != p.shape: raise ValueError(f"baseline_pred must have one guess per row ({p.shape}), got {b.shape}")
+    ok = ~np.isnan(p) & ~np.isnan(y)
+    p, y = p[ok], y[ok]
+    base_right = None if b is None else b[ok] == y
+    if base_right is not None and len(p): baseline_accuracy = float(base_right.mean())
+    if not len(p): raise ValueError("no rows with both a probability and a label; pass walk-forward predictions")
+    if ((p < 0) | (p > 1)).any() or not np.isin(y, (0, 1)).all(): raise ValueError("prob_up must lie in [0, 1] and y_true be 0 or 1")
+    e = np.asarray(edges, dtype=float)
+    if len(e) < 2 or e[0] != 0.5 or e[-1] != 1.0 or (np.diff(e) <= 0).any():
+        raise ValueError(f"edges must increase from 0.5 to 1.0, e.g. {CONFIDENCE_EDGES}; got {tuple(edges)}")
+    if not 0 < baseline_accuracy < 1: raise ValueError(f"baseline_accuracy must be in (0, 1), got {baseline_accuracy!r}")
+    right = (p > 0.5) == (y == 1)                 # the served prediction is up when p > 0.5
+    acc = float(right.mean()); beats = acc > baseline_accuracy + 1e-9   # a tie (the baseline itself) does not beat it
+    level = np.clip(np.searchsorted(e, np.maximum(p, 1 - p), side="right") - 1, 0, len(e) - 2)
+    rows = []
+    for k in range(len(e) - 1):
+        r = right[level == k]; n = len(r)
+        a = float(r.mean()) if n else float("nan")
+        low = float(_wilson_low(r.sum(), n, z)) if n else float("nan")
+        base = baseline_accuracy if base_right is None else float(base_right[level == k].mean()) if n else float("nan")
+        label = ("high" if beats and n >= min_rows and low > base else
+                 "medium" if n >= min_rows and a > base + 1e-9 else "low")
+        rows.append(dict(lo=float(e[k]), hi=float(e[k + 1]), n=n, accuracy=a, accuracy_low=low, baseline_accuracy=base, label=label))
+    warning = None if beats else (f"this model's out-of-sample accuracy {acc:.1%} does not beat its majority-class baseline "
+                                  f"{baseline_accuracy:.1%}: its predictions are never labelled high")
+    return ConfidenceTable(pd.DataFrame(rows), acc, float(baseline_accuracy), int(len(p)), bool(beats), warning)
+
 def confidence_label(prob_up: float,  # the model's probability that the price rises, in [0, 1]
                      symmetric: bool = True,  # judge max(p, 1 - p) (default); False: the seed's literal rule on p alone
+                     table: ConfidenceTable | Mapping | None = None,  # measured levels (a model card's extra['confidence'])
                     ) -> str:
-    "'high' if the confidence is above 0.7, 'medium' above 0.5, else 'low' (see above)."
+    "The label of the level `prob_up` falls in, from a measured `table`; without one, the seed's fixed thresholds."
     p = _prob(prob_up)
-    c = max(p, 1.0 - p) if symmetric else p
-    return "high" if c > HIGH else "medium" if c > MEDIUM else "low"
+    c = max(p, 1.0 - p) if symmetric or table is not None else p
+    if table is None: return "high" if c > HIGH else "medium" if c > MEDIUM else "low"
+    t = table if isinstance(table, ConfidenceTable) else ConfidenceTable.from_dict(table)
+    hit = t.levels[(t.levels.lo <= c) & ((c < t.levels.hi) | (t.levels.hi >= 1.0))]
+    label = str(hit.label.iloc[0]) if len(hit) else "low"
+    return "medium" if label == "high" and not t.beats_baseline else label
 
 # %% ../../nbs/14_market_trading.ipynb #eda3e848
 Q8 = Decimal("0.00000001")       # ledger precision: 8 places (satoshis for quantities, 1e-8 for money)
