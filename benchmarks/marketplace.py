@@ -77,7 +77,7 @@ with tempfile.TemporaryDirectory() as d:
                 t_done = time.perf_counter() - t0
             assert codes.count(202) == a.jobs, {s: codes.count(s) for s in set(codes)}
             print(f"{clients:2d} client(s): accepted {a.jobs / t_acc:7.1f} jobs/s   completed {a.jobs / t_done:7.1f} jobs/s"
-                  f"   ({t_done:.2f} s for {a.jobs})   target >= 200 completed/s")
+                  f"   ({t_done:.2f} s for {a.jobs})   target >= 200 completed/s   load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
         proc.terminate(); proc.wait(20)
 
@@ -93,4 +93,5 @@ with tempfile.TemporaryDirectory() as d:
     from mlkit.marketplace.jobs import JobRunner  # noqa: E402
     r = JobRunner(f"sqlite:///{root}/mp.db", workers=1, model_dir=root / "models")
     t0 = time.perf_counter(); n = r.run_pending(); dt = time.perf_counter() - t0
-    print(f"workers alone (in-process, batches of {r.batch}): {n} queued jobs completed in {dt:.2f} s = {n / dt:7.1f} jobs/s")
+    print(f"workers alone (in-process, batches of {r.batch}): {n} queued jobs completed in {dt:.2f} s = {n / dt:7.1f} jobs/s"
+          f"   load {os.getloadavg()[0]:.1f}")

@@ -110,10 +110,15 @@ def feature_rows(n: int) -> list[dict]:
     return [{"symbol": "BTC-USD", **recs[i % len(recs)]} for i in range(n)]
 
 
-def bench_http(env: dict, counts: dict) -> list[dict]:
+def load_avg() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def bench_http(env: dict, counts: dict, workers: int = 1) -> list[dict]:
     bport, fport = free_port(), free_port()
+    benv = dict(env, MLKIT_SERVING_WORKERS=str(workers))
     bento = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(bport)],
-                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                             cwd=ROOT, env=benv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f: f.write(FLASK_APP)
     flask = subprocess.Popen([sys.executable, f.name, str(fport)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -129,11 +134,12 @@ def bench_http(env: dict, counts: dict) -> list[dict]:
                 per = counts[(n_rows, clients)]
                 b = load(f"http://127.0.0.1:{bport}/market/predict", bento_body, clients, per)
                 fl = load(f"http://127.0.0.1:{fport}/predict", flask_body, clients, per)
-                out.append({"rows": n_rows, "clients": clients, "bento": b, "flask": fl})
-                print(f"rows={n_rows:>4} clients={clients:>2} | bento p50 {b['p50_ms']:7.2f} ms p99 {b['p99_ms']:7.2f} ms "
+                out.append({"rows": n_rows, "clients": clients, "workers": workers, "bento": b, "flask": fl, "load": os.getloadavg()})
+                print(f"workers={workers} rows={n_rows:>4} clients={clients:>2} | bento p50 {b['p50_ms']:7.2f} ms p99 {b['p99_ms']:7.2f} ms "
                       f"{b['rps']:7.1f} req/s | flask p50 {fl['p50_ms']:7.2f} ms p99 {fl['p99_ms']:7.2f} ms {fl['rps']:7.1f} req/s | "
                       f"ratios bento/flask: p50 {b['p50_ms'] / fl['p50_ms']:.2f}, throughput {b['rps'] / fl['rps']:.2f}"
-                      + (f" | errors bento {b['errors']} flask {fl['errors']}" if b["errors"] or fl["errors"] else ""), flush=True)
+                      + (f" | errors bento {b['errors']} flask {fl['errors']}" if b["errors"] or fl["errors"] else "")
+                      + f" | {load_avg()}", flush=True)
     finally:
         stop(bento); stop(flask); os.unlink(f.name)
     return out
@@ -187,6 +193,7 @@ def main():
     ap.add_argument("--no-autogluon", action="store_true")
     ap.add_argument("--ag-time-limit", type=float, default=30)
     ap.add_argument("--json", help="write the figures to this file")
+    ap.add_argument("--workers", default="1", help="comma-separated bento worker counts to measure, e.g. 1,2")
     a = ap.parse_args()
     from mlkit.core import settings
     home = str(Path(a.home).resolve()) if a.home else str(settings.path("bentoml_home"))
@@ -196,7 +203,8 @@ def main():
     print("production models:", train_default(home=home), flush=True)   # no-op when they are already stored
     n = a.requests
     counts = {(1, 1): n, (1, 16): max(n // 4, 10), (1000, 1): max(n // 8, 10), (1000, 16): max(n // 40, 3)}
-    results = {"http": bench_http(env, counts)}
+    print(f"cores {os.cpu_count()}, {load_avg()} before the run", flush=True)
+    results = {"http": [r for w in a.workers.split(",") for r in bench_http(env, counts, int(w))]}
     if not a.no_autogluon: results["autogluon"] = bench_autogluon(a.ag_time_limit, home)
     if a.json: Path(a.json).write_text(json.dumps(results, indent=2, default=str))
 

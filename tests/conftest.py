@@ -39,7 +39,8 @@ def serve_env(tmp_path_factory):
                MLKIT_PATHS_LOG_DIR=str(tmp / "logs"), MLKIT_DATABASE_URL=f"sqlite:///{tmp / 'mlkit.db'}",
                MLKIT_PATHS_DATA_DIR=str(tmp / "data"), MLKIT_PATHS_MODEL_DIR=str(tmp / "models"),
                MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
-    code = "from mlkit.market.lifecycle import train_default; import json; print(json.dumps(train_default()))"
+    code = ("from mlkit.market.lifecycle import train_default, model_name; from mlkit import store; import json; "
+            "r = train_default(); print(json.dumps({s: store.production_tag(model_name(s)) for s in r}))")   # what serves
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     env["MLKIT_TEST_TAGS"] = r.stdout.strip().splitlines()[-1]
@@ -56,7 +57,9 @@ def tags(serve_env) -> dict:
 def server(serve_env, tmp_path_factory):
     "Base URL of a real `bentoml serve mlkit.serve.service:MLKit` on 127.0.0.1, shared by the test modules; stopped by its PID."
     port = free_port()
-    log = open(tmp_path_factory.mktemp("serve") / "serve.log", "w+")
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    log = open(log_path, "w+")
+    os.environ["MLKIT_TEST_SERVE_LOG"] = str(log_path)   # tests read what the server logged
     # an open Gradio session keeps a heartbeat stream that uvicorn waits for on SIGTERM: closed sessions are noticed
     # within GRADIO_HEARTBEAT_INTERVAL, and --timeout-graceful-shutdown bounds the wait for the others
     proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port),

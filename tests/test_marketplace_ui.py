@@ -152,3 +152,20 @@ def test_gradio_client(new_client, tmp_path):
     with pytest.raises(AppError, match="no prediction"):
         other.predict(pid, api_name="/details")
     assert other.predict(api_name="/history")["data"] == []
+
+
+def test_csv_input_never_opens_a_server_path(new_client, tmp_path):
+    "Issue 9, defect 1: a client that names a file on the server's disk (not one it uploaded) is refused and charged nothing."
+    from gradio_client.exceptions import AppError
+    secret = tmp_path / "secret.csv"
+    secret.write_text("age,bmi,bp,s1,s5\n50,26,94,190,4.6\n")          # valid input: the old code would have queued it
+    client, user = new_client(), f"mal_{uuid.uuid4().hex[:8]}"
+    client.predict("", user, PASSWORD, api_name="/register")
+    client.predict(user, PASSWORD, api_name="/login")
+    assert client.predict(40, api_name="/topup")[1] == 40
+    for path in (str(secret), "/etc/os-release", str(ROOT / "settings.ini")):
+        raw = {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.csv"}   # not uploaded through Gradio
+        with pytest.raises(AppError) as e:
+            client.predict("risk-assessment", raw, api_name="/predict_csv")
+        assert "50,26" not in str(e.value) and "[serving]" not in str(e.value)
+    assert client.predict(api_name="/account")[1] == 40                   # nothing was charged

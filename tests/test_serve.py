@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,58 @@ def test_openapi_describes_every_field(server):
     assert all(p.get("description") and p.get("examples") for p in out.values())
     body = doc["paths"]["/market/predict_symbol"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert body["date"]["examples"] == ["2019-12-31"] and body["symbol"]["enum"] == SYMBOLS
+
+
+def test_front_door(server, tags):
+    "Issue 10: the OpenAPI document names mlkit and its version, /docs is a page, read-only routes answer GET."
+    from mlkit import __version__
+    info = requests.get(server + "/docs.json", timeout=10).json()["info"]
+    assert (info["title"], info["version"]) == ("mlkit", __version__) and "contact" not in info
+    page = requests.get(server + "/docs", timeout=10)
+    assert page.status_code == 200 and "swagger-ui" in page.text and "BentoML" not in page.text
+    assert requests.get(server + "/market/models", timeout=10).json() == tags
+    card = requests.get(server + "/market/model_card", params={"symbol": "^GSPC"}, timeout=10).json()
+    assert card["tag"] == tags["^GSPC"]
+
+
+def _is_problem(r) -> bool:
+    body = r.json()
+    return isinstance(body, dict) and {"error", "message", "detail"} <= set(body) and isinstance(body["message"], str)
+
+
+def test_every_route_answers_a_bad_request_in_one_shape(server):
+    "Issue 10: one bad request to every documented route of every domain; each 4xx has {error, message, detail}."
+    seen = 0
+    for prefix, doc_path in (("", "/docs.json"), ("/marketplace", "/marketplace/openapi.json")):
+        doc = requests.get(server + doc_path, timeout=10).json()
+        for path, ops in doc["paths"].items():
+            for method in ops:
+                if method not in ("get", "post", "put", "delete"): continue
+                url = server + prefix + path.replace("{", "").replace("}", "")
+                r = requests.request(method, url, data=b'{"not": "what this route takes"', timeout=30,
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer not-a-token"})
+                if 400 <= r.status_code < 500:
+                    assert _is_problem(r), (method, path, r.status_code, r.text[:300]); seen += 1
+                assert r.status_code < 500, (method, path, r.status_code, r.text[:300])
+    assert seen >= 10, seen
+
+
+def test_client_errors_are_logged_as_one_info_line(server):
+    "Issue 9, defect 6: a 4xx writes one INFO line, no ERROR and no traceback."
+    mark = f"no-such-day-{os.getpid()}"
+    r = requests.post(server + "/market/predict_symbol", json={"symbol": "^GSPC", "date": mark}, timeout=10)
+    assert r.status_code == 400
+    r = requests.post(server + "/market/predict_symbol", json={"symbol": "^GSPC", "date": "2015-01-03"}, timeout=10)
+    assert r.status_code == 400
+    time.sleep(0.5)
+    log = Path(os.environ["MLKIT_TEST_SERVE_LOG"]).read_text()
+    assert "client error on /market/predict_symbol" in log
+    assert "Traceback" not in log and "[ERROR]" not in log and "ERROR:" not in log, log[-3000:]
+
+
+def test_form_post_gets_415_with_the_content_type_to_use(server):
+    r = requests.post(server + "/market/predict_symbol", data={"symbol": "^GSPC", "date": "2018-12-28"}, timeout=10)
+    assert r.status_code == 415 and "Content-Type: application/json" in r.json()["message"]
 
 
 # --- predictions over plain HTTP ---

@@ -16,6 +16,7 @@ import pandas as pd
 from .. import store  # sets BENTOML_HOME before bentoml is imported
 import bentoml
 from bentoml.exceptions import InvalidArgument
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ..core import DataError, get_logger
@@ -27,7 +28,7 @@ from ..market.trading import confidence_label
 log = get_logger("serve.market")
 
 # %% auto #0
-__all__ = ['log', 'SYMBOLS', 'Symbol', 'SPECS', 'FEATURES', 'MAX_ROWS', 'EXAMPLE_ROW', 'MarketFeatures', 'Rows',
+__all__ = ['log', 'SYMBOLS', 'Symbol', 'SPECS', 'FEATURES', 'MAX_ROWS', 'EXAMPLE_ROW', 'MarketFeatures', 'Rows', 'market_rest',
            'MarketPrediction', 'SymbolPrediction', 'MarketInputError', 'score', 'predict_rows', 'offline_prices',
            'features_on', 'prediction_counter', 'load_production', 'MarketAPI', 'MarketService']
 
@@ -188,6 +189,23 @@ def load_production(symbols=SYMBOLS) -> dict:
 Rows = Annotated[list[MarketFeatures], Field(min_length=1, max_length=MAX_ROWS, description=f"1 to {MAX_ROWS:,} feature rows",
                                               examples=[[{"symbol": "BTC-USD", **EXAMPLE_ROW}]])]
 _INLINE_ROWS = 64   # requests up to this many rows are scored on the event loop; larger ones in a worker thread
+_SERVED: dict = {}  # symbol -> (model, card, tag) of this worker, for the read-only GET routes below
+
+def _card(symbol: str) -> dict:
+    _, card, tag = _SERVED[symbol]
+    return {"tag": tag, **card}
+
+market_rest = FastAPI(title="mlkit market (read-only)", openapi_url=None, docs_url=None, redoc_url=None)
+
+@market_rest.get("/models")
+def _get_models() -> dict[str, str]:
+    "The model tag serving each symbol."
+    return {s: t for s, (_, _, t) in _SERVED.items()}
+
+@market_rest.get("/model_card")
+def _get_model_card(symbol: Symbol = "BTC-USD") -> dict:
+    "The model card of `symbol`'s production model, with its tag."
+    return _card(symbol)
 
 class MarketAPI:
     "Next-day direction of the bundled symbols with their production models from the store."
@@ -196,6 +214,9 @@ class MarketAPI:
         super().__init__()                           # the entry service inherits several domains' mixins
         self.market_production = load_production()       # loaded once per worker; nothing is trained here
         self.market_online = True                    # predict_symbol may ask Yahoo Finance for days after the offline copies
+        _SERVED.update(self.market_production)
+
+    asgi_apps = [(market_rest, "/market")]           # GET /market/models and /market/model_card (POST works too)
 
     def _market_predict(self, rows) -> list[dict]:
         preds = predict_rows(self.market_production, rows)
@@ -225,7 +246,7 @@ class MarketAPI:
     async def market_model_card(self, symbol: Symbol = Field("BTC-USD", description="ticker", examples=["BTC-USD"])) -> dict:
         "The model card of `symbol`'s production model (data, features, metrics, parameters, versions), with its tag."
         _, card, tag = self.market_production[symbol]
-        return {"tag": tag, **card}
+        return {"tag": tag, **card}   # the same answer as GET /market/model_card?symbol=...
 
     @bentoml.api(route="/market/models")
     async def market_models(self) -> dict[str, str]:
@@ -235,3 +256,5 @@ class MarketAPI:
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 30, "max_concurrency": 64})
 class MarketService(MarketAPI):
     "The market domain alone: its routes as a service of their own (tests, a separate deployment, `bentoml.depends`)."
+
+for _app, _path in MarketAPI.asgi_apps: MarketService.mount_asgi_app(_app, path=_path)

@@ -29,7 +29,8 @@ log = get_logger("serve.marketplace_ui")
 
 # %% auto #0
 __all__ = ['log', 'HISTORY_COLUMNS', 'EXAMPLES', 'demo', 'ui_errors', 'register', 'login', 'logout', 'account', 'topup', 'models',
-           'example', 'predict_json', 'predict_csv', 'history', 'details', 'build_demo', 'mount', 'main']
+           'example', 'predict_json', 'received_file', 'predict_csv', 'history', 'details', 'build_demo', 'mount',
+           'main']
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #2ec539ca
 def ui_errors(fn):
@@ -47,14 +48,16 @@ def ui_errors(fn):
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #68786d01
 HISTORY_COLUMNS = ["prediction_id", "model_name", "status", "cost", "n_rows", "created_at", "finished_at", "error"]
-_DOWNLOADS = Path(tempfile.gettempdir()) / "mlkit_marketplace_ui"   # Gradio serves from the temp dir; pruned after an hour
+@functools.cache
+def _downloads() -> Path:
+    "This process's private folder (mode 0700) for result files; Gradio copies what it serves into its own cache."
+    return Path(tempfile.mkdtemp(prefix="mlkit_marketplace_ui-"))
 
 def _csv_file(job: dict, max_age: float = 3600) -> str:
-    "The job's result CSV written to a fresh folder of its own (older folders are removed); its path."
-    _DOWNLOADS.mkdir(exist_ok=True)
-    for d in _DOWNLOADS.iterdir():
+    "The job's result CSV written to a fresh folder of its own (folders older than `max_age` are removed); its path."
+    for d in _downloads().iterdir():
         if time.time() - d.stat().st_mtime > max_age: shutil.rmtree(d, ignore_errors=True)
-    out = _DOWNLOADS / uuid.uuid4().hex / f"prediction_{job['prediction_id']}.csv"
+    out = _downloads() / uuid.uuid4().hex / f"prediction_{job['prediction_id']}.csv"
     out.parent.mkdir()
     out.write_text(jobs.result_csv(job))
     return str(out)
@@ -136,13 +139,21 @@ def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None, t
     except json.JSONDecodeError as e: raise InvalidInput(f"malformed JSON: {e}") from None
     return _submit(mp, token, model_id, data)
 
+def received_file(file) -> Path:
+    "The path of a file that Gradio received from the client (inside Gradio's upload folder); any other path is refused."
+    root, path = Path(gr.utils.get_upload_folder()).resolve(), Path(str(file)).resolve()
+    if not (path.is_relative_to(root) and path.is_file()):
+        raise InvalidInput("upload the CSV file with the upload button; a path on the server is not accepted")
+    return path
+
 @ui_errors
 def predict_csv(mp: api.Marketplace, token: str | None, model_id: str | None, file: str | None) -> tuple[str, str, str, float]:
     "Submit an uploaded CSV file (a header row, then one row per prediction); as `predict_json`."
     if not file: raise InvalidInput("upload a CSV file with a header row")
-    if (n := Path(file).stat().st_size) > (limit := int(mp_setting("max_upload_bytes"))):
+    path = received_file(file)
+    if (n := path.stat().st_size) > (limit := int(mp_setting("max_upload_bytes"))):
         raise PayloadTooLarge(f"the file has {n} bytes, over the limit of {limit}")
-    return _submit(mp, token, model_id, Path(file).read_bytes())
+    return _submit(mp, token, model_id, path.read_bytes())
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #0d7e88cc
 @ui_errors

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 
 from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import attrs
@@ -16,15 +17,17 @@ from _bentoml_sdk.method import APIMethod
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
 
+from .. import __version__
 from ..core import settings
 from ..marketplace.api import app as marketplace_app
 from . import market_demo, marketplace_ui
 from .market import MarketAPI
 
 # %% auto #0
-__all__ = ['DEMOS', 'UI', 'ClientError', 'delegate', 'remote', 'landing_page', 'ui_app', 'MarketplaceAPI', 'mount_domains',
-           'MLKit']
+__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'docs_app', 'ClientError', 'delegate', 'remote', 'landing_page', 'ui_app', 'problem',
+           'ProblemMiddleware', 'MarketplaceAPI', 'mount_domains', 'MLKit']
 
 # %% ../../nbs/99_serve_app.ipynb #6b8debd6
 class ClientError(InvalidArgument):
@@ -86,6 +89,90 @@ def ui_app(demos: dict = DEMOS) -> FastAPI:
 
 UI = ui_app()
 
+# %% ../../nbs/99_serve_app.ipynb #568e85a7
+_CODES = {400: "bad_request", 401: "unauthorized", 402: "payment_required", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+          422: "invalid_input", 429: "too_many_requests"}
+
+def _explain(detail) -> str:
+    "pydantic/FastAPI validation problems as one line: `where: what` for each (at most ten)."
+    if not isinstance(detail, list): return str(detail)
+    parts = [f"{'.'.join(str(x) for x in d.get('loc', ()) if x not in ('body',)) or 'body'}: {d.get('msg', d)}"
+             if isinstance(d, dict) else str(d) for d in detail[:10]]
+    return "; ".join(parts) + (f" (and {len(detail) - 10} more)" if len(detail) > 10 else "")
+
+def problem(status: int, body) -> dict:
+    "Any domain's JSON error body as `{\"error\": code, \"message\": ..., \"detail\": ...}`."
+    code = _CODES.get(status, "client_error")
+    if isinstance(body, list) and len(body) == 1 and isinstance(body[0], dict): body = body[0]
+    if isinstance(body, dict) and {"error", "message"} <= set(body): return body          # already in shape
+    if isinstance(body, dict) and "error" in body:                                      # BentoML
+        d = body.get("detail")
+        return {"error": code, "message": _explain(d) if d else str(body["error"]), "detail": d}
+    if isinstance(body, dict) and "detail" in body:                                     # FastAPI
+        return {"error": code, "message": _explain(body["detail"]), "detail": body["detail"]}
+    return {"error": code, "message": str(body), "detail": None}
+
+# %% ../../nbs/99_serve_app.ipynb #5cf42771
+class ProblemMiddleware:
+    "ASGI middleware: every 4xx JSON answer outside `skip` in the shape of `problem`; form posts to JSON routes get 415."
+    def __init__(self, app, json_routes: tuple = (), skip: tuple = ("/ui",)):
+        self.app, self.json_routes, self.skip = app, set(json_routes), tuple(skip)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path.startswith(self.skip): return await self.app(scope, receive, send)
+        ctype = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and path in self.json_routes and ctype in ("application/x-www-form-urlencoded", "text/plain"):
+            return await self._answer(send, 415, {"error": "unsupported_media_type", "detail": None, "message":
+                f"{path} takes a JSON body: send it with 'Content-Type: application/json' (got {ctype!r}); "
+                f"with curl: curl -H 'Content-Type: application/json' -d '{{...}}'"})
+        start = {}
+        async def wrapped(msg):
+            if msg["type"] == "http.response.start":
+                hdrs = dict(msg.get("headers") or [])
+                if 400 <= msg["status"] < 500 and hdrs.get(b"content-type", b"").startswith(b"application/json"):
+                    start.update(msg, body=b""); return                               # hold it until the body is complete
+                return await send(msg)
+            if start and msg["type"] == "http.response.body":
+                start["body"] += msg.get("body", b"")
+                if msg.get("more_body"): return
+                try: body = problem(start["status"], json.loads(start["body"]))
+                except ValueError: body = problem(start["status"], start["body"].decode("utf-8", "replace"))
+                return await self._answer(send, start["status"], body, start.get("headers"))
+            return await send(msg)
+        await self.app(scope, receive, wrapped)
+
+    @staticmethod
+    async def _answer(send, status: int, body: dict, headers=None):
+        data = json.dumps(body).encode()
+        keep = [(k, v) for k, v in (headers or []) if k.lower() not in (b"content-length", b"content-type")]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": keep + [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+# %% ../../nbs/99_serve_app.ipynb #1782d482
+API_DESCRIPTION = ("mlkit's HTTP API: one route prefix per domain (`/market/`, `/marketplace/`, ...), all in one process. "
+                   "BentoML routes take POST with a JSON body; read-only ones also answer GET. Every 4xx has the shape "
+                   "`{\"error\": code, \"message\": text, \"detail\": ...}`. Demos: `/ui/`. Health: `/readyz`, metrics: `/metrics`.")
+
+class _Documented(bentoml.Service):
+    "A BentoML service whose OpenAPI document names mlkit, its version and its API."
+    __slots__ = ()
+    @property
+    def openapi_spec(self):
+        spec = super().openapi_spec
+        return attrs.evolve(spec, info=attrs.evolve(spec.info, title="mlkit", version=__version__,
+                                                     description=API_DESCRIPTION, contact=None))
+
+_SWAGGER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlkit API</title>
+<link rel="stylesheet" href="/static_content/swagger-ui.css"></head><body><div id="swagger-ui"></div>
+<script src="/static_content/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true});</script></body></html>"""
+
+docs_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+docs_app.get("/", include_in_schema=False)(lambda: HTMLResponse(_SWAGGER))
+
 # %% ../../nbs/99_serve_app.ipynb #942e0e9c
 class MarketplaceAPI:
     "The prediction marketplace (seed 001): its REST app, mounted at /marketplace."
@@ -99,6 +186,17 @@ def mount_domains(svc):
             if path not in mounted: svc.mount_asgi_app(app, path=path); mounted.add(path)
     return svc
 
+class _ClientErrorsAtInfo(logging.Filter):
+    "BentoML logs every refused request as ERROR with a traceback; a client's mistake becomes one INFO line."
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError) or (isinstance(exc, BentoMLException) and int(exc.error_code) < 500):
+            first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "client error on %s [%s]: %s", (*(record.args or ("?", "?"))[:2], first)
+            record.exc_info = record.exc_text = None
+        return True
+
 def _config() -> dict:
     "Workers and threads of the entry service from settings `[serving]`."
     return dict(workers=settings.getint("serving", "workers"), threads=settings.getint("serving", "threads"))
@@ -106,5 +204,12 @@ def _config() -> dict:
 @mount_domains
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60, "max_concurrency": 256}, **_config())
 @bentoml.asgi_app(UI, path="/ui")
+@bentoml.asgi_app(docs_app, path="/docs")
 class MLKit(MarketAPI, MarketplaceAPI):
     "mlkit's HTTP API: every domain's routes under its own prefix, in one process; demos at /ui."
+    def __init__(self):
+        super().__init__()
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAtInfo())
+
+MLKit.__class__ = _Documented
+MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()))
