@@ -1,0 +1,252 @@
+"""The text domain (issue 12): the grouped split, the registry's errors and 404s, the routes of `TextService` in process
+(Starlette's TestClient on the real ASGI app) and through a real `bentoml serve` (slow), the Gradio app through
+gradio_client and one browser session in Debian's chromium, and the report template on small parameters (slow)."""
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+
+from mlkit import store
+from mlkit.text import registry as R
+from mlkit.text.data import TextData, load_text, split_text
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sample(name="fine_food_reviews", n=1200) -> TextData:
+    td = load_text(name)
+    return TextData(td.name, td.frame.sample(n, random_state=0).reset_index(drop=True), td.sha256, td.source)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    "A throwaway model store with a production model (logistic) and a candidate (NB-SVM), fitted on 1,200 fine food reviews."
+    h = tmp_path_factory.mktemp("text-store")
+    with store.using_home(h):
+        prod = R.fit("logistic", {"C": 4}, sample(), promote=True)
+        cand = R.fit("nbsvm", None, sample())
+        yield {"home": h, "prod": prod.model_id, "cand": cand.model_id}
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    from starlette.testclient import TestClient
+    from mlkit.serve.text import TextService
+    with store.using_home(home["home"]), TestClient(TextService.to_asgi()) as c:
+        yield c
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42])
+def test_grouped_split_keeps_movies_on_one_side(seed):
+    for name in ("rotten_tomatoes", "rotten_tomatoes_polarity"):
+        sp = split_text(load_text(name), seed=seed)
+        assert sp.method == "grouped"
+        assert not set(sp.train["group"]) & set(sp.test["group"])
+        assert 0.15 < len(sp.test) / (len(sp.train) + len(sp.test)) < 0.25
+    ff = split_text(load_text("fine_food_reviews"), seed=seed)
+    assert ff.method == "published" and len(ff.test) == 1000
+
+
+def test_registry_errors_leave_nothing_half_saved(home):
+    with store.using_home(home["home"]):
+        before = len(R.list_models())
+        with pytest.raises(ValueError, match="at least two"):
+            R.fit("logistic", None, pd.DataFrame({"text": ["a b", "c d", "e f"], "label": ["x", "x", "x"]}))
+        with pytest.raises(ValueError, match=r"unknown config key\(s\) \['kernel'\].*valid keys"):
+            R.fit("svm", {"kernel": "rbf"}, sample(n=300))
+        with pytest.raises(ValueError, match="must be a float in the range"):
+            R.fit("logistic", {"C": 0}, sample(n=300))
+        with pytest.raises(R.ModelNotFound, match="no text model with id 'nosuch'"):
+            R.statistics("nosuch")
+        with pytest.raises(R.ModelInUse, match="in production"):
+            R.remove(home["prod"])
+        assert len(R.list_models()) == before
+
+
+def test_predict_statistics_list(client, home):
+    r = client.post("/text/predict", json={"text": "Stale, overpriced and the bag was half empty."})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert p["model_id"] == home["prod"] and p["label"] in p["probabilities"]
+    assert abs(sum(p["probabilities"].values()) - 1) < 1e-4 and p["contributions"]
+    r = client.post("/text/predict", json={"text": "great tea", "model_id": home["cand"]})
+    assert r.status_code == 200 and r.json()["model_id"] == home["cand"]
+    st = client.post("/text/statistics", json={"model_id": home["prod"]}).json()
+    assert st["stage"] == "production" and st["split"] == "published" and st["report"]["n_test"] > 0
+    assert set(st["report"]["classes"]) == {"great", "other"} and 0.5 < st["report"]["roc_auc"] <= 1
+    assert client.get(f"/text/api/statistics/{home['prod']}").json() == st
+    ids = {m["model_id"] for m in client.get("/text/api/models").json()}
+    assert {home["prod"], home["cand"]} <= ids
+
+
+def test_predict_csv_round_trip(client):
+    csv = "id,text\n1,Stale and overpriced.\n2,\n3,\"My dog loves these, five stars\"\n"
+    r = client.post("/text/predict_csv", files={"file": ("t.csv", csv.encode(), "text/csv")})
+    assert r.status_code == 200, r.text
+    out = pd.read_csv(io.StringIO(r.text))
+    assert list(out.columns) == ["id", "text", "predicted_label", "prob_great", "prob_other"]
+    assert out["predicted_label"].isna().tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize("path,body,status,match", [
+    ("/text/predict", {"text": ""}, 400, "at least 1 character"),
+    ("/text/predict", {"text": "x" * 1_000_000}, 400, "at most 100,000 are accepted"),
+    ("/text/predict", {"text": "good", "model_id": "nosuchid"}, 404, "no text model with id 'nosuchid'"),
+    ("/text/statistics", {"model_id": "nosuchid"}, 404, "no text model with id"),
+    ("/text/remove", {"model_id": "nosuchid"}, 404, "no text model with id"),
+    ("/text/fit", {"model": "logistic", "config": {"gamma": 1}}, 400, "valid keys: \\['C'"),
+    ("/text/fit", {"model": "svm", "config": {"C": -1}}, 400, "'C' parameter of LinearSVC"),
+    ("/text/fit", {"model": "forest"}, 400, "validation error"),
+    ("/text/fit", {"data": "tickets"}, 400, "validation error"),
+    ("/text/job", {"job_id": "nope"}, 404, "no fit job"),
+])
+def test_bad_requests(client, path, body, status, match):
+    r = client.post(path, json=body)
+    assert r.status_code == status, r.text
+    assert pytest.importorskip("re").search(match, r.text), r.text
+
+
+def test_bad_csv_uploads(client):
+    for data, match in [(b"text\n\xff\xfe\n", "not valid UTF-8"), (b"body\nhello\n", "columns present: \\['body'\\]"), (b"text\n", "no data rows")]:
+        r = client.post("/text/predict_csv", files={"file": ("t.csv", data, "text/csv")})
+        assert r.status_code == 400 and pytest.importorskip("re").search(match, r.text), r.text
+
+
+def test_remove_and_production_guard(client, home):
+    with store.using_home(home["home"]):
+        extra = R.fit("logistic", {"C": 1, "char_ngrams": 0}, sample(n=400)).model_id
+    assert client.delete(f"/text/api/models/{home['prod']}").status_code == 409
+    r = client.delete(f"/text/api/models/{extra}")
+    assert r.status_code == 200 and r.json() == {"status": "success", "message": f"model {extra} was successfully removed"}
+    r = client.delete(f"/text/api/models/{extra}")
+    assert r.status_code == 404 and r.json()["status"] == "error"
+    assert client.post("/text/remove", json={"model_id": home["prod"]}).status_code == 409
+
+
+def test_fit_job_through_the_api(client):
+    r = client.post("/text/fit", json={"model": "nbsvm", "data": "fine_food_reviews", "wait": False})
+    assert r.status_code == 200 and r.json()["job_id"], r.text
+    jid, seen, t = r.json()["job_id"], set(), time.monotonic()
+    while time.monotonic() - t < 300:
+        j = client.get(f"/text/api/jobs/{jid}").json()
+        seen.add(j["status"])
+        if j["status"] in ("done", "failed"): break
+        time.sleep(0.3)
+    assert j["status"] == "done", j
+    st = client.post("/text/statistics", json={"model_id": j["model_id"]}).json()
+    assert st["model"] == "nbsvm" and st["report"]["n_test"] == 1000   # the published testing set
+
+
+def test_no_production_model_is_503(client, tmp_path):
+    with store.using_home(tmp_path):   # an empty store: the route looks for the production model at each call
+        r = client.post("/text/predict", json={"text": "hello"})
+    assert r.status_code == 503 and "mlkit train" in r.json()["error"]
+
+
+def test_openapi_documents_the_routes(client):
+    doc = client.get("/docs.json").json()
+    for p in ("/text/fit", "/text/job", "/text/statistics", "/text/remove", "/text/models", "/text/predict", "/text/predict_csv"):
+        assert p in doc["paths"], p
+    assert "examples" in str(doc["paths"]["/text/predict"])
+
+
+@pytest.fixture(scope="module")
+def demo_url(home):
+    from mlkit.serve.text_demo import demo
+    with store.using_home(home["home"]):
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try: yield f"http://127.0.0.1:{port}/"
+        finally: demo.close()
+
+
+def test_app_through_gradio_client(demo_url, tmp_path, home):
+    from gradio_client import Client, handle_file
+    c = Client(demo_url, verbose=False)
+    probs, words, top = c.predict("Stale and overpriced, I will not buy it again.", "production", api_name="/classify")
+    assert set(p["label"] for p in probs["confidences"]) == {"great", "other"}
+    f = tmp_path / "in.csv"; f.write_text("text\nlovely tea\nawful\n")
+    out = c.predict(handle_file(str(f)), "text", "production", api_name="/classify_csv")
+    res = pd.read_csv(out)
+    assert res["predicted_label"].notna().all() and len(res) == 2
+    with pytest.raises(Exception, match="in production"):
+        c.predict(f"{home['prod']} (logistic)", api_name="/delete")
+
+
+def test_app_in_a_browser(demo_url):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); never `playwright install`")
+    from playwright.sync_api import expect, sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(demo_url)
+            page.get_by_role("tab", name="Predict").click()
+            page.get_by_label("Text", exact=True).fill("The best coffee I have had in years.")
+            page.get_by_role("button", name="Classify", exact=True).click()
+            expect(page.get_by_role("heading", name="great")).to_be_visible(timeout=30_000)
+            page.get_by_role("tab", name="Models").click()
+            page.get_by_role("button", name="Refresh").click()
+            expect(page.get_by_role("gridcell", name="nbsvm").first).to_be_visible(timeout=30_000)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+def test_routes_through_bentoml_serve(home, tmp_path):
+    env = dict(os.environ, BENTOML_HOME=str(home["home"]), MLKIT_PATHS_BENTOML_HOME=str(home["home"]), BENTOML_DO_NOT_TRACK="true",
+               MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"))
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.text:TextService", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (log.seek(0), log.read()[-3000:])
+            try:
+                if requests.get(base + "/readyz", timeout=5).status_code == 200: break
+            except requests.RequestException: pass
+            assert time.monotonic() < deadline, "bentoml serve not ready after 300 s"
+            time.sleep(0.5)
+        r = requests.post(base + "/text/predict", json={"text": "great tea"}, timeout=30)
+        assert r.status_code == 200 and r.json()["model_id"] == home["prod"]
+        assert requests.get(f"{base}/text/api/statistics/nosuch", timeout=30).status_code == 404
+        assert requests.post(base + "/text/predict", json={"text": ""}, timeout=30).status_code == 400
+        r = requests.post(base + "/text/predict_csv", files={"file": ("t.csv", b"text\ngood\n", "text/csv")}, timeout=30)
+        assert r.status_code == 200 and "predicted_label" in r.text
+    finally:
+        try: os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+        try: proc.wait(timeout=20)
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.mark.slow
+def test_report_template_renders(tmp_path):
+    from mlkit.reports import render
+    out = render(ROOT / "nbs" / "reports" / "text_classification.ipynb", tmp_path / "t.html",
+                 {"data": "fine_food_reviews", "group_frac": 0.2, "n_boot": 50, "random_check": False})
+    html = out.read_text()
+    assert "Held-out metrics against the baselines" in html and "NB-SVM (baseline)" in html and "Traceback" not in html
