@@ -19,6 +19,7 @@ Run: `.venv/bin/python benchmarks/backtest.py [rounds] [n_bars] [grid_bars]` (de
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,13 +62,18 @@ def crossover(close: np.ndarray, fast: int, slow: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the vectorbt side (its own venv)
-def ensure_vbt_venv() -> Path:
-    "The vectorbt environment's python, creating the environment on first use."
+def ensure_vbt_venv() -> Path | None:
+    "The vectorbt environment's python, creating the environment on first use; None if that fails (offline, say)."
     py = VENV / "bin" / "python"
     if py.exists(): return py
     print(f"creating {VENV} (first use): python3.11 -m venv + pip install {' '.join(VBT_PACKAGES)}", flush=True)
-    subprocess.run(["python3.11", "-m", "venv", str(VENV)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", *VBT_PACKAGES], check=True)
+    try:
+        subprocess.run(["python3.11", "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *VBT_PACKAGES], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"could not build the vectorbt environment ({e}); timing mlkit alone", flush=True)
+        shutil.rmtree(VENV, ignore_errors=True)
+        return None
     return py
 
 
@@ -124,6 +130,14 @@ def main(rounds: int = 15, n: int = 1_000_000, n_grid: int = 100_000) -> None:
     c = grid_bars.Close.to_numpy()
     grid = pd.DataFrame({f"sma_{f}_{s}": crossover(c, f, s) for f in GRID_FAST for s in GRID_SLOW}, index=grid_bars.index)
     data = {"single": (single, pos1), "grid": (grid_bars, grid)}
+    if py is None:
+        from mlkit.validation import backtest
+        mlkit_run(backtest, single, pos1)
+        for case, (bars, pos) in data.items():
+            ts = [mlkit_run(backtest, bars, pos)["t"] for _ in range(rounds)]
+            print(f"{case}: mlkit backtest + .metrics, median of {rounds}: {1e3 * np.median(ts):.1f} ms")
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         for case, (bars, pos) in data.items():
             bars[["Open", "Close"]].to_parquet(Path(tmp) / f"{case}_bars.parquet")
