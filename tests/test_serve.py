@@ -28,12 +28,26 @@ def post(base, route, payload, **kw):
     return requests.post(base + route, json=payload, timeout=30, **kw)
 
 
+_CARDS: dict = {}
+
+
 def check_prediction(p, symbol, tag):
+    "A prediction's fields agree; its confidence is the label of the model card's measured confidence table (issue 10)."
+    from mlkit.market.trading import confidence_label
     assert p["symbol"] == symbol and p["model_tag"] == tag
     assert 0 <= p["prob_up"] <= 1 and p["prediction"] == int(p["prob_up"] > 0.5)
     assert p["direction"] == ("up" if p["prediction"] else "down")
-    c = max(p["prob_up"], 1 - p["prob_up"])
-    assert p["confidence"] == ("high" if c > 0.7 else "medium" if c > 0.5 else "low")
+    card = _CARDS[tag]
+    table = (card.get("extra") or {}).get("confidence")
+    assert table, "the production model's card has no confidence table"
+    assert p["confidence"] == confidence_label(p["prob_up"], table=table)
+    assert p.get("warning") == table.get("warning")
+    if not table["beats_baseline"]: assert p["confidence"] != "high" and p["warning"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cards(server, tags):
+    for s in tags: _CARDS[tags[s]] = requests.get(server + "/market/model_card", params={"symbol": s}, timeout=30).json()
 
 
 # --- health and documents ---

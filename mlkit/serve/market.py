@@ -23,7 +23,7 @@ from ..core import DataError, get_logger
 from ..market.features import DEFAULT_SPECS, Feature, make_features, warmup
 from ..market.lifecycle import model_name
 from ..market.prices import BUNDLED, load_prices
-from ..market.trading import confidence_label
+from ..market.trading import ConfidenceTable, confidence_label
 
 log = get_logger("serve.market")
 
@@ -72,9 +72,12 @@ class MarketPrediction(BaseModel):
     direction: Literal["up", "down"] = Field(description="the prediction in words", examples=["up"])
     prob_up: float = Field(description="model probability that the next close is above this one", examples=[0.58])
     confidence: Literal["high", "medium", "low"] = Field(
-        description="confidence of the predicted direction (mlkit.market.trading.confidence_label): high when its probability "
-                    "max(prob_up, 1 - prob_up) is above 0.7, medium above 0.5, low otherwise", examples=["medium"])
+        description="confidence of the predicted direction (mlkit.market.trading.confidence_label), from the model's "
+                    "measured walk-forward accuracy at this probability level (its card's confidence table); never high "
+                    "for a model that does not beat its baseline", examples=["medium"])
     model_tag: str = Field(description="model store tag of the model that answered", examples=["market-btc-usd:abc123"])
+    warning: str | None = Field(None, description="set when the serving model does not beat its baseline out of sample",
+                                examples=[None])
 
 class SymbolPrediction(MarketPrediction):
     "A prediction for a symbol's bar on a given date, with the features computed from stored prices."
@@ -92,16 +95,39 @@ def _matrix(rows, cols: list[str]) -> np.ndarray:
     recs = [r.__dict__ if isinstance(r, BaseModel) else r for r in rows]   # field values, without model_dump's copy
     return np.array([[d[c] for c in cols] for d in recs], dtype=float).reshape(len(recs), len(cols))
 
+_TABLES: dict[str, tuple] = {}
+
+def _labeller(table: ConfidenceTable | None):
+    "`confidence_label` for an array of probabilities with one table, without a pandas filter per row (same labels)."
+    if table is None: return lambda p: [confidence_label(float(v)) for v in p]
+    lv = table.levels
+    levels = list(zip(lv.lo.astype(float), lv.hi.astype(float), lv.label.astype(str)))
+    def labels(p):
+        out = []
+        for c in np.maximum(p, 1.0 - p):
+            label = next((lab for lo, hi, lab in levels if lo <= c and (c < hi or hi >= 1.0)), "low")
+            out.append("medium" if label == "high" and not table.beats_baseline else label)
+        return out
+    return labels
+
+def _confidence(card: dict, tag: str) -> tuple:
+    "The labeller of a model card's measured confidence table (built once per model) and its warning."
+    if tag not in _TABLES:
+        d = (card.get("extra") or {}).get("confidence") or card.get("confidence")
+        _TABLES[tag] = (_labeller(ConfidenceTable.from_dict(d) if d else None), d.get("warning") if d else None)
+    return _TABLES[tag]
+
 def score(loaded: tuple,          # (model, card, tag) as mlkit.store.load_model returns it
           X,                      # feature rows: a DataFrame with the model's columns, or a float array in its column order
           symbol: str) -> list[dict]:
     "Predictions (dicts of `MarketPrediction`) for the rows of `X`."
-    model, _, tag = loaded
+    model, card, tag = loaded
+    labels, warning = _confidence(card or {}, tag)
     cols = list(model.feature_names_in_)
     A = X[cols].to_numpy(dtype=float) if isinstance(X, pd.DataFrame) else X
     p = model.predict_proba_array(A)[:, list(model.classes_).index(1)]
     return [{"symbol": symbol, "prediction": int(v > 0.5), "direction": "up" if v > 0.5 else "down", "prob_up": float(v),
-             "confidence": confidence_label(float(v)), "model_tag": tag} for v in p]
+             "confidence": lab, "model_tag": tag, "warning": warning} for v, lab in zip(p, labels(p))]
 
 def predict_rows(models: dict,   # symbol -> (model, card, tag)
                  rows) -> list[dict]:
