@@ -52,7 +52,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "database": {"url": "sqlite:///data/mlkit.db"},
     "logging": {"level": "INFO", "json_file": "mlkit.jsonl", "max_bytes": "5000000", "backup_count": "5"},
     "serving": {"host": "127.0.0.1", "port": "3000", "demo_port": "7860", "workers": "1", "threads": "4"},
-    "compute": {"n_jobs": "2", "seed": "42", "walk_forward_backend": "serial"},
+    "compute": {"n_jobs": "2", "seed": "42", "walk_forward_backend": "serial", "walk_forward_threads": "1"},
     "text": {"store_name": "text-classifier", "default_data": "rotten_tomatoes", "default_model": "logistic", "test_size": "0.2",
              "bootstrap": "1000", "max_text_chars": "100000", "max_csv_bytes": "20000000", "max_csv_rows": "100000", "sync_fit_rows": "3000"},
     "framework": {"max_epochs": "300", "early_stopping": "true", "patience": "10", "validation_fraction": "0.1",

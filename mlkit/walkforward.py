@@ -52,7 +52,7 @@ def make_folds(n: int,                    # number of rows, time-ordered
 class WalkForwardResult:
     "Per-fold metrics, the stitched out-of-sample predictions and their overall metrics."
     folds: pd.DataFrame        # fold, train/test start/end (times), n_train, n_test, accuracy, ..., baseline_accuracy
-    predictions: pd.DataFrame  # indexed like X's test rows: y_true, proba, pred, fold
+    predictions: pd.DataFrame  # indexed like X's test rows: y_true, proba, pred, fold, baseline (the training majority)
     metrics: dict              # classification metrics over all out-of-sample rows (+ baseline_accuracy)
     def __repr__(self):
         m = self.metrics
@@ -100,9 +100,9 @@ def _backend(backend: str | None) -> str:
 def fold_threads(backend: str | None = None,  # None: `[compute] walk_forward_backend`
                  n_jobs: int | None = None,   # None: `[compute] n_jobs`
                  ) -> int:
-    "Threads each fold's model should use: all `n_jobs` when folds run one after another (\"serial\"), else 1."
+    "Threads each fold's model should use: `[compute] walk_forward_threads` (at most `n_jobs`) when serial, else 1."
     n = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
-    return max(1, n) if _backend(backend) == "serial" else 1
+    return max(1, min(n, settings.getint("compute", "walk_forward_threads"))) if _backend(backend) == "serial" else 1
 
 def _ray_ready():
     "Register Ray's joblib backend, starting a local Ray (no dashboard) unless `ray.init` was already called."
@@ -147,7 +147,8 @@ def walk_forward(X, y,                        # features and labels, time-ordere
         rows.append(dict(fold=k, train_start=index[a], train_end=index[b - 1], test_start=index[c], test_end=index[d - 1],
                          n_train=b - a, n_test=d - c, accuracy=m["accuracy"], balanced_accuracy=m["balanced_accuracy"],
                          roc_auc=m["roc_auc"], baseline_accuracy=float(np.mean(yt == major))))
-        preds.append(pd.DataFrame({"y_true": yt, "proba": proba, "pred": pred, "fold": k}, index=index[c:d]))
+        preds.append(pd.DataFrame({"y_true": yt, "proba": proba, "pred": pred, "fold": k, "baseline": np.repeat(major, d - c)},
+                                  index=index[c:d]))
     fold_df, pred_df = pd.DataFrame(rows), pd.concat(preds)
     base = float(np.average(fold_df.baseline_accuracy, weights=fold_df.n_test))
     overall = _metrics(pred_df.y_true.to_numpy(), pred_df.pred.to_numpy(), pred_df.proba.to_numpy())
