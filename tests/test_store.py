@@ -15,8 +15,12 @@ from mlkit.store import load_model, list_models, store_home
 first = train_default()
 second = train_default()                 # same bundled data and recipe: nothing retrained
 model, card, tag = load_model(model_name("BTC-USD"))
+_, gcard, _ = load_model(first["^GSPC"])
+_, gprod, gtag = load_model(model_name("^GSPC"))
+_, bcard, _ = load_model(first["BTC-USD"])
 print(json.dumps(dict(home=str(store_home()), first=first, second=second, tag=tag, n_models=len(list_models()),
-                      stages=list_models().stage.tolist(), n_train=card["n_train"], symbol=card["extra"]["symbol"])))
+                      stages=list_models().stage.tolist(), n_train=card["n_train"], symbol=card["extra"]["symbol"],
+                      cards={"BTC-USD": bcard, "^GSPC": gcard}, gspc_production=gprod, gspc_tag=gtag)))
 """
 
 
@@ -30,11 +34,25 @@ def test_train_default_into_bentoml_home(tmp_path):
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["home"] == str((tmp_path / "bentoml").resolve())            # BENTOML_HOME set beforehand wins
     assert sorted(out["first"]) == ["BTC-USD", "^GSPC"] and out["second"] == out["first"]
-    assert out["tag"] == out["first"]["BTC-USD"] and out["tag"].startswith("market-btc-usd:")
-    assert out["n_models"] == 2 and out["stages"] == ["production", "production"]
+    # a first model is promoted only if its walk-forward accuracy beats the majority baseline; otherwise the baseline is
+    beats = {s: c["metrics"]["accuracy"] > c["metrics"]["baseline_accuracy"] for s, c in out["cards"].items()}
+    assert {s: c["extra"]["beats_baseline"] for s, c in out["cards"].items()} == beats
+    assert out["tag"].startswith("market-btc-usd:") and (out["tag"] == out["first"]["BTC-USD"]) == beats["BTC-USD"]
+    assert out["n_models"] == 2 + (not beats["BTC-USD"]) + (not beats["^GSPC"])
+    assert sorted(out["stages"]) == ["candidate"] * (out["n_models"] - 2) + ["production"] * 2
     assert (out["n_train"], out["symbol"]) == (365, "BTC-USD")
     reg = json.loads((tmp_path / "bentoml" / "mlkit_registry.json").read_text())
-    assert reg["models"]["market-gspc"]["production"] == out["first"]["^GSPC"]
+    assert reg["models"]["market-gspc"]["production"] == out["gspc_tag"]
+    if beats["^GSPC"]: assert out["gspc_tag"] == out["first"]["^GSPC"]
+    else:
+        g = out["gspc_production"]
+        assert (g["model"], g["extra"]["role"], g["extra"]["baseline_for"]) == ("majority", "baseline", out["first"]["^GSPC"])
+        assert "does not beat it" in g["extra"]["warning"]
+        assert all(level["label"] != "high" for level in g["extra"]["confidence"]["levels"])
+    for c in out["cards"].values():                       # every card carries its measured confidence table
+        levels = c["extra"]["confidence"]["levels"]
+        assert sum(level["n"] for level in levels) == c["metrics"]["n_eval"]
+        if not c["extra"]["beats_baseline"]: assert all(level["label"] != "high" for level in levels) and c["extra"]["warning"]
     # BentoML's own CLI sees the same models, with the card as metadata and the stage label
     r = subprocess.run([str(BIN / "bentoml"), "models", "get", out["tag"], "-o", "json"], capture_output=True, text=True,
                        env=_env(tmp_path), timeout=120)

@@ -19,6 +19,7 @@ from ..core import DataError, get_logger, settings
 from .features import DEFAULT_SPECS, make_dataset
 from .prices import load_prices
 from .research import model_factory
+from .trading import confidence_table
 from ..models import MODEL_NAMES, frame_sha256, make_card
 from ..validation import backtest
 from ..walkforward import walk_forward
@@ -56,10 +57,41 @@ def _evaluate(prices, X, y, model, seed, window, step, horizon, eval_rows, n_job
                    total_return=bt.metrics["total_return"], eval_start=str(p.index[0].date()), eval_end=str(p.index[-1].date()))
     return metrics, wf
 
+def _confidence(wf, metrics) -> dict:
+    "The card's confidence table: measured accuracy per confidence level of the walk-forward predictions."
+    return confidence_table(wf.predictions.proba, wf.predictions.y_true, baseline_pred=wf.predictions.baseline).to_dict()
+
+def _serve_baseline(symbol, name, prices, X, y, seed, window, step, horizon, eval_rows, n_jobs, home, candidate, cand_metrics, ex) -> str:
+    "Save the majority-class baseline fitted on the same window, with its own figures and a warning, and promote it."
+    metrics, wf = _evaluate(prices, X, y, "majority", seed, window, step, horizon, eval_rows, n_jobs)
+    Xf, yf = X.iloc[-window:], y.iloc[-window:]
+    fitted = model_factory("majority", seed)().fit(Xf, yf)
+    warning = (f"serving the majority-class baseline: the {cand_metrics['model']} model {candidate} does not beat it "
+               f"(walk-forward accuracy {cand_metrics['accuracy']:.1%} against {cand_metrics['baseline_accuracy']:.1%} on "
+               f"{cand_metrics['eval_start']}..{cand_metrics['eval_end']}); its predictions are never labelled high")
+    ex = {k: v for k, v in ex.items() if k != "recipe"} | dict(role="baseline", baseline_for=candidate, candidate_metrics=cand_metrics,
+                                                                confidence=_confidence(wf, metrics), beats_baseline=False, warning=warning)
+    card = make_card(fitted, Xf, yf, metrics=metrics, seed=seed, extra=ex)
+    tag = store.save_model(name, fitted, card, home=home, labels={"symbol": symbol, "role": "baseline"})
+    store.promote(tag, home=home, reason=warning, figures={"candidate": cand_metrics, "baseline": metrics})
+    log.warning("%s: %s", symbol, warning, extra={"event": "serve_baseline", "tag": tag, "candidate": candidate})
+    return tag
+
+def _promote_first(symbol, tag, home, **kw) -> str:
+    "Promote a symbol's first model if its walk-forward accuracy beats the baseline; else promote the baseline. Returns production."
+    _, card, _ = store.load_model(tag, home=home)
+    m = card["metrics"]
+    if card["extra"].get("beats_baseline", m["accuracy"] > m["baseline_accuracy"] + 1e-9):
+        store.promote(tag, home=home, reason=f"first {model_name(symbol)} model: walk-forward accuracy {m['accuracy']:.4f} beats "
+                      f"the majority baseline {m['baseline_accuracy']:.4f}", figures={"walk_forward": m})
+        return tag
+    return _serve_baseline(symbol, model_name(symbol), candidate=tag, cand_metrics={**m, "model": card["model"]},
+                           ex=card["extra"], home=home, **kw)
+
 def _recipe(symbol, model, window, step, eval_rows, horizon, specs, seed, prices_sha256) -> str:
     "A digest of everything that determines a trained model: equal digests, identical models."
     d = dict(symbol=symbol, model=model, window=window, step=step, eval_rows=eval_rows, horizon=horizon, specs=list(specs),
-             seed=seed, prices_sha256=prices_sha256)
+             seed=seed, prices_sha256=prices_sha256, card=2)   # card 2: confidence table and baseline rule (issue 10)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 def train(symbol: str = "BTC-USD",    # ticker (bundled: BTC-USD, ^GSPC) or a cached symbol
@@ -88,14 +120,16 @@ def train(symbol: str = "BTC-USD",    # ticker (bundled: BTC-USD, ^GSPC) or a ca
     if len(X) < window + horizon + eval_rows:
         raise DataError(f"{symbol} has {len(X)} usable rows before {end or 'the end'}; window={window} + gap={horizon} + "
                         f"eval_rows={eval_rows} need {window + horizon + eval_rows}; use a smaller window or eval_rows")
-    metrics, _ = _evaluate(prices, X, y, model, seed, window, step, horizon, eval_rows, n_jobs)
+    metrics, wf = _evaluate(prices, X, y, model, seed, window, step, horizon, eval_rows, n_jobs)
+    conf = _confidence(wf, metrics)
     Xf, yf = X.iloc[-window:], y.iloc[-window:]
     fitted = model_factory(model, seed, threads=n_jobs)().fit(Xf, yf)
     psha = frame_sha256(prices)
     recipe = _recipe(symbol, model, window, step, eval_rows, horizon, specs, seed, psha)
     ex = dict(symbol=symbol, name=name, specs=list(specs), horizon=horizon, window=window, step=step, eval_rows=eval_rows,
               first_bar=str(prices.index[0].date()), last_bar=str(prices.index[-1].date()), bars=len(prices),
-              price_source=prices.attrs.get("source", "unknown"), prices_sha256=psha, recipe=recipe, **(extra or {}))
+              price_source=prices.attrs.get("source", "unknown"), prices_sha256=psha, recipe=recipe, role="model",
+              confidence=conf, beats_baseline=conf["beats_baseline"], warning=conf["warning"], **(extra or {}))
     card = make_card(fitted, Xf, yf, metrics=metrics, seed=seed, extra=ex)
     tag = store.save_model(name, fitted, card, home=home, labels={"symbol": symbol, "recipe": recipe})
     log.info("trained %s for %s on %s..%s: walk-forward accuracy %.4f (baseline %.4f), Sharpe %.2f over %s..%s, in %.1f s",
@@ -103,12 +137,13 @@ def train(symbol: str = "BTC-USD",    # ticker (bundled: BTC-USD, ^GSPC) or a ca
              metrics["sharpe"], metrics["eval_start"], metrics["eval_end"], time.perf_counter() - t0,
              extra={"event": "train", "tag": tag, "metrics": metrics})
     if promote_if_none and store.production_tag(name, home) is None:
-        store.promote(tag, home=home, reason=f"first {name} model", figures={"walk_forward": metrics})
+        _promote_first(symbol, tag, home, prices=prices, X=X, y=y, seed=seed, window=window, step=step, horizon=horizon,
+                       eval_rows=eval_rows, n_jobs=n_jobs)
     return tag
 
 def train_default(force: bool = False,  # retrain even when an identical model is already stored
                   home=None, n_jobs: int | None = None) -> dict:
-    "Train the default production models (CatBoost on the bundled BTC-USD and ^GSPC); `make train` runs this."
+    "Train the default models (CatBoost on the bundled BTC-USD and ^GSPC) and return their tags; `make train` runs this."
     out = {}
     for sym in DEFAULT_SYMBOLS:
         prices = load_prices(sym, source="bundled")
@@ -118,7 +153,10 @@ def train_default(force: bool = False,  # retrain even when an identical model i
         if len(same) and not force:
             out[sym] = same.tag.iloc[-1]
             log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)", sym, out[sym])
-            if store.production_tag(model_name(sym), home) is None: store.promote(out[sym], home=home, reason="default model")
+            if store.production_tag(model_name(sym), home) is None:
+                X, y = make_dataset(prices, DEFAULT_SPECS, horizon=1)
+                _promote_first(sym, out[sym], home, prices=prices, X=X, y=y, seed=42, window=365, step=30, horizon=1, eval_rows=360,
+                               n_jobs=settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs)
             continue
         out[sym] = train(sym, "catboost", source="bundled", home=home, n_jobs=n_jobs)
     return out
@@ -152,6 +190,7 @@ def monitor(symbol: str = "BTC-USD",
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not -1 <= v <= 1: raise DataError(f"{k} must be a number in [-1, 1], got {v!r}")
     model, card, prod = store.load_model(name, home=home)     # DataError when there is no production model
     ex = card["extra"]
+    kind = ex["candidate_metrics"]["model"] if ex.get("role") == "baseline" else card["model"]   # a served baseline: retrain the real model
     now_ts = None if now is None else pd.Timestamp(now).normalize()
     prices = load_prices(symbol, end=None if now_ts is None else now_ts + pd.Timedelta(days=1), source=source)
     now_ts = now_ts if now_ts is not None else prices.index[-1].normalize()
@@ -181,8 +220,8 @@ def monitor(symbol: str = "BTC-USD",
         first = pos[0] - h - w
         if first < 0: raise DataError(f"not enough history before {figs['live_start']} to refit a {w}-row window for the comparison")
         n_jobs = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
-        wf = walk_forward(X.iloc[first:pos[-1] + 1], y.iloc[first:pos[-1] + 1], model_factory(card["model"], card["seed"]),
-                          window=w, step=s, gap=h, n_jobs=1 if card["model"] == "autogluon" else n_jobs, progress=False)
+        wf = walk_forward(X.iloc[first:pos[-1] + 1], y.iloc[first:pos[-1] + 1], model_factory(kind, card["seed"]),
+                          window=w, step=s, gap=h, n_jobs=1 if kind == "autogluon" else n_jobs, progress=False)
         if not wf.predictions.index.equals(X.index[pos]): raise RuntimeError("walk-forward rows differ from the live rows")
         cand = float(wf.metrics["accuracy"])
         better = cand > acc + min_improvement
@@ -193,7 +232,7 @@ def monitor(symbol: str = "BTC-USD",
         if not better: out["action"] = "kept"
         elif dry_run: out.update(action="kept", would_promote=True)
         else:
-            tag = train(symbol, card["model"], end=now_ts + pd.Timedelta(days=1), window=w, step=s, eval_rows=ex["eval_rows"], horizon=h,
+            tag = train(symbol, kind, end=now_ts + pd.Timedelta(days=1), window=w, step=s, eval_rows=ex["eval_rows"], horizon=h,
                         specs=ex["specs"], seed=card["seed"], source=source, promote_if_none=False, n_jobs=n_jobs, home=home,
                         extra={"monitor": figs})
             store.promote(tag, home=home, reason="; ".join(out["reasons"]), figures=figs)
