@@ -29,14 +29,13 @@ $(CHROMIUM):  ## Debian's chromium for the browser tests (Playwright drives it; 
 lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
-run: install  ## the main job: data pipeline summary, train, render the reports, then serve the bento (Ctrl-C stops)
-	$(BIN)/mlkit data
-	$(BIN)/mlkit train
-	$(BIN)/mlkit reports
-	$(BIN)/mlkit serve
+run: install  ## the main job: data pipeline summary, train every domain (skips stored models), then serve the bento (Ctrl-C stops)
+	@echo "== data pipeline summary"; $(BIN)/mlkit data
+	@echo "== training the default models of every domain (seconds when they are already stored)"; $(PY) -m mlkit.serve.train
+	@echo "== serving (the rendered reports are in reports/; 'make reports' renders them again)"; $(BIN)/mlkit serve
 
-train: install  ## train the default market models into the BentoML model store (idempotent; data/bentoml)
-	$(BIN)/mlkit train
+train: install  ## train the default models of every domain into the BentoML model store (idempotent; data/bentoml)
+	$(PY) -m mlkit.serve.train
 
 export: install  ## notebooks -> mlkit/, clean notebooks, README from nbs/index.ipynb
 	$(BIN)/nbdev-export

@@ -39,9 +39,9 @@ def serve_env(tmp_path_factory):
                MLKIT_PATHS_LOG_DIR=str(tmp / "logs"), MLKIT_DATABASE_URL=f"sqlite:///{tmp / 'mlkit.db'}",
                MLKIT_PATHS_DATA_DIR=str(tmp / "data"), MLKIT_PATHS_MODEL_DIR=str(tmp / "models"),
                MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
-    code = ("from mlkit.market.lifecycle import train_default, model_name; from mlkit import store; import json; "
-            "r = train_default(); print(json.dumps({s: store.production_tag(model_name(s)) for s in r}))")   # what serves
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    code = ("from mlkit.serve.train import train_all; from mlkit.market.lifecycle import model_name; from mlkit import store; "
+            "import json; r = train_all()['market']; print(json.dumps({s: store.production_tag(model_name(s)) for s in r}))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     env["MLKIT_TEST_TAGS"] = r.stdout.strip().splitlines()[-1]
     return env

@@ -22,8 +22,13 @@ from pydantic import ValidationError
 from .. import __version__
 from ..core import settings
 from ..marketplace.api import app as marketplace_app
-from . import market_demo, marketplace_ui
+from . import market_demo, marketplace_ui, monitor_demo, queues_demo, recsys_demo, text_demo, vision_demo
 from .market import MarketAPI
+from .monitor import MonitorAPI
+from .queues import QueuesAPI
+from .recsys import RecsysAPI
+from .text import TextAPI
+from .vision import VisionAPI
 
 # %% auto #0
 __all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'docs_app', 'ClientError', 'delegate', 'remote', 'landing_page', 'ui_app', 'problem',
@@ -70,6 +75,16 @@ DEMOS: dict[str, tuple[str, str, callable]] = {   # path under /ui -> (title, wh
                lambda app, path: gr.mount_gradio_app(app, market_demo.demo, path=path)),
     "marketplace": ("Prediction marketplace", "accounts, balance, priced diabetes-progression models, prediction jobs",
                     lambda app, path: marketplace_ui.mount(app, path)),
+    "queues": ("Support-queue load", "history, weekday and weekly averages, and load forecasts with intervals per queue",
+               lambda app, path: gr.mount_gradio_app(app, queues_demo.demo, path=path)),
+    "text": ("Ticket text classification", "train, compare and apply text classifiers; predictions for a text or a CSV",
+             lambda app, path: gr.mount_gradio_app(app, text_demo.demo, path=path)),
+    "vision": ("Handwritten digits", "draw a digit and see the class probabilities of the dense network",
+               lambda app, path: gr.mount_gradio_app(app, vision_demo.demo, path=path)),
+    "recsys": ("Movie recommendations", "personal picks for MovieLens users, popular-in-genres for new ones",
+               lambda app, path: gr.mount_gradio_app(app, recsys_demo.demo, path=path)),
+    "monitor": ("Live model monitoring", "the streamed model's error histogram and drift alarms, refreshed live",
+                lambda app, path: gr.mount_gradio_app(app, monitor_demo.demo, path=path)),
 }
 
 def landing_page(demos: dict = DEMOS, prefix: str = "/ui") -> str:
@@ -205,7 +220,7 @@ def _config() -> dict:
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60, "max_concurrency": 256}, **_config())
 @bentoml.asgi_app(UI, path="/ui")
 @bentoml.asgi_app(docs_app, path="/docs")
-class MLKit(MarketAPI, MarketplaceAPI):
+class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI, MonitorAPI):
     "mlkit's HTTP API: every domain's routes under its own prefix, in one process; demos at /ui."
     def __init__(self):
         super().__init__()
