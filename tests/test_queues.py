@@ -174,3 +174,18 @@ def test_dashboard_callbacks(client):
     import gradio as gr
     with pytest.raises(gr.Error, match="valid granularities"): D.show_queue("nyc_departures", 3, "hourly", "", "")
     with pytest.raises(gr.Error, match="levels must be numbers"): D.run_forecast("nyc_departures", 3, "weekly", 6, "80,x")
+
+
+def test_queue_forecast_report_renders(tmp_path):
+    "The papermill template on small parameters (a weekly forecaster fitted in the report): every section, no code."
+    import re
+    from conftest import ROOT
+    from mlkit.reports import render, template_parameters
+    tpl = ROOT / "nbs" / "reports" / "queue_forecast.ipynb"
+    assert set(template_parameters(tpl)) == {"dataset", "granularity", "queue_id", "horizon", "h", "n_windows", "refit", "seed"}
+    html = render(tpl, tmp_path / "qf.html", dict(dataset="nyc_departures", granularity="weekly", h=4, n_windows=2, refit=True)).read_text()
+    for heading in ("Verdict", "The hierarchy", "History and weekday profile", "Cross-validation per level",
+                    "The reconciled forecast with calibrated intervals", "Provenance", "held-out actuals", "BottomUp"):
+        assert heading in html, heading
+    assert len(re.findall(r"<img", html)) >= 2 and "R.verdict(" not in html
+    assert re.search(r"sha256 \| 1e291d3047719930ae7cfc640163f6e72dc835dc664ba7a9008f9747a34407dd", (tmp_path / "qf.ipynb").read_text())

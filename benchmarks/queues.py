@@ -1,0 +1,84 @@
+"""Speed and accuracy figures of the queues domain, side by side, with the load average beside each (not a test).
+
+    python benchmarks/queues.py [--skip bank,arima,http] [--port 3917]
+
+1. nyc_departures: the full cross-validation (every series of the hierarchy, 3 windows, h = 28 days) plus
+   reconciliation (target < 20 s on 2 quiet cores);
+2. bank_calls: rolling next-day cross-validation at five minutes (10 windows of 169 open slots; target < 60 s);
+3. the same nyc cross-validation with AutoARIMA alone instead of Prophet (Prophet is not in mlkit's lock and nothing
+   is installed at run time): MASE and time as ratios;
+4. a one-queue forecast through the HTTP API of `bentoml serve mlkit.serve.queues:QueuesService`: p50 once warm.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import json
+
+import numpy as np
+
+from mlkit.queues.data import load_bundled
+from mlkit.queues.forecast import cross_validate, default_forecaster, evaluate
+
+
+def load() -> str: return "load average %.1f %.1f %.1f" % os.getloadavg()
+
+
+def cv_time(name, **kw):
+    data = load_bundled(name)
+    fc = default_forecaster(name)
+    for k, v in kw.items(): setattr(fc, k, v)
+    t = time.perf_counter()
+    cv = cross_validate(data, fc.granularity, fc.h, fc.n_windows, fc.models, fc.input_size)
+    bt = evaluate(cv, data, fc.granularity)
+    return time.perf_counter() - t, bt
+
+
+def http_p50(port: int, n: int = 50) -> float:
+    env = dict(os.environ, BENTOML_DO_NOT_TRACK="true")
+    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "mlkit.serve.queues:QueuesService", "--host", "127.0.0.1",
+                          "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(240):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200: break
+            except OSError: time.sleep(0.5)
+        body = json.dumps({"queue_id": 3, "horizon": 14}).encode()
+        def call():
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/queues/forecast", body, {"Content-Type": "application/json"})
+            t = time.perf_counter(); urllib.request.urlopen(req, timeout=60).read(); return time.perf_counter() - t
+        for _ in range(5): call()   # warm
+        return statistics.median(call() for _ in range(n))
+    finally:
+        p.terminate(); p.wait(30)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: bank, arima, http")
+    ap.add_argument("--port", type=int, default=3917)
+    a = ap.parse_args()
+    skip = set(filter(None, a.skip.split(",")))
+    s, bt = cv_time("nyc_departures")
+    t = bt.table
+    print(f"nyc_departures CV (39 series, 3 x 28 days) + reconciliation: {s:.1f} s  [{load()}]")
+    print(f"  reconciliation {bt.reconciliation}; MASE per level: " + "; ".join(
+        f"L{i}: final {t.loc[i, bt.reconciliation]:.3f} / AutoETS {t.loc[i, 'AutoETS']:.3f} / seasonal naive {t.loc[i, 'SeasonalNaive']:.3f}" for i in t.index))
+    print(f"  held-out coverage 80 %: {bt.coverage[80]['all']:.3f}, 95 %: {bt.coverage[95]['all']:.3f}")
+    if "arima" not in skip:
+        s2, bt2 = cv_time("nyc_departures", models=("AutoARIMA", "SeasonalNaive"))
+        m1, m2 = bt.table[bt.reconciliation].mean(), bt2.table["AutoARIMA"].mean()
+        print(f"AutoARIMA alone (Prophet is not installed: not in the lock, nothing is downloaded): {s2:.1f} s, mean MASE over levels "
+              f"{m2:.3f}; ratios AutoARIMA / mlkit: time {s2 / s:.2f}, MASE {m2 / m1:.3f}  [{load()}]")
+    if "bank" not in skip:
+        s3, bt3 = cv_time("bank_calls")
+        t3 = bt3.table
+        print(f"bank_calls next-day CV at 5 min (10 windows of 169 slots, 6-week input): {s3:.1f} s  [{load()}]")
+        print(f"  MSTL MASE {t3['MSTL'].iloc[0]:.3f} vs seasonal naive {t3['SeasonalNaive'].iloc[0]:.3f} "
+              f"(ratio {t3['MSTL'].iloc[0] / t3['SeasonalNaive'].iloc[0]:.3f}); held-out coverage 80 %: {bt3.coverage[80]['all']:.3f}, "
+              f"95 %: {bt3.coverage[95]['all']:.3f}")
+    if "http" not in skip:
+        print(f"one-queue forecast over HTTP (warm, 50 calls): p50 {1000 * http_p50(a.port):.1f} ms  [{load()}]")
