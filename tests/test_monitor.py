@@ -180,14 +180,17 @@ def test_embedded_all_roles_with_duplicates(home, tmp_path):
     "All four roles in one process over the embedded broker; replayed (duplicate) messages are counted, not scored twice."
     from mlkit import store
     from mlkit.monitor.messages import Broker, TrueMsg
-    from mlkit.monitor.stream import monitor_stream, scores_frame
+    from mlkit.monitor.stream import Scorer, monitor_stream, score, scores_frame, summary
     db = f"sqlite:///{tmp_path}/m.db"
     with store.using_home(home):
         s = monitor_stream("all", url="memory://", prefix="emb", run="emb", db=db, interval_s=0, timeout=120, consume={"wait": 0.02})
         assert s.scored == N_ROWS and s.pending == 0 and s.mae is not None
+        sc = Scorer("emb", db)                  # a restarted scorer: replays the stored scores first
         with Broker("memory://", "emb") as b:   # at-least-once delivery: the same y_true again
             for p in range(5): b.publish("y_true", TrueMsg(id=f"emb:{p}", ts=time.time(), y_true=1.0))
-        s2 = monitor_stream("score", url="memory://", prefix="emb", run="emb", db=db, stop=_after(1.0))
+            t_end = time.monotonic() + 60
+            score(b, sc, stop=lambda: sc.counts["duplicate"] >= 5 or time.monotonic() > t_end, wait=0.02)
+        s2 = summary("emb", db)
     assert s2.scored == N_ROWS and s2.duplicates == 5
     df = scores_frame("emb", db)
     assert df.id.is_unique and len(df) == N_ROWS

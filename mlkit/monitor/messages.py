@@ -87,7 +87,7 @@ def broker_url(url: str | None = None) -> str:
                           "amqp, pyamqp, amqps (RabbitMQ)")
     return url
 
-# %% ../../nbs/60_monitor_messages.ipynb #82ec6fe1
+# %% ../../nbs/60_monitor_messages.ipynb #b9f2f250
 class Broker:
     "A connection to the broker with the domain's queues `<prefix>.features|y_true|y_pred|dead` declared (durable)."
     def __init__(self, url: str | None = None,     # broker URL; None: setting [monitor] broker_url
@@ -96,7 +96,7 @@ class Broker:
         self.url = broker_url(url)
         self.prefix = prefix or settings.get("monitor", "queue_prefix")
         self.amqp = not self.url.startswith("memory")
-        opts = {} if self.amqp else {"polling_interval": 0.002}
+        opts = {} if self.amqp else {"polling_interval": 0.005}
         self.conn = kombu.Connection(self.url, transport_options=opts, heartbeat=heartbeat, connect_timeout=10)
         self.conn.ensure_connection(max_retries=3)
         self.channel = self.conn.channel()

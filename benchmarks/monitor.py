@@ -1,0 +1,67 @@
+"""Speed and detection figures of mlkit.monitor (issue 13); prints them with the load average beside. Not run by `make test`.
+
+    python benchmarks/monitor.py [--amqp amqp://guest:guest@127.0.0.1:5672//] [--runs 200]
+
+1. Throughput through all four roles (one process, one thread per role) for the embedded broker and, with --amqp
+   (or MLKIT_TEST_AMQP_URL), RabbitMQ: the 442 diabetes rows as fast as the producer can send them.
+2. End-to-end latency (producer send -> score committed) p50/p99 at 100 rows/s.
+3. The drift monitor on the issue's scenario: bootstrap streams of the rows the model did not train on, bmi + 6 from
+   message 500 (a declared perturbation of real rows): false alarms per 500 stable messages, share detected, median delay.
+"""
+import argparse, os, tempfile, time, warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+warnings.filterwarnings("ignore")
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--amqp", default=os.environ.get("MLKIT_TEST_AMQP_URL"))
+ap.add_argument("--runs", type=int, default=200, help="replayed streams for the drift figures")
+a = ap.parse_args()
+
+from mlkit import datasets, store
+from mlkit.monitor.drift import shift_scenario
+from mlkit.monitor.model import FEATURES, TARGET, train
+from mlkit.monitor.stream import monitor_stream, scores_frame
+
+
+def load(): return "load %.1f %.1f %.1f" % os.getloadavg()
+
+
+tmp = Path(tempfile.mkdtemp()); home = tmp / "bentoml"
+t = time.perf_counter(); tag = train(home=home)
+print(f"trained {tag} (drift calibration with 200 simulations) in {time.perf_counter() - t:.1f} s  [{load()}]")
+brokers = [("embedded", "memory://")] + ([("rabbitmq", a.amqp)] if a.amqp else [])
+
+with store.using_home(home):
+    for name, url in brokers:
+        db = f"sqlite:///{tmp}/{name}.db"
+        run = f"bench-{name}-{int(time.time())}"
+        t = time.perf_counter()
+        s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0, timeout=600)
+        dt = time.perf_counter() - t
+        df = scores_frame(run, db)
+        span = df.t_scored.max() - df.t_sent.min()
+        print(f"{name:9s} throughput: {s.scored} rows through 4 roles in {span:.2f} s = {s.scored / span:,.0f} rows/s "
+              f"({3 * s.scored / span:,.0f} messages/s over the three queues); wall incl. start {dt:.1f} s  [{load()}]")
+        run = run + "-lat"
+        s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0.01, timeout=600, consume={"wait": 0.005, "batch": 50})
+        lat = (scores_frame(run, db).pipe(lambda d: d.t_scored - d.t_sent) * 1000)
+        print(f"{name:9s} latency at 100 rows/s: p50 {lat.quantile(.5):.1f} ms, p99 {lat.quantile(.99):.1f} ms, max {lat.max():.1f} ms "
+              f"({len(lat)} rows)  [{load()}]")
+
+    model, card, _ = store.load_model("monitor-diabetes")
+df = datasets.load("diabetes")
+unseen = np.setdiff1d(np.arange(len(df)), card["extra"]["train_rows"])
+X, y = df.iloc[unseen][FEATURES].to_numpy(float), df.iloc[unseen][TARGET].to_numpy(float)
+t = time.perf_counter()
+r = shift_scenario(model.drift_, lambda A: model.predict(pd.DataFrame(A, columns=FEATURES)), X, y, "bmi", 6.0,
+                   start=500, after=500, runs=a.runs, seed=7)
+print(f"drift, bmi + 6 from message 500, {r.runs} runs on the {len(unseen)} unseen rows: {r.false_alarms_per_horizon:.3f} false alarms "
+      f"per 500 stable messages, {r.detected:.0%} detected, median delay {r.median_delay} messages "
+      f"(p90 {np.percentile(r.delays, 90) if r.delays else float('nan'):.0f}); {(time.perf_counter() - t) / r.runs / 1000 * 1e6:.0f} us per message  [{load()}]")
+r0 = shift_scenario(model.drift_, lambda A: model.predict(pd.DataFrame(A, columns=FEATURES)), X, y, "bmi", 0.0,
+                    start=500, after=500, runs=a.runs, seed=8)
+print(f"drift, no shift (1000 stable messages), {r0.runs} runs: {r0.false_alarms_per_horizon:.3f} false alarms per 500 in the first half, "
+      f"{r0.detected:.0%} of runs with an alarm in the second half  [{load()}]")
