@@ -54,7 +54,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180):
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 900):
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None: raise RuntimeError(f"server exited with {proc.returncode}")
