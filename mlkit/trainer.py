@@ -329,8 +329,10 @@ def fit(self: ModelTrainer, X, y=None, X_val=None, y_val=None) -> ModelTrainer:
     self.fit_seconds_ = time.perf_counter() - t0
     self._fitted(info)
     self.card_ = self.make_card(X, y)
-    _log.info("trained %s (%s) on %d rows in %.1f s: %d epoch(s), best %d, validation score %s", self.model_type,
-              type(cfg.backend).__name__, len(X), self.fit_seconds_, len(rows), self.best_epoch_,
+    _log.log(20 if cfg.verbose else 10,   # INFO with verbose; a grid search logs its own summary
+             "trained %s (%s) on %d rows in %.1f s: %d %s (best %d), validation score %s", self.model_type,
+             type(cfg.backend).__name__, len(X), self.fit_seconds_, len(rows) if cfg.epochs else self.best_epoch_,
+             "epoch(s)" if cfg.epochs else "solver iteration(s)", self.best_epoch_,
               f"{self.history_.val_score.max():.4f}" if self.history_.val_score.notna().any() else "n/a",
               extra={"event": "train", "model_type": self.model_type, "epochs": len(rows), "seconds": self.fit_seconds_})
     return self
