@@ -4,6 +4,7 @@ classes, and fresh vs rotten, grouped split), then one-text latency through the 
 `bentoml serve mlkit.serve.text:TextService` on loopback, and a 10,000-row CSV through /text/predict_csv.
 
     python benchmarks/text.py [--requests 200] [--csv-rows 10000]
+    python benchmarks/text.py --home DIR --skip-fits   # HTTP figures only, with the production text model already in DIR
 """
 from __future__ import annotations
 
@@ -92,9 +93,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--csv-rows", type=int, default=10_000)
+    ap.add_argument("--home", type=Path, help="BentoML home to use (default: a new temporary one)")
+    ap.add_argument("--skip-fits", action="store_true", help="skip the fits; the home must hold a production text model")
     a = ap.parse_args()
     os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-    home = Path(tempfile.mkdtemp(prefix="mlkit-text-bench-"))
+    home = a.home or Path(tempfile.mkdtemp(prefix="mlkit-text-bench-"))
     print(f"nproc {os.cpu_count()}, {load()}", flush=True)
-    fits(home)
+    if not a.skip_fits: fits(home)
     http(home, a.requests, a.csv_rows)
