@@ -7,29 +7,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import threading
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.security import (HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer,
+                              OAuth2PasswordBearer)
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from ..core import settings
 from ..db import get_engine
 from . import jobs
-from .auth import create_token, decode_token, login, register, user_from_token
+from .auth import (create_token, decode_token, issue_refresh_token, login, register, rotate_refresh_token,
+                                    user_from_token)
 from .catalog import seed_catalog
 from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized,
-                                      User, log, mp_setting, read_scope, upgrade_db)
+                                      User, echo, log, mp_setting, read_scope, upgrade_db)
 
 # %% auto #0
-__all__ = ['BearerCreds', 'BasicCreds', 'CurrentUser', 'app', 'Marketplace', 'UserIn', 'UserCreated', 'Me', 'TokenOut', 'TopUpIn',
-           'TopUpOut', 'ModelOut', 'PredictIn', 'PredictAccepted', 'PredictionSummary', 'PredictionOut', 'Problem',
-           'current_user', 'create_app', 'main']
+__all__ = ['BearerCreds', 'BasicCreds', 'CurrentUser', 'IdempotencyKey', 'app', 'Marketplace', 'UserIn', 'UserCreated', 'Me',
+           'TokenOut', 'TopUpIn', 'TopUpOut', 'ModelOut', 'PredictIn', 'PredictAccepted', 'PredictionSummary',
+           'PredictionOut', 'Problem', 'check_value', 'check_json', 'check_query', 'InputGuard', 'current_user',
+           'create_app', 'main']
 
 # %% ../../nbs/44_marketplace_api.ipynb #07d11b01
 class Marketplace:
@@ -76,6 +82,7 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(..., description="seconds")
+    refresh_token: str | None = Field(None, description="spend it with grant_type=refresh_token for a new pair (used once: rotated)")
 
 class TopUpIn(BaseModel):
     amount: Any = Field(..., examples=[100], json_schema_extra={"type": "number", "exclusiveMinimum": 0},
@@ -127,24 +134,96 @@ class Problem(BaseModel):
 
 _ERRORS = {s: {"model": Problem, "description": d} for s, d in
            [(400, "malformed request"), (401, "not authenticated"), (402, "insufficient balance"), (404, "not found"),
-            (409, "conflict"), (413, "payload too large"), (422, "invalid input"), (429, "account locked")]}
+            (409, "conflict"), (413, "payload too large"), (422, "invalid input"), (429, "too many failed log-ins"),
+            (503, "log-in capacity exhausted; retry")]}
 def _errors(*codes): return {c: _ERRORS[c] for c in codes}
+
+# %% ../../nbs/44_marketplace_api.ipynb #233cf82a
+_MAX_INT, _MAX_DEPTH = 2 ** 53, 32          # JSON's safe integers (a float and a BIGINT hold them exactly); nesting
+
+def check_value(v, where: str = "body", depth: int = 0):
+    "Refuse (422) what no route can take: non-finite or huge numbers, lone surrogates, deep nesting; recursively."
+    if depth > _MAX_DEPTH: raise InvalidInput(f"{where}: nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(v, bool) or v is None: return
+    if isinstance(v, int):
+        if abs(v) > _MAX_INT: raise InvalidInput(f"{where}: integer {echo(v, 30)} is out of range; expected at most 2**53 in size")
+    elif isinstance(v, float):
+        if not math.isfinite(v): raise InvalidInput(f"{where}: expected a finite number, got {v}")
+    elif isinstance(v, str):
+        try: v.encode("utf-8")
+        except UnicodeEncodeError: raise InvalidInput(f"{where}: text {echo(v)} holds a lone surrogate; send valid Unicode") from None
+    elif isinstance(v, dict):
+        for k, x in v.items(): check_value(k, where, depth + 1); check_value(x, f"{where}.{echo(k, 30)}", depth + 1)
+    elif isinstance(v, list):
+        for i, x in enumerate(v): check_value(x, f"{where}[{i}]", depth + 1)
+
+def _no_constant(name): raise InvalidInput(f"body: {name} is not a JSON number; send a finite number")
+
+def check_json(body: bytes):
+    "The JSON body checked by `check_value`; None when it is not JSON at all (the route itself then says so)."
+    try: obj = json.loads(body, parse_constant=_no_constant)
+    except RecursionError: raise InvalidInput(f"body: nested deeper than {_MAX_DEPTH} levels") from None
+    except ValueError as e:                  # JSONDecodeError, UnicodeDecodeError, and ints over Python's digit limit
+        if isinstance(e, InvalidInput): raise
+        if "digits" in str(e): raise InvalidInput("body: an integer is out of range; expected at most 2**53 in size") from None
+        return None
+    check_value(obj)
+    return obj
+
+def check_query(qs: bytes):
+    "Query parameters: integers beyond 2**53 and non-finite numbers are refused before any route parses them."
+    for k, v in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
+        if re.fullmatch(r"\s*[+-]?\d+\s*", v) and len(v.strip().lstrip("+-")) > 16 and abs(int(v)) > _MAX_INT:
+            raise InvalidInput(f"query parameter {echo(k, 30)}: integer {echo(v, 30)} is out of range; expected at most 2**53")
+
+class InputGuard:
+    "ASGI middleware: one gate for every route's query string and JSON body (see `check_value`); 413 over `limit` bytes."
+    def __init__(self, app, limit: int | None = None): self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        try:
+            check_query(scope.get("query_string", b""))
+            ctype = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1").lower()
+            if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS") or "form" in ctype:
+                return await self.app(scope, receive, send)
+            limit, body, more = self.limit or int(mp_setting("max_upload_bytes")), bytearray(), True
+            while more:
+                msg = await receive()
+                if msg["type"] == "http.disconnect": return
+                body += msg.get("body", b""); more = msg.get("more_body", False)
+                if len(body) > limit: raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            check_json(bytes(body))
+        except MarketplaceError as e:
+            return await JSONResponse({"detail": str(e)}, status_code=e.status)(scope, receive, send)
+        sent = False
+        async def replay():
+            nonlocal sent
+            if sent: return await receive()
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        await self.app(scope, replay, send)
 
 # %% ../../nbs/44_marketplace_api.ipynb #4f2bab94
 _basic = HTTPBasic(auto_error=False, description="username and password (as in seed 001)")
 _bearer = HTTPBearer(auto_error=False, description="a JWT from POST /token")
+_oauth2 = OAuth2PasswordBearer(tokenUrl="token", refreshUrl="token", auto_error=False,
+                               description="OAuth2 password flow: POST /token (form) -> access_token (the same bearer JWT)")
 
 BearerCreds = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 BasicCreds = Annotated[HTTPBasicCredentials | None, Security(_basic)]
 
 def _mp(request: Request) -> Marketplace: return request.app.state.marketplace.start()
 
-def current_user(request: Request, bearer: BearerCreds,
-                 basic: BasicCreds) -> User:
+def _client(request: Request) -> str | None: return request.client.host if request.client else None
+
+def current_user(request: Request, bearer: BearerCreds, basic: BasicCreds,
+                 _oauth: Annotated[str | None, Security(_oauth2)] = None,  # the same header: declared for OAuth2 clients
+                ) -> User:
     "The caller, from a bearer JWT or HTTP Basic credentials."
     mp = _mp(request)
     if bearer is not None: return user_from_token(mp.engine, bearer.credentials)
-    if basic is not None: return login(mp.engine, basic.username, basic.password)
+    if basic is not None: return login(mp.engine, basic.username, basic.password, client=_client(request))
     raise Unauthorized("authentication required: HTTP Basic credentials or 'Authorization: Bearer <token from POST /token>'")
 
 CurrentUser = Annotated[User, Depends(current_user)]
@@ -176,9 +255,13 @@ _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["model_id", "file"], "properties": {
         "model_id": {"type": "string", "example": "risk-assessment"},
         "file": {"type": "string", "format": "binary", "description": "CSV with a header row"}}}}}}}
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100, pattern=r"^[\x21-\x7e]+$",
+                                              description="a retry with the same key neither credits nor charges twice")]
+
 _TOKEN_BODY = {"requestBody": {"required": True, "content": {
-    "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["username", "password"],
-                                                     "properties": {"username": {"type": "string"}, "password": {"type": "string"}}}},
+    "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+        "grant_type": {"type": "string", "enum": ["password", "refresh_token"], "default": "password"},
+        "username": {"type": "string"}, "password": {"type": "string"}, "refresh_token": {"type": "string"}}}},
     "application/json": {"schema": {"type": "object", "required": ["username", "password"],
                                     "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                          "example": {"username": "ann", "password": "correct horse battery"}}}}}
@@ -199,10 +282,12 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
                               "Authenticate with HTTP Basic or a bearer JWT from POST /token.")
     app.state.marketplace = mp
 
+    app.add_middleware(InputGuard)          # one gate for numbers, strings, nesting and size, before any route parses
+
     @app.exception_handler(MarketplaceError)
     async def _refused(request, e: MarketplaceError):
-        return JSONResponse({"detail": str(e)}, status_code=e.status,
-                            headers={"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+        headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "2"}}.get(e.status)
+        return JSONResponse({"detail": str(e)}, status_code=e.status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _crashed(request, e: Exception):
@@ -227,11 +312,19 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
             creds = creds if isinstance(creds, dict) else {}
         else:
             creds = dict(await (await _replay(request, body)).form())
-        if not isinstance(creds.get("username"), str) or not isinstance(creds.get("password"), str):
-            raise MarketplaceError("send username and password (form fields or a JSON object)")
-        user = await run_in_threadpool(login, _mp(request).engine, creds["username"], creds["password"])
+        grant, engine = creds.get("grant_type") or "password", _mp(request).engine
+        if grant == "refresh_token":
+            if not isinstance(creds.get("refresh_token"), str): raise MarketplaceError("grant_type=refresh_token needs a refresh_token field")
+            user_id, refresh = await run_in_threadpool(rotate_refresh_token, engine, creds["refresh_token"])
+        elif grant == "password":
+            if not isinstance(creds.get("username"), str) or not isinstance(creds.get("password"), str):
+                raise MarketplaceError("send username and password (form fields or a JSON object)")
+            user_id = (await run_in_threadpool(login, engine, creds["username"], creds["password"], _client(request))).id
+            refresh = await run_in_threadpool(issue_refresh_token, engine, user_id)
+        else: raise MarketplaceError(f"unsupported grant_type {echo(grant)}; valid: password, refresh_token")
         minutes = float(mp_setting("token_minutes"))
-        return {"access_token": create_token(user.id, minutes), "token_type": "bearer", "expires_in": int(minutes * 60)}
+        return {"access_token": create_token(user_id, minutes), "token_type": "bearer", "expires_in": int(minutes * 60),
+                "refresh_token": refresh}
 
     @app.get("/users/me", response_model=Me, tags=["users"], responses=_errors(401, 429))
     def me(request: Request, user: CurrentUser):
@@ -239,8 +332,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
                 "balance": float(jobs.balance(_mp(request).engine, user.id))}
 
     @app.post("/account/topup", response_model=TopUpOut, tags=["account"], responses=_errors(401, 422))
-    def account_topup(body: TopUpIn, request: Request, user: CurrentUser):
-        bal = jobs.topup(_mp(request).engine, user.id, body.amount)
+    def account_topup(body: TopUpIn, request: Request, user: CurrentUser, idempotency_key: IdempotencyKey = None):
+        bal = jobs.topup(_mp(request).engine, user.id, body.amount, idempotency_key=idempotency_key)
         return {"message": f"topped up {jobs.parse_amount(body.amount)}", "balance": float(bal)}
 
     @app.get("/account/transactions", tags=["account"], responses=_errors(401))
@@ -256,12 +349,11 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
 
     @app.post("/predict", status_code=202, response_model=PredictAccepted, tags=["predictions"], openapi_extra=_PREDICT_BODY,
               responses=_errors(400, 401, 402, 404, 413, 422))
-    async def predict(request: Request, bearer: BearerCreds,
-                      basic: BasicCreds):
+    async def predict(request: Request, bearer: BearerCreds, basic: BasicCreds, idempotency_key: IdempotencyKey = None):
         m = request.app.state.marketplace
         if m.runner is None: await run_in_threadpool(m.start)
         if bearer is not None: user_id = decode_token(bearer.credentials)     # no database round trip on the hot path
-        elif basic is not None: user_id = (await run_in_threadpool(login, m.engine, basic.username, basic.password)).id
+        elif basic is not None: user_id = (await run_in_threadpool(login, m.engine, basic.username, basic.password, _client(request))).id
         else: raise Unauthorized("authentication required: HTTP Basic credentials or 'Authorization: Bearer <token from POST /token>'")
         body = await _read_body(request, int(mp_setting("max_upload_bytes")))
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -275,8 +367,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
             if not isinstance(req, dict) or "model_id" not in req or "input_data" not in req:
                 raise InvalidInput("body must be a JSON object {\"model_id\": ..., \"input_data\": object, array or CSV text}")
             model_id, data = req["model_id"], req["input_data"]
-        if not isinstance(model_id, str): raise InvalidInput(f"model_id must be a string, got {model_id!r}")
-        return await run_in_threadpool(jobs.submit, m.engine, user_id, model_id, data, m.runner)
+        if not isinstance(model_id, str): raise InvalidInput(f"model_id must be a string, got {echo(model_id)}")
+        return await run_in_threadpool(jobs.submit, m.engine, user_id, model_id, data, m.runner, idempotency_key)
 
     @app.get("/predict/{prediction_id}", response_model=PredictionOut, tags=["predictions"], responses=_errors(401, 404))
     def prediction(prediction_id: str, request: Request, user: CurrentUser):
@@ -294,7 +386,7 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
 
     @app.get("/predictions", response_model=list[PredictionSummary], tags=["predictions"], responses=_errors(401))
     def predictions(request: Request, user: CurrentUser,
-                    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)):
+                    limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2 ** 31)):
         return jobs.list_predictions(_mp(request).engine, user.id, limit, offset)
 
     return app

@@ -5,11 +5,14 @@
 # %% ../../nbs/41_marketplace_auth.ipynb #925d9911
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 import threading
 import time
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from datetime import timedelta
 from decimal import Decimal
@@ -18,43 +21,75 @@ from pathlib import Path
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
+from sqlalchemy.exc import IntegrityError
 
-from .tables import (Account, AccountLocked, Conflict, InvalidInput, Unauthorized, User, log,
-                                      marketplace_dir, mp_setting, read_scope, utcnow, write_scope)
+from .tables import (Account, AccountLocked, Busy, Conflict, InvalidInput, LoginThrottle, RefreshToken, Unauthorized, User,
+                                      echo, log,
+                                      marketplace_dir, mp_setting, new_id, read_scope, utcnow, write_scope)
 
 # %% auto #0
-__all__ = ['USERNAME_RE', 'hash_password', 'verify_password', 'register', 'login', 'jwt_secret', 'create_token', 'decode_token',
-           'user_from_token']
+__all__ = ['USERNAME_RE', 'hash_password', 'verify_password', 'canonical_username', 'register', 'login', 'jwt_secret',
+           'create_token', 'decode_token', 'user_from_token', 'issue_refresh_token', 'rotate_refresh_token']
 
 # %% ../../nbs/41_marketplace_auth.ipynb #b50562d4
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("a password nobody has")   # verified for unknown users, so they take as long as known ones
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{3,50}$")
+USERNAME_RE = re.compile(r"[a-z0-9_.@-]{3,50}")       # matched in full against the canonical (NFKC, case-folded) name
+
+_pool_lock = threading.Lock()
+_pool: tuple | None = None
+
+def _on_hash_pool(fn, *args):
+    "Run an argon2 call on the marketplace's own small pool; `Busy` (503) at once when `hash_queue` calls already wait."
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            n = int(mp_setting("hash_workers"))
+            _pool = (ThreadPoolExecutor(n, thread_name_prefix="mp-argon2"), threading.BoundedSemaphore(n + int(mp_setting("hash_queue"))))
+    pool, slots = _pool
+    if not slots.acquire(blocking=False): raise Busy("too many log-ins in progress; retry in a few seconds")
+    try: return pool.submit(fn, *args).result()
+    finally: slots.release()
+
+def _utf8(password) -> bytes | None:
+    "The password's UTF-8 bytes; None for a non-string or one with lone surrogates."
+    try: return password.encode("utf-8") if isinstance(password, str) else None
+    except UnicodeEncodeError: return None
 
 def hash_password(password: str) -> str:
     "An argon2id hash of `password` (with its own random salt and parameters)."
-    return _hasher.hash(password)
+    return _on_hash_pool(_hasher.hash, password)
 
 def verify_password(hash_: str, password: str) -> bool:
     "True when `password` matches the argon2 `hash_`."
-    try: return _hasher.verify(hash_, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError): return False
+    def check():
+        try: return _hasher.verify(hash_, _utf8(password) or b"")
+        except (VerifyMismatchError, VerificationError, InvalidHashError): return False
+    return _on_hash_pool(check) and _utf8(password) is not None
+
+def canonical_username(username) -> str:
+    "The name an account is known by: NFKC-normalised and case-folded, then matched in full (ASCII letters, digits, _ . @ -)."
+    canon = unicodedata.normalize("NFKC", username).casefold() if isinstance(username, str) else None
+    if canon is None or not USERNAME_RE.fullmatch(canon):
+        raise InvalidInput(f"username must be 3-50 characters among letters, digits and _ . @ -; got {echo(username)}")
+    return canon
 
 def _check_credentials(username, password, firstname=""):
     problems = []
-    if not isinstance(username, str) or not USERNAME_RE.match(username):
-        problems.append(f"username must be 3-50 characters among letters, digits and _ . @ -; got {username!r}")
-    if not isinstance(password, str) or not 8 <= len(password) <= 256:
-        problems.append(f"password must be a string of 8-256 characters; got {type(password).__name__}"
+    try: username = canonical_username(username)
+    except InvalidInput as e: problems.append(str(e))
+    if not isinstance(password, str) or not 8 <= len(password) <= 256 or _utf8(password) is None:
+        problems.append(f"password must be a string of 8-256 characters (valid Unicode); got {type(password).__name__}"
                         + (f" of {len(password)}" if isinstance(password, str) else ""))
-    if not isinstance(firstname, str) or len(firstname) > 100:
-        problems.append("firstname must be a string of at most 100 characters")
+    if not isinstance(firstname, str) or len(firstname) > 100 or _utf8(firstname) is None:
+        problems.append("firstname must be a string of at most 100 characters (valid Unicode)")
     if problems: raise InvalidInput("; ".join(problems))
+    return username
 
 def register(engine, username: str, password: str, firstname: str = "") -> User:
-    "Create a user and its empty account in one transaction; `Conflict` when the username is taken."
-    _check_credentials(username, password, firstname)
+    "Create a user and its empty account in one transaction; `Conflict` when the (canonical) username is taken."
+    username = _check_credentials(username, password, firstname)
     hashed = hash_password(password)                         # ~50 ms of argon2, outside the write transaction
     with write_scope(engine) as s:
         if s.scalar(select(User.id).where(User.username == username)):
@@ -66,31 +101,70 @@ def register(engine, username: str, password: str, firstname: str = "") -> User:
     return user
 
 # %% ../../nbs/41_marketplace_auth.ipynb #731f106c
-def login(engine, username: str, password: str) -> User:
-    "The user whose credentials these are; `Unauthorized` otherwise, `AccountLocked` after too many failures."
-    now = utcnow()
-    with read_scope(engine) as s:
-        user = s.scalar(select(User).where(User.username == username)) if isinstance(username, str) else None
-    if user is None:
-        verify_password(_DUMMY_HASH, password if isinstance(password, str) else "")
-        raise Unauthorized("invalid username or password")
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(f"too many failed log-ins: account locked until {user.locked_until.isoformat(timespec='seconds')}Z")
-    if isinstance(password, str) and verify_password(user.password_hash, password):   # argon2 outside any transaction
-        if user.failed_logins or user.locked_until or _hasher.check_needs_rehash(user.password_hash):
+def _throttle_keys(canon: str, client: str | None) -> dict[str, int]:
+    "The throttle keys of one log-in and their limits: name+address, address, name (names hashed: bounded, no raw input stored)."
+    name = hashlib.sha256(canon.encode("utf-8", "replace")).hexdigest()[:32]
+    per_pair, window_keys = int(mp_setting("lockout_attempts")), {"n:" + name: int(mp_setting("name_attempts"))}
+    if client:
+        addr = hashlib.sha256(str(client).encode()).hexdigest()[:32]
+        window_keys = {"na:" + name + addr[:16]: per_pair, "a:" + addr: int(mp_setting("ip_attempts")), **window_keys}
+    else: window_keys["na:" + name] = per_pair
+    return window_keys
+
+def _count(engine, keys: dict[str, int], now) -> tuple[int, datetime, int] | None:
+    "Count one attempt against every key in ONE transaction; the tightest (attempts, reset_at, limit), or None."
+    t, window = LoginThrottle.__table__, timedelta(minutes=float(mp_setting("lockout_minutes")))
+    worst = None
+    for retry in range(3):
+        try:
             with write_scope(engine) as s:
-                s.execute(update(User).where(User.id == user.id).values(failed_logins=0, locked_until=None))
-                if _hasher.check_needs_rehash(user.password_hash):
-                    s.execute(update(User).where(User.id == user.id).values(password_hash=hash_password(password)))
+                for key, limit in keys.items():
+                    fresh = t.c.reset_at <= now
+                    row = s.execute(t.update().where(t.c.key == key).values(
+                        attempts=case((fresh, 1), else_=t.c.attempts + 1), reset_at=case((fresh, now + window), else_=t.c.reset_at))
+                        .returning(t.c.attempts, t.c.reset_at)).first()
+                    if row is None:
+                        s.execute(t.insert().values(key=key, attempts=1, reset_at=now + window)); row = (1, now + window)
+                    if worst is None or row[0] - limit > worst[0] - worst[2]: worst = (row[0], row[1], limit)
+            return worst
+        except IntegrityError:                     # PostgreSQL: a concurrent first attempt inserted the key; count again
+            worst = None
+            if retry == 2: raise
+
+def _forgive(engine, keys: dict[str, int]):
+    "After a success: the name's counters restart, the address's count drops by this attempt."
+    t = LoginThrottle.__table__
+    with write_scope(engine) as s:
+        s.execute(t.delete().where(t.c.key.in_([k for k in keys if not k.startswith("a:")])))
+        s.execute(t.update().where(t.c.key.in_([k for k in keys if k.startswith("a:")]), t.c.attempts > 0)
+                  .values(attempts=t.c.attempts - 1))
+
+def _locked(until) -> AccountLocked:
+    return AccountLocked(f"too many failed log-ins for this name or from this address: locked until "
+                         f"{until.isoformat(timespec='seconds')}Z")
+
+def login(engine, username: str, password: str,
+          client: str | None = None,  # the caller's address (throttled too); None in scripts
+         ) -> User:
+    "The user whose credentials these are; `Unauthorized` otherwise, `AccountLocked` (429) for a throttled name or address."
+    now = utcnow()
+    try: canon = canonical_username(username)
+    except InvalidInput: canon = username if isinstance(username, str) else ""   # still counted: the same answer as a wrong name
+    keys = _throttle_keys(canon, client)
+    n, until, limit = _count(engine, keys, now)      # counted BEFORE any password check: parallel guesses cannot overtake it
+    if n > limit: raise _locked(until)
+    with read_scope(engine) as s:
+        user = s.scalar(select(User).where(User.username == canon)) if USERNAME_RE.fullmatch(canon) else None
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)   # argon2 outside any transaction
+    if user is not None and ok:
+        _forgive(engine, keys)
+        if _hasher.check_needs_rehash(user.password_hash):
+            new_hash = hash_password(password)
+            with write_scope(engine) as s: s.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
         return user
-    with write_scope(engine) as s:                        # count the failure atomically; lock at the threshold
-        s.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
-        if lock := s.scalar(select(User.failed_logins).where(User.id == user.id)) >= int(mp_setting("lockout_attempts")):
-            s.execute(update(User).where(User.id == user.id).values(
-                failed_logins=0, locked_until=now + timedelta(minutes=float(mp_setting("lockout_minutes")))))
-    if lock:
-        log.warning("marketplace account locked after repeated failed log-ins", extra={"user_id": user.id})
-        raise AccountLocked(f"too many failed log-ins: account locked for {mp_setting('lockout_minutes')} minutes")
+    if n >= limit:
+        log.warning("marketplace log-in throttled after repeated failures", extra={"user_id": user.id if user else None})
+        raise _locked(until)
     raise Unauthorized("invalid username or password")
 
 # %% ../../nbs/41_marketplace_auth.ipynb #7935ec0c
@@ -139,3 +213,31 @@ def user_from_token(engine, token: str) -> User:
     with read_scope(engine) as s:
         if (user := s.get(User, uid)) is None: raise Unauthorized("token names an unknown user")
         return user
+
+# %% ../../nbs/41_marketplace_auth.ipynb #f431ecc4
+def _sha(token: str) -> str: return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+def issue_refresh_token(engine, user_id: str, family: str | None = None, days: float | None = None) -> str:
+    "A new opaque OAuth2 refresh token for `user_id` (its sha256 is stored, never the token)."
+    token, days = secrets.token_urlsafe(32), float(mp_setting("refresh_days")) if days is None else days
+    with write_scope(engine) as s:
+        s.add(RefreshToken(token_hash=_sha(token), user_id=user_id, family=family or new_id(),
+                           expires_at=utcnow() + timedelta(days=days)))
+    return token
+
+def rotate_refresh_token(engine, token: str) -> tuple[str, str]:
+    "Spend a refresh token: (user id, its successor). A token used twice revokes its whole family (a thief or the owner lost it)."
+    now = utcnow()
+    with write_scope(engine) as s:
+        row = s.get(RefreshToken, _sha(token)) if isinstance(token, str) else None
+        if row is None or row.expires_at <= now: raise Unauthorized("invalid or expired refresh token; log in again")
+        replayed = row.used_at is not None
+        if replayed:      # revoke the family in this transaction, which must commit: so the refusal is raised after it
+            s.execute(update(RefreshToken).where(RefreshToken.family == row.family, RefreshToken.used_at.is_(None)).values(used_at=now))
+            log.warning("a used refresh token was presented again: its family is revoked", extra={"user_id": row.user_id})
+        won = not replayed and s.execute(update(RefreshToken).where(RefreshToken.token_hash == row.token_hash, RefreshToken.used_at.is_(None))
+                        .values(used_at=now)).rowcount == 1
+        user_id, family = row.user_id, row.family
+    if replayed: raise Unauthorized("refresh token already used; every token of this log-in is revoked, log in again")
+    if not won: raise Unauthorized("refresh token already used; log in again")
+    return user_id, issue_refresh_token(engine, user_id, family)

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from .. import datasets
 from ..core import git_commit, package_versions, settings
-from .tables import Conflict, InvalidInput, MarketplaceError, MlModel, log, upgrade_db, write_scope
+from .tables import Conflict, InvalidInput, echo, MarketplaceError, MlModel, log, upgrade_db, write_scope
 from ..models import frame_sha256
 
 # %% auto #0
@@ -64,14 +64,14 @@ def _number(v) -> float | None:
     "`v` as a finite float (numbers and numeric strings), or None (bools, text, missing, inf, nan)."
     if isinstance(v, (bool, np.bool_)) or v is None: return None
     try: x = float(v.strip() if isinstance(v, str) else v)
-    except (TypeError, ValueError): return None
+    except (TypeError, ValueError, OverflowError): return None   # OverflowError: an integer too large for a float
     return x if math.isfinite(x) else None
 
 def _check_columns(expected: list[str], got: list[str], n_rows: int):
     missing, extra = [c for c in expected if c not in got], [c for c in got if c not in expected]
     if missing or extra:
-        raise InvalidInput(f"expected columns {expected}, got {got}"
-                           + (f"; missing {missing}" if missing else "") + (f"; unexpected {extra}" if extra else ""))
+        raise InvalidInput(f"expected columns {expected}, got {echo(got, 200)}"
+                           + (f"; missing {missing}" if missing else "") + (f"; unexpected {echo(extra, 200)}" if extra else ""))
     if n_rows == 0: raise InvalidInput("no rows to predict: send at least one record")
 
 def _check_values(values, schema: dict, max_problems: int) -> np.ndarray:
@@ -83,7 +83,7 @@ def _check_values(values, schema: dict, max_problems: int) -> np.ndarray:
         for i, row in enumerate(values):                # plain Python: one row costs microseconds, 10,000 rows milliseconds
             x = _number(v := row[j])
             if x is None:
-                problems.append(f"row {i}, column {c['name']!r}: expected a finite number, got {v.item() if isinstance(v, np.generic) else v!r}")
+                problems.append(f"row {i}, column {c['name']!r}: expected a finite number, got {echo(v.item() if isinstance(v, np.generic) else v)}")
             elif (lo is not None and x < lo) or (hi is not None and x > hi):
                 problems.append(f"row {i}, column {c['name']!r}: {x:g} is outside the valid range {rng}")
             else: out[i, j] = x

@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import random
+import re
 import threading
 import time
 from datetime import timedelta
@@ -16,9 +18,10 @@ from decimal import Decimal, InvalidOperation
 
 import pandas as pd
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .catalog import check_frame, check_records, predict_rows
-from .tables import (Account, InvalidInput, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
+from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, Unauthorized, echo, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
                                       PaymentRequired, Prediction, log, mp_setting, new_id, post_entry, read_scope, utcnow,
                                       write_scope)
 
@@ -29,28 +32,58 @@ __all__ = ['parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'g
 # %% ../../nbs/43_marketplace_jobs.ipynb #1e0ee7ac
 def _iso(t): return None if t is None else t.isoformat(timespec="milliseconds") + "Z"
 
+_AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")      # ASCII digits only: no '1_000', no Arabic-Indic or full-width digits
+
 def parse_amount(value, maximum: Decimal | None = None) -> Decimal:
-    "A positive amount of money with at most 2 decimals, at most `maximum` (default `[marketplace] max_topup`)."
+    "A positive amount of money written in ASCII decimals, with at most 2 decimals, at most `maximum` (default `[marketplace] max_topup`)."
     maximum = Decimal(mp_setting("max_topup")) if maximum is None else maximum
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise InvalidInput(f"amount must be a number, got {type(value).__name__} {value!r}")
-    try: d = Decimal(str(value).strip())
-    except InvalidOperation: raise InvalidInput(f"amount must be a number, got {value!r}") from None
-    if not d.is_finite() or d <= 0: raise InvalidInput(f"amount must be positive and finite, got {value!r}")
-    if d > maximum: raise InvalidInput(f"amount {d} is over the limit of {maximum} per top-up")
-    if d != d.quantize(Decimal("0.01")): raise InvalidInput(f"amount must have at most 2 decimal places, got {value!r}")
+        raise InvalidInput(f"amount must be a number, got {type(value).__name__} {echo(value)}")
+    text = str(value).strip() if not isinstance(value, float) or not value.is_integer() else str(int(value))
+    if not _AMOUNT.fullmatch(text):
+        raise InvalidInput(f"amount must be a positive decimal number in ASCII digits such as 12.50, got {echo(value)}")
+    d = Decimal(text)
+    if d <= 0: raise InvalidInput(f"amount must be positive, got {echo(value)}")
+    if d > maximum: raise InvalidInput(f"amount {echo(value)} is over the limit of {maximum} per top-up")
+    if d != d.quantize(Decimal("0.01")): raise InvalidInput(f"amount must have at most 2 decimal places, got {echo(value)}")
     return d.quantize(Decimal("0.01"))
+
+def _fingerprint(*parts) -> str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+def _idempotent(engine, user_id: str, key: str | None, route: str, fingerprint: str, work) -> tuple[dict, bool]:
+    "`work(session)` -> response, done at most once per (user, `Idempotency-Key`): a retry gets the first response, `True`."
+    if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 100 and key.isascii() and key.isprintable()):
+        raise InvalidInput(f"Idempotency-Key must be 1-100 printable ASCII characters, got {echo(key)}")
+    for attempt in range(2):
+        try:
+            with write_scope(engine) as s:
+                if key is not None and (old := s.get(IdempotentRequest, (user_id, key))) is not None:
+                    if (old.route, old.fingerprint) != (route, fingerprint):
+                        raise Conflict(f"Idempotency-Key {echo(key)} was used for a different request; send a new key")
+                    return old.response, True
+                out = work(s)
+                if key is not None:
+                    s.add(IdempotentRequest(user_id=user_id, key=key, route=route, fingerprint=fingerprint, response=out,
+                                            created_at=utcnow()))
+                return out, False
+        except IntegrityError:        # a concurrent request with the same key won (PostgreSQL): its answer is ours
+            if key is None or attempt: raise
+    raise AssertionError("unreachable")
 
 def _account_id(s, user_id: str) -> str:
     if (aid := s.scalar(select(Account.id).where(Account.user_id == user_id))) is None: raise NotFound("no account for this user")
     return aid
 
-def topup(engine, user_id: str, amount) -> Decimal:
+def topup(engine, user_id: str, amount,
+          idempotency_key: str | None = None,  # a retry with the same key credits nothing and returns the first answer's balance
+         ) -> Decimal:
     "Add `amount` to the user's balance (and its ledger row, in one transaction); returns the new balance."
     amount = parse_amount(amount)
-    with write_scope(engine) as s:
-        if (aid := post_entry(s, None, "topup", amount, user_id=user_id)) is None: raise NotFound("no account for this user")
-        return s.scalar(select(Account.balance).where(Account.id == aid))
+    def work(s):
+        if (aid := post_entry(s, None, "topup", amount, user_id=user_id)) is None: raise Unauthorized("no account for this user")
+        return {"balance": str(s.scalar(select(Account.balance).where(Account.id == aid)))}
+    out, _ = _idempotent(engine, user_id, idempotency_key, "topup", _fingerprint(str(amount)), work)
+    return Decimal(out["balance"])
 
 def balance(engine, user_id: str) -> Decimal:
     with read_scope(engine) as s: return s.scalar(select(Account.balance).where(Account.user_id == user_id))
@@ -69,12 +102,14 @@ def _read_csv(text: str, max_rows: int) -> pd.DataFrame:
     try:
         rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(f.strip() for f in r)]
     except csv.Error as e: raise InvalidInput(f"malformed CSV: {e}") from None
+    if not rows: raise InvalidInput("malformed CSV: no header row (only blank lines, separators or quotes); "
+                                    f"expected a header line such as age,bmi,bp,s1,s5; got {echo(text)}")
     header = [h.strip() for h in rows[0]]
     if any(not h for h in header) or len(set(header)) != len(header):
-        raise InvalidInput(f"malformed CSV: the header needs distinct, non-empty column names; got {header}")
+        raise InvalidInput(f"malformed CSV: the header needs distinct, non-empty column names; got {echo(header, 200)}")
     for i, r in enumerate(rows[1:max_rows + 2], start=2):
         if len(r) != len(header):
-            raise InvalidInput(f"malformed CSV: line {i} has {len(r)} field(s), the header has {len(header)} ({header})")
+            raise InvalidInput(f"malformed CSV: line {i} has {len(r)} field(s), the header has {len(header)} ({echo(header, 200)})")
     return pd.DataFrame(rows[1:max_rows + 2], columns=header)
 
 def parse_input(data, max_rows: int | None = None) -> pd.DataFrame:
@@ -94,7 +129,7 @@ def parse_input(data, max_rows: int | None = None) -> pd.DataFrame:
         if not data: raise InvalidInput("input_data is an empty array; send at least one object")
         if bad := [i for i, r in enumerate(data[:max_rows + 1]) if not isinstance(r, dict)]:
             raise InvalidInput(f"input_data must be an object or an array of objects; item {bad[0]} is "
-                               f"{type(data[bad[0]]).__name__} {data[bad[0]]!r:.60}")
+                               f"{type(data[bad[0]]).__name__} {echo(data[bad[0]])}")
         df = pd.DataFrame.from_records(data[:max_rows + 1])
     elif not isinstance(data, str):
         raise InvalidInput(f"input_data must be a JSON object, an array of objects or CSV text; got {type(data).__name__}")
@@ -112,7 +147,7 @@ def get_model(engine, model_id: str, max_age: float = 5.0) -> MlModel:
         m = s.get(MlModel, model_id) if isinstance(model_id, str) else None
         if m is None or not m.active:
             ids = s.scalars(select(MlModel.id).where(MlModel.active).order_by(MlModel.cost)).all()
-            raise NotFound(f"unknown model_id {model_id!r}; available: {ids}")
+            raise NotFound(f"unknown model_id {echo(model_id)}; available: {ids}")
     _models[key] = (time.monotonic(), m)
     return m
 
@@ -126,20 +161,30 @@ def validated_input(data, schema: dict, max_rows: int | None = None) -> list[dic
     cols = [c["name"] for c in schema["columns"]]
     return [dict(zip(cols, r)) for r in A.tolist()]
 
-def submit(engine, user_id: str, model_id: str, data, runner: "JobRunner | None" = None) -> dict:
+def submit(engine, user_id: str, model_id: str, data, runner: "JobRunner | None" = None,
+           idempotency_key: str | None = None,  # a retry with the same key is neither charged nor queued again
+          ) -> dict:
     "Validate `data` for the model, then charge its cost and store a pending job atomically (402 if unpaid)."
     model = get_model(engine, model_id)
-    records, pid = validated_input(data, model.input_schema), new_id()
-    with write_scope(engine) as s:   # one transaction: the job, the conditional charge, its ledger row
-        s.execute(Prediction.__table__.insert(), {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending",
-                                                  "input_data": records, "n_rows": len(records), "cost": model.cost,
-                                                  "attempts": 0, "created_at": utcnow()})
-        if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id) is None:
-            have = s.scalar(select(Account.balance).where(Account.user_id == user_id))
-            if have is None: raise NotFound("no account for this user")
-            raise PaymentRequired(f"insufficient balance: {model.name} costs {model.cost}, the balance is {have}; "
-                                  "top up the account first")
-    if runner is not None: runner.notify()
+    records = validated_input(data, model.input_schema)
+    out, replayed = _idempotent(engine, user_id, idempotency_key, "predict", _fingerprint(model.id, records),
+                                lambda s: _charge_and_queue(s, user_id, model, records))
+    if runner is not None and not replayed: runner.notify()
+    return out
+
+def _charge_and_queue(s, user_id: str, model: MlModel, records: list[dict]) -> dict:
+    "In `s`'s transaction: the pending job, the conditional charge and its ledger row."
+    pid = new_id()
+    if s.scalar(select(Account.id).where(Account.user_id == user_id)) is None:     # a valid token of a deleted user
+        raise Unauthorized("the token names a user that no longer exists; register or log in again")
+    s.execute(Prediction.__table__.insert(), {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending",
+                                              "input_data": records, "n_rows": len(records), "cost": model.cost,
+                                              "attempts": 0, "created_at": utcnow()})
+    if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id) is None:
+        have = s.scalar(select(Account.balance).where(Account.user_id == user_id))
+        if have is None: raise NotFound("no account for this user")
+        raise PaymentRequired(f"insufficient balance: {model.name} costs {model.cost}, the balance is {have}; "
+                              "top up the account first")
     return {"prediction_id": pid, "status": "pending", "cost": float(model.cost),
             "message": f"{model.name}: {len(records)} row(s) queued; {model.cost} charged"}
 

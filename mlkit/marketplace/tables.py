@@ -26,16 +26,21 @@ log = get_logger("marketplace")
 # %% auto #0
 __all__ = ['log', 'MARKETPLACE_DEFAULTS', 'STATUSES', 'KINDS', 'TABLES', 'VERSION_TABLE', 'mp_setting', 'marketplace_dir',
            'MarketplaceError', 'InvalidInput', 'Unauthorized', 'AccountLocked', 'PaymentRequired', 'NotFound',
-           'Conflict', 'PayloadTooLarge', 'read_engine', 'read_scope', 'write_scope', 'utcnow', 'new_id', 'User',
-           'Account', 'MlModel', 'Prediction', 'LedgerEntry', 'schema_diff', 'upgrade_db', 'post_entry',
-           'ledger_mismatches']
+           'Conflict', 'PayloadTooLarge', 'Busy', 'echo', 'read_engine', 'read_scope', 'write_scope', 'utcnow',
+           'new_id', 'User', 'Account', 'MlModel', 'Prediction', 'LedgerEntry', 'LoginThrottle', 'IdempotentRequest',
+           'RefreshToken', 'schema_diff', 'upgrade_db', 'post_entry', 'ledger_mismatches']
 
 # %% ../../nbs/40_marketplace_tables.ipynb #be36e708
 MARKETPLACE_DEFAULTS: dict[str, str] = {
     "jwt_secret": "",          # empty: a random secret is generated once into <data_dir>/marketplace/jwt_secret
     "token_minutes": "60",     # JWT lifetime
-    "lockout_attempts": "5",   # failed log-ins in a row that lock an account...
-    "lockout_minutes": "15",   # ...for this long
+    "refresh_days": "14",      # an OAuth2 refresh token's lifetime (each use rotates it)
+    "lockout_attempts": "5",   # log-in attempts per user name and client address in a window...
+    "lockout_minutes": "15",   # ...of this many minutes (the window of every log-in throttle)
+    "ip_attempts": "50",       # failed log-ins per client address (any names) in a window
+    "name_attempts": "200",    # failed log-ins per user name (any addresses) in a window: slows guessing spread over many addresses
+    "hash_workers": "2",       # threads that run argon2 (log-in, register): a pool of its own
+    "hash_queue": "8",         # log-ins that may wait for that pool; beyond it the answer is 503 at once
     "max_upload_bytes": "1000000",  # largest request body of POST /predict (JSON or CSV upload)
     "max_rows": "10000",       # most rows in one prediction job
     "max_topup": "10000",      # largest single top-up
@@ -69,6 +74,12 @@ class PaymentRequired(MarketplaceError): status = 402
 class NotFound(MarketplaceError): status = 404
 class Conflict(MarketplaceError): status = 409
 class PayloadTooLarge(MarketplaceError): status = 413
+class Busy(MarketplaceError): status = 503
+
+def echo(value, limit: int = 60) -> str:
+    "`repr(value)` cut to `limit` characters: what error messages quote of a client's input (ASCII-safe, bounded)."
+    r = ascii(value)
+    return r if len(r) <= limit else r[:limit] + f"...({len(r) - limit} more)"
 
 # %% ../../nbs/40_marketplace_tables.ipynb #9c47cb36
 def read_engine(engine=None):
@@ -165,7 +176,34 @@ class LedgerEntry(Base):
     prediction_id: Mapped[str | None] = mapped_column(ForeignKey("mp_predictions.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
-TABLES = tuple(t.__table__ for t in (User, Account, MlModel, Prediction, LedgerEntry))
+class LoginThrottle(Base):
+    "Log-in attempts per key in the current window: 'n:' user name, 'a:' client address, 'na:' both (hashed, bounded)."
+    __tablename__ = "mp_login_throttle"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reset_at: Mapped[datetime] = mapped_column(DateTime)
+
+class IdempotentRequest(Base):
+    "The answer to a top-up or prediction sent with an `Idempotency-Key`: a retry with the same key gets it again."
+    __tablename__ = "mp_idempotency"
+    user_id: Mapped[str] = mapped_column(ForeignKey("mp_users.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    route: Mapped[str] = mapped_column(String(20))
+    fingerprint: Mapped[str] = mapped_column(String(64))           # sha256 of the request: the same key for another request is refused
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+class RefreshToken(Base):
+    "An OAuth2 refresh token (only its sha256 is stored); used once: rotation hands out a new one of the same family."
+    __tablename__ = "mp_refresh_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("mp_users.id"), index=True)
+    family: Mapped[str] = mapped_column(String(36), index=True)    # a reused (stolen) token revokes its whole family
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+TABLES = tuple(t.__table__ for t in (User, Account, MlModel, Prediction, LedgerEntry, LoginThrottle, IdempotentRequest,
+                                     RefreshToken))
 
 # %% ../../nbs/40_marketplace_tables.ipynb #e58aefa4
 VERSION_TABLE = "mp_alembic_version"

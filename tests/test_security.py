@@ -1,0 +1,240 @@
+"""Security of the prediction marketplace (issue 9): hostile input, log-in abuse, user names, idempotent money routes,
+OAuth2 refresh tokens, cookies. In process: the real FastAPI app (`create_app`) on a temporary SQLite database through
+Starlette's TestClient (its lifespan starts the job workers), no mocks. Each test was written to fail on the code
+before its fix.
+"""
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from mlkit.core import settings
+from mlkit.marketplace import auth
+from mlkit.marketplace.api import create_app
+from mlkit.marketplace.tables import Busy
+
+ROW = {"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}
+PW = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def mp_settings():
+    "Test values for the [marketplace] keys (the module-level settings are a plain dict of strings)."
+    section = settings.values.setdefault("marketplace", {})
+    saved = dict(section)
+    section.update(jwt_secret=uuid.uuid4().hex, lockout_attempts="3", lockout_minutes="1", ip_attempts="1000",
+                   name_attempts="1000", max_upload_bytes="20000", max_rows="100", workers="1", demo_delay_s="0")
+    yield section
+    section.clear(); section.update(saved)
+
+
+@pytest.fixture(scope="module")
+def app_url(mp_settings, tmp_path_factory):
+    root = tmp_path_factory.mktemp("security")
+    url = f"sqlite:///{root / 'mp.db'}"
+    app = create_app(url, model_dir=root / "models", workers=1)
+    with TestClient(app) as c:
+        yield c, url, root / "mp.db"
+
+
+@pytest.fixture()
+def client(app_url): return app_url[0]
+
+
+def _user(c, topup=0):
+    name = f"u{uuid.uuid4().hex[:8]}"
+    assert c.post("/users", json={"username": name, "password": PW}).status_code == 201
+    tok = c.post("/token", data={"username": name, "password": PW}).json()
+    h = {"Authorization": f"Bearer {tok['access_token']}"}
+    if topup: assert c.post("/account/topup", json={"amount": topup}, headers=h).status_code == 200
+    return {"name": name, "h": h, "refresh": tok.get("refresh_token")}
+
+
+# ------------------------------------------------------------------------------------------------ defect 4: user names
+def test_user_names_are_canonical_and_matched_in_full(client):
+    base = f"alice{uuid.uuid4().hex[:6]}"
+    assert client.post("/users", json={"username": base.capitalize(), "password": PW}).status_code == 201
+    for twin in (base, base.upper(), "".join(chr(ord(ch) + 0xFEE0) for ch in base)):   # lower, upper, full-width
+        r = client.post("/users", json={"username": twin, "password": PW})
+        assert r.status_code == 409 and "already taken" in r.json()["detail"], twin
+    assert client.post("/token", data={"username": base.upper(), "password": PW}).status_code == 200
+    for bad in ("carol\n", "carol\r\n", "\u0430nn" + base[:4], "bob smith"):                # Cyrillic a: a look-alike
+        r = client.post("/users", json={"username": bad, "password": PW})
+        assert r.status_code == 422 and "username must be" in r.json()["detail"], bad
+
+
+# ------------------------------------------------------------------------------------ defect 2: 500s from user input
+def test_token_of_a_deleted_user_is_401_not_500(app_url):
+    c, url, _ = app_url
+    u = _user(c, topup=50)
+    eng = create_engine(url)
+    with eng.begin() as conn:                                  # the user vanishes; its signed token stays valid
+        uid = conn.execute(text("SELECT id FROM mp_users WHERE username = :n"), {"n": u["name"]}).scalar()
+        acc = conn.execute(text("SELECT id FROM mp_accounts WHERE user_id = :u"), {"u": uid}).scalar()
+        conn.execute(text("DELETE FROM mp_transactions WHERE account_id = :a"), {"a": acc})
+        conn.execute(text("DELETE FROM mp_accounts WHERE id = :a"), {"a": acc})
+        conn.execute(text("DELETE FROM mp_users WHERE id = :u"), {"u": uid})
+    eng.dispose()
+    r = c.post("/predict", json={"model_id": "risk-assessment", "input_data": ROW}, headers=u["h"])
+    assert r.status_code == 401 and "no longer exists" in r.json()["detail"]
+    assert c.get("/users/me", headers=u["h"]).status_code == 401
+    assert c.post("/account/topup", json={"amount": 5}, headers=u["h"]).status_code == 401
+    assert c.get("/models").status_code == 200                 # still serving
+
+
+HOSTILE = [  # (what, method, path, request kwargs) -- each must be a 4xx with a JSON message
+    ("NaN amount", "post", "/account/topup", {"content": b'{"amount": NaN}'}),
+    ("Infinity amount", "post", "/account/topup", {"content": b'{"amount": Infinity}'}),
+    ("1e999 in a row", "post", "/predict", {"content": b'{"model_id": "risk-assessment", "input_data": {"age": 1e999}}'}),
+    ("huge int amount", "post", "/account/topup", {"content": b'{"amount": 123456789012345678901234567890}'}),
+    ("huge int in a row", "post", "/predict", {"content": b'{"model_id": "risk-assessment", "input_data": {"age": 99999999999999999999999}}'}),
+    ("5000-digit int", "post", "/account/topup", {"content": b'{"amount": ' + b"9" * 5000 + b"}"}),
+    ("huge offset", "get", "/predictions?offset=99999999999999999999", {}),
+    ("huge limit", "get", "/account/transactions?limit=99999999999999999999999999", {}),
+    ("surrogate user name", "post", "/users", {"content": b'{"username": "ann\\ud800", "password": "correct horse"}'}),
+    ("surrogate password", "post", "/users", {"content": b'{"username": "surrogate1", "password": "correct \\udc00horse"}'}),
+    ("surrogate token log-in", "post", "/token", {"content": b'{"username": "x\\ud800", "password": "y\\ud800"}',
+                                                  "headers": {"content-type": "application/json"}}),
+    ("surrogate model id", "post", "/predict", {"content": b'{"model_id": "risk\\ud800", "input_data": {}}'}),
+    ("deep nesting", "post", "/predict", {"content": b'{"model_id": "risk-assessment", "input_data": ' + b"[" * 5000 + b"]" * 5000 + b"}"}),
+    ("CSV of separators", "post", "/predict", {"json": {"model_id": "risk-assessment", "input_data": ",,,,\n,,,,\n"}}),
+    ("CSV of a quote", "post", "/predict", {"json": {"model_id": "risk-assessment", "input_data": '"'}}),
+    ("CSV of blank lines", "post", "/predict", {"json": {"model_id": "risk-assessment", "input_data": "\n\n \n,\n"}}),
+    ("CSV upload of separators", "post", "/predict", {"data": {"model_id": "risk-assessment"}, "files": {"file": ("x.csv", b";;;\n;;\n")}}),
+    ("CSV upload of a quote", "post", "/predict", {"data": {"model_id": "risk-assessment"}, "files": {"file": ("x.csv", b'"')}}),
+]
+
+
+@pytest.mark.parametrize("what,method,path,kw", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_input_is_a_4xx_with_a_json_message(client, what, method, path, kw):
+    u = _user(client, topup=30)
+    kw = {**kw, "headers": {"content-type": "application/json", **u["h"], **kw.get("headers", {})}}
+    if "files" in kw: kw["headers"].pop("content-type")
+    r = getattr(client, method)(path, **kw)
+    assert 400 <= r.status_code < 500, (what, r.status_code, r.text[:300])
+    assert isinstance(r.json()["detail"], (str, list)) and r.json()["detail"]
+    assert len(r.text) < 2000                                  # what is echoed is cut short
+    assert client.get("/users/me", headers=u["h"]).json()["balance"] == 30.0     # nothing charged; still answering
+
+
+# --------------------------------------------------------------------------------------------- defect 3: log-in abuse
+def test_parallel_guesses_get_at_most_the_allowed_checks(client):
+    u = _user(client)
+    def guess(pw):
+        return client.post("/token", data={"username": u["name"], "password": pw}).status_code
+    with ThreadPoolExecutor(8) as ex:
+        codes = list(ex.map(guess, [f"guess {i}" for i in range(40)] + [PW]))
+    assert codes.count(401) == 2 and codes.count(200) == 0, codes   # lockout_attempts=3: the 3rd failure already answers 429
+    assert set(codes) <= {401, 429, 503}
+
+
+def test_known_and_unknown_names_get_the_same_answers(client):
+    known, unknown = _user(client)["name"], f"nobody{uuid.uuid4().hex[:6]}"
+    answers = {}
+    for name in (known, unknown):
+        rs = [client.post("/token", data={"username": name, "password": "wrong password"}) for _ in range(5)]
+        answers[name] = [(r.status_code, r.json()["detail"].split(": locked until")[0]) for r in rs]
+    assert answers[known] == answers[unknown] and answers[known][0][0] == 401 and answers[known][-1][0] == 429
+
+
+def test_a_stranger_does_not_lock_the_owner_out_and_one_address_is_throttled(app_url, mp_settings, monkeypatch):
+    c, *_ = app_url
+    u = _user(c)
+    stranger = TestClient(c.app, client=("203.0.113.9", 4000))
+    stranger.portal = c.portal                                 # the same running app and event loop
+    for _ in range(5): stranger.post("/token", data={"username": u["name"], "password": "wrong"})
+    assert stranger.post("/token", data={"username": u["name"], "password": PW}).status_code == 429
+    assert c.post("/token", data={"username": u["name"], "password": PW}).status_code == 200   # the owner, elsewhere
+    monkeypatch.setitem(mp_settings, "ip_attempts", "4")
+    spray = TestClient(c.app, client=("203.0.113.77", 4000)); spray.portal = c.portal
+    codes = [spray.post("/token", data={"username": f"n{i}{uuid.uuid4().hex[:4]}", "password": "x" * 8}).status_code
+             for i in range(6)]
+    assert codes[:3] == [401] * 3 and codes[-1] == 429, codes  # many names from one address: throttled by the address
+
+
+def test_argon2_runs_on_a_bounded_pool_of_its_own(client):
+    u = _user(client)
+    auth.hash_password("warm the pool up")
+    pool, slots = auth._pool
+    n = slots._initial_value
+    release = threading.Event()
+    holders = [threading.Thread(target=auth._on_hash_pool, args=(release.wait, 30)) for _ in range(n)]
+    for t in holders: t.start()
+    time.sleep(0.5)
+    try:
+        with pytest.raises(Busy, match="too many log-ins in progress"):
+            auth._on_hash_pool(lambda: None)
+        r = client.post("/token", data={"username": u["name"], "password": PW})
+        assert r.status_code == 503 and r.headers["retry-after"]      # a flood is refused at once, not queued
+        assert client.get("/users/me", headers=u["h"]).status_code == 200   # token requests are not starved
+    finally:
+        release.set()
+        for t in holders: t.join(30)
+    assert client.post("/token", data={"username": u["name"], "password": PW}).status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------ defect 7: small ones
+def test_idempotency_key_credits_and_charges_once(client):
+    u = _user(client)
+    h = {**u["h"], "Idempotency-Key": "topup-" + uuid.uuid4().hex}
+    a = client.post("/account/topup", json={"amount": 25}, headers=h)
+    b = client.post("/account/topup", json={"amount": 25}, headers=h)
+    assert a.status_code == b.status_code == 200 and a.json()["balance"] == b.json()["balance"] == 25.0
+    assert client.post("/account/topup", json={"amount": 30}, headers=h).status_code == 409
+    h = {**u["h"], "Idempotency-Key": "predict-" + uuid.uuid4().hex}
+    p1 = client.post("/predict", json={"model_id": "risk-assessment", "input_data": ROW}, headers=h)
+    p2 = client.post("/predict", json={"model_id": "risk-assessment", "input_data": ROW}, headers=h)
+    assert p1.status_code == p2.status_code == 202 and p1.json()["prediction_id"] == p2.json()["prediction_id"]
+    assert client.get("/users/me", headers=u["h"]).json()["balance"] == 15.0
+    kinds = [t["kind"] for t in client.get("/account/transactions", headers=u["h"]).json()]
+    assert sorted(kinds) == ["charge", "topup"]
+    assert client.post("/account/topup", json={"amount": 1}, headers={**u["h"], "Idempotency-Key": "bad key"}).status_code == 422
+
+
+@pytest.mark.parametrize("amount", ["1_000", "\u0661\u0660\u0660", "\uff11\uff10\uff10", "1e2", " 1 0 ", "0x10"])
+def test_amounts_are_ascii_decimals_only(client, amount):
+    u = _user(client)
+    r = client.post("/account/topup", json={"amount": amount}, headers=u["h"])
+    assert r.status_code == 422 and "ASCII digits" in r.json()["detail"]
+    assert client.get("/users/me", headers=u["h"]).json()["balance"] == 0.0
+
+
+def test_error_messages_cut_what_they_echo(client):
+    u = _user(client)
+    long = "x" * 5000
+    for r in (client.post("/account/topup", json={"amount": long}, headers=u["h"]),
+              client.post("/predict", json={"model_id": long, "input_data": ROW}, headers=u["h"]),
+              client.post("/predict", json={"model_id": "risk-assessment", "input_data": {**ROW, "age": long}}, headers=u["h"])):
+        assert 400 <= r.status_code < 500 and len(r.json()["detail"]) < 600, r.text[:200]
+
+
+# ------------------------------------------------------------------------------------------ seed 000: OAuth2, CSRF
+def test_oauth2_password_flow_and_rotating_refresh_tokens(client):
+    u = _user(client)
+    tok = client.post("/token", data={"grant_type": "password", "username": u["name"], "password": PW}).json()
+    assert tok["token_type"] == "bearer" and tok["access_token"] and tok["refresh_token"]
+    new = client.post("/token", data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]})
+    assert new.status_code == 200 and new.json()["refresh_token"] != tok["refresh_token"]
+    assert client.get("/users/me", headers={"Authorization": "Bearer " + new.json()["access_token"]}).status_code == 200
+    replay = client.post("/token", data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]})
+    assert replay.status_code == 401 and "already used" in replay.json()["detail"]
+    gone = client.post("/token", data={"grant_type": "refresh_token", "refresh_token": new.json()["refresh_token"]})
+    assert gone.status_code == 401                             # the replay revoked the whole family
+    assert client.post("/token", data={"grant_type": "client_credentials"}).status_code == 400
+    schemes = client.get("/openapi.json").json()["components"]["securitySchemes"]
+    flow = schemes["OAuth2PasswordBearer"]["flows"]["password"]
+    assert flow["tokenUrl"] == "token" and flow["refreshUrl"] == "token"
+
+
+def test_cookies_authenticate_nothing(client):
+    "CSRF needs a cookie that acts: the marketplace sets none and reads none, so a cross-site POST carries no credentials."
+    u = _user(client)
+    r = client.post("/token", data={"username": u["name"], "password": PW})
+    assert "set-cookie" not in r.headers
+    forged = client.post("/account/topup", json={"amount": 5}, headers={"Origin": "https://evil.example",
+                                                                     "Cookie": f"session={u['h']['Authorization'][7:]}"})
+    assert forged.status_code == 401
