@@ -189,3 +189,19 @@ def test_queue_forecast_report_renders(tmp_path):
         assert heading in html, heading
     assert len(re.findall(r"<img", html)) >= 2 and "R.verdict(" not in html
     assert re.search(r"sha256 \| 1e291d3047719930ae7cfc640163f6e72dc835dc664ba7a9008f9747a34407dd", (tmp_path / "qf.ipynb").read_text())
+
+
+def test_dashboard_over_gradio_client(client):
+    "The dashboard served alone, driven with gradio_client (same backend as the API fixture)."
+    import socket
+    from gradio_client import Client
+    from mlkit.serve.queues_demo import demo
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        out = c.predict("nyc_departures", 3, "weekly", "", "", api_name="/show_queue")
+        assert "JFK" in out[0] and "direct children" in out[0]
+        with pytest.raises(Exception, match="valid granularities"):
+            c.predict("nyc_departures", 3, "hourly", "", "", api_name="/show_queue")
+    finally: demo.close()
