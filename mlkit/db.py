@@ -23,7 +23,7 @@ from .core import ConfigError, get_logger, settings
 log = get_logger("db")
 
 # %% auto #0
-__all__ = ['log', 'Base', 'Fixed', 'get_engine', 'dispose_engines', 'get_sessionmaker', 'session_scope', 'init_db']
+__all__ = ['log', 'MIGRATED', 'Base', 'Fixed', 'get_engine', 'dispose_engines', 'get_sessionmaker', 'session_scope', 'init_db']
 
 # %% ../nbs/06_db.ipynb #f232e671
 class Base(DeclarativeBase):
@@ -120,11 +120,13 @@ def session_scope(engine: Engine | str | None = None):  # an Engine, a URL, or N
     with get_sessionmaker(engine).begin() as session:   # begin() commits on success and rolls back on any exception
         yield session
 
+MIGRATED = ("mp_",)   # table-name prefixes whose schema Alembic migrations own (the marketplace): init_db never creates them
+
 def init_db(engine: Engine | str | None = None,  # an Engine, a URL, or None for settings.database_url
             modules=(),  # modules whose tables to register first, e.g. ["mlkit.market.trading"]
            ) -> Engine:
-    "Create every table registered on `Base` that does not exist yet (existing ones are left untouched); return the engine."
+    "Create every table registered on `Base` that does not exist yet, except those Alembic owns; return the engine."
     for m in modules: importlib.import_module(m)
     engine = _engine(engine)
-    Base.metadata.create_all(engine)
+    Base.metadata.create_all(engine, tables=[t for t in Base.metadata.sorted_tables if not t.name.startswith(MIGRATED)])
     return engine
