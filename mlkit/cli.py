@@ -14,13 +14,13 @@ import time
 import pandas as pd
 
 from . import datasets
-from .core import MlkitError, get_logger, settings
+from .core import ConfigError, MlkitError, get_logger, settings
 from .data import Scaler, clean, split
 
 log = get_logger("cli")
 
 # %% auto #0
-__all__ = ['log', 'REPORTS', 'data_pipeline', 'data_summary', 'render_reports', 'main']
+__all__ = ['log', 'REPORTS', 'data_pipeline', 'data_summary', 'render_reports', 'serve_command', 'main']
 
 # %% ../nbs/09_cli.ipynb #6b655a38
 _SPLITS = {  # how each data set's task splits it: (method, keyword arguments)
@@ -80,6 +80,22 @@ def render_reports(names: list[str] | None = None, symbols: list[str] | None = N
             print(f"{html} ({time.perf_counter() - t:.0f} s)")
     return out
 
+# %% ../nbs/09_cli.ipynb #9993d8c7
+def serve_command(host: str, port: int,
+                  ssl_certfile: str | None = None,  # PEM certificate (chain): serve HTTPS
+                  ssl_keyfile: str | None = None,   # its PEM private key
+                 ) -> list[str]:
+    "The `bentoml serve` command line of the entry service, with BentoML's TLS options when a certificate is given."
+    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", host, "--port", str(port),
+           "--timeout-graceful-shutdown", "5"]  # open Gradio sessions would otherwise hold shutdown
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError(f"HTTPS needs both --ssl-certfile and --ssl-keyfile; got certfile={ssl_certfile!r}, keyfile={ssl_keyfile!r}")
+    for flag, f in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if f is None: continue
+        if not Path(f).is_file(): raise ConfigError(f"{flag}: no such file {f!r}; expected a PEM file")
+        cmd += [flag, str(Path(f).resolve())]
+    return cmd
+
 # %% ../nbs/09_cli.ipynb #cb496f38
 def main(argv: list[str] | None = None) -> int:
     "The `mlkit` command."
@@ -99,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     rb.add_argument("symbol")
     sv = sub.add_parser("serve", help="serve the bento (API, demo at /ui) on the settings' host and port")
     sv.add_argument("--port", type=int); sv.add_argument("--host")
+    sv.add_argument("--ssl-certfile", help="PEM certificate: serve HTTPS (BentoML's own TLS options); needs --ssl-keyfile")
+    sv.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
     ls = sub.add_parser("models", help="list the models in the store")
     ls.add_argument("name", nargs="?")
     a = p.parse_args(argv)
@@ -122,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
             import os
             from mlkit import store  # noqa: F401  (sets BENTOML_HOME from settings for the server process)
             host, port = a.host or settings.get("serving", "host"), a.port or settings.getint("serving", "port")
-            print(f"serving mlkit on http://{host}:{port} (API docs at /docs, demo at /ui/)", flush=True)
-            cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", host, "--port", str(port),
-                   "--timeout-graceful-shutdown", "5"]  # open Gradio sessions would otherwise hold shutdown
+            cmd = serve_command(host, port, a.ssl_certfile, a.ssl_keyfile)
+            scheme = "https" if a.ssl_certfile else "http"
+            print(f"serving mlkit on {scheme}://{host}:{port} (API docs at /docs, demo at /ui/)", flush=True)
             os.chdir(settings.root); os.execv(cmd[0], cmd)
         elif a.command == "models":
             from mlkit import store

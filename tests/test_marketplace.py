@@ -44,7 +44,7 @@ class Server:
     @property
     def url(self): return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90, **marketplace) -> "Server":
+    def start(self, timeout: float = 300, **marketplace) -> "Server":
         self.marketplace.update(marketplace)
         ini = ["[paths]", "data_dir = data", f"model_dir = {self.model_dir}", "log_dir = logs", "[database]", f"url = {self.db_url}",
                "[marketplace]", *(f"{k} = {v}" for k, v in self.marketplace.items())]

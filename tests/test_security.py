@@ -238,3 +238,63 @@ def test_cookies_authenticate_nothing(client):
     forged = client.post("/account/topup", json={"amount": 5}, headers={"Origin": "https://evil.example",
                                                                      "Cookie": f"session={u['h']['Authorization'][7:]}"})
     assert forged.status_code == 401
+
+
+# ------------------------------------------------------------------------------------------------------ seed 000: HTTPS
+def _self_signed(tmp_path):
+    "A throwaway self-signed certificate for 127.0.0.1 (cryptography), as PEM files."
+    import datetime as dt
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    keyfile.chmod(0o600)
+    return certfile, keyfile
+
+
+@pytest.mark.slow
+def test_mlkit_serve_over_tls(serve_env, tmp_path):
+    "`mlkit serve --ssl-certfile --ssl-keyfile` answers /readyz over HTTPS, verified against the certificate; plain HTTP gets nothing."
+    import os, signal, subprocess, sys
+    import httpx
+    from pathlib import Path
+    from conftest import free_port
+    certfile, keyfile = _self_signed(tmp_path)
+    port, root = free_port(), Path(__file__).resolve().parents[1]
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlkit"), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)],
+                            cwd=root, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, ok = time.monotonic() + 300, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ok = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=str(certfile), timeout=5)
+                if ok.status_code == 200: break
+            except httpx.HTTPError: pass
+            time.sleep(0.5)
+        log.seek(0)
+        assert ok is not None and ok.status_code == 200, log.read()[-3000:]
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)         # TLS only on that port
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"https://127.0.0.1:{port}/readyz", timeout=5)        # an unknown certificate is refused by default
+    finally:
+        try: os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError: pass
+        try: proc.wait(20)
+        except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(10)
+        log.close()
