@@ -14,7 +14,7 @@ import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 

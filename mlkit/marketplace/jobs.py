@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import pandas as pd
 from sqlalchemy import and_, func, or_, select, update
