@@ -41,7 +41,7 @@ def parse_amount(value, maximum: Decimal | None = None) -> Decimal:
         raise InvalidInput(f"amount must be a number, got {type(value).__name__} {echo(value)}")
     text = str(value).strip() if not isinstance(value, float) or not value.is_integer() else str(int(value))
     if not _AMOUNT.fullmatch(text):
-        raise InvalidInput(f"amount must be a positive decimal number in ASCII digits such as 12.50, got {echo(value)}")
+        raise InvalidInput(f"amount must be a number written in ASCII digits (finite, positive, such as 12.50), got {echo(value)}")
     d = Decimal(text)
     if d <= 0: raise InvalidInput(f"amount must be positive, got {echo(value)}")
     if d > maximum: raise InvalidInput(f"amount {echo(value)} is over the limit of {maximum} per top-up")
