@@ -116,7 +116,7 @@ def _run(jobs, total: int, backend: str, n_jobs: int, progress: bool, desc: str)
     if backend == "serial": it = (f(*a, **k) for f, a, k in jobs)
     else:
         if backend == "ray": _ray_ready()
-        it = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(jobs)
+        it = Parallel(n_jobs=n_jobs, backend=backend, return_as="list" if backend == "ray" else "generator")(jobs)  # Ray: no generator
     return list(tqdm(it, total=total, disable=not progress, desc=desc))
 
 # %% ../nbs/04a_walkforward.ipynb #845df0b0
