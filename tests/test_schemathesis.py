@@ -1,6 +1,7 @@
 """Property-based requests over both OpenAPI documents (issue 9): schemathesis generates bodies, parameters and
-headers for every documented operation of a real `bentoml serve` and fails on any 5xx. Bounded: a few dozen examples
-per operation with a fixed seed, so the run is repeatable and takes about a minute."""
+headers for every documented operation of a real `bentoml serve` and fails on any 5xx. Bounded: fifteen examples per
+operation with a fixed seed, so the run is repeatable. Training routes (`/text/fit`, `/queues/reload`) are left out:
+each example would fit a model; their validation is tested in tests/test_text.py and tests/test_queues.py."""
 import os
 import subprocess
 import sys
@@ -11,13 +12,16 @@ import pytest
 BIN = Path(sys.executable).parent
 
 
-def _run(server: str, schema: str, base: str, tmp_path: Path, examples: int = 25) -> subprocess.CompletedProcess:
+SLOW = "^/(text/fit|queues/reload)$"
+
+
+def _run(server: str, schema: str, base: str, tmp_path: Path, examples: int = 15) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "schemathesis"), "run", server + schema, "--url", server + base, "--checks", "not_a_server_error",
            "--max-examples", str(examples), "--seed", "20261127", "--request-timeout", "30", "--workers", "2",
-           "--continue-on-failure", "--suppress-health-check", "all", "--report", "junit",
+           "--continue-on-failure", "--exclude-path-regex", SLOW, "--suppress-health-check", "all", "--report", "junit",
            "--report-junit-path", str(tmp_path / "junit.xml")]
     env = dict(os.environ, SCHEMATHESIS_HOOKS="", NO_COLOR="1")
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500, env=env)
 
 
 @pytest.mark.parametrize("schema, base", [("/docs.json", ""), ("/marketplace/openapi.json", "/marketplace")])

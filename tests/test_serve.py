@@ -41,7 +41,7 @@ def check_prediction(p, symbol, tag):
     table = (card.get("extra") or {}).get("confidence")
     assert table, "the production model's card has no confidence table"
     assert p["confidence"] == confidence_label(p["prob_up"], table=table)
-    assert p.get("warning") == table.get("warning")
+    assert p.get("warning") == (card["extra"].get("warning") or table.get("warning"))
     if not table["beats_baseline"]: assert p["confidence"] != "high" and p["warning"]
 
 

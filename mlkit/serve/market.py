@@ -113,8 +113,10 @@ def _labeller(table: ConfidenceTable | None):
 def _confidence(card: dict, tag: str) -> tuple:
     "The labeller of a model card's measured confidence table (built once per model) and its warning."
     if tag not in _TABLES:
-        d = (card.get("extra") or {}).get("confidence") or card.get("confidence")
-        _TABLES[tag] = (_labeller(ConfidenceTable.from_dict(d) if d else None), d.get("warning") if d else None)
+        extra = card.get("extra") or {}
+        d = extra.get("confidence") or card.get("confidence")
+        warning = extra.get("warning") or (d.get("warning") if d else None)   # a served baseline says what it replaced
+        _TABLES[tag] = (_labeller(ConfidenceTable.from_dict(d) if d else None), warning)
     return _TABLES[tag]
 
 def score(loaded: tuple,          # (model, card, tag) as mlkit.store.load_model returns it
