@@ -41,7 +41,9 @@ def serve_env(tmp_path_factory):
                MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
     code = ("from mlkit.serve.train import train_all; from mlkit.market.lifecycle import model_name; from mlkit import store; "
             "from mlkit.recsys.recommend import train_default as recsys; import json; recsys(evaluate=False); "   # no 5-fold CV here
-            "r = train_all([d for d in ('market', 'queues', 'text', 'vision', 'monitor')])['market']; "
+            "from mlkit.queues.models import train_default as queues; from mlkit.queues.forecast import QueueForecaster; "
+            "queues(None, ['nyc_departures'], forecasters={'nyc_departures': QueueForecaster('weekly', h=4, n_windows=2)}); "
+            "r = train_all([d for d in ('market', 'text', 'vision', 'monitor')])['market']; "
             "print(json.dumps({s: store.production_tag(model_name(s)) for s in r}))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -14,17 +14,23 @@ from ..core import get_logger
 log = get_logger("serve.train")
 
 # %% auto #0
-__all__ = ['log', 'DOMAINS', 'train_all', 'main']
+__all__ = ['log', 'DOMAINS', 'train_queues', 'train_all', 'main']
 
 # %% ../../nbs/98_serve_train.ipynb #d3dd4617
 DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accepts force=)
     "market": ("mlkit.market.lifecycle:train_default", True),
-    "queues": ("mlkit.queues.models:train_default", True),
+    "queues": ("mlkit.serve.train:train_queues", True),
     "text": ("mlkit.text.registry:train_default", True),
     "vision": ("mlkit.vision.classifier:train_default", True),
     "recsys": ("mlkit.recsys.recommend:train_default", True),
     "monitor": ("mlkit.monitor.model:train_default", False),
 }
+
+def train_queues(home=None, force: bool = False) -> dict:
+    "The served queue data set's forecaster (`[queues] dataset`); bank_calls' 5-minute model trains on request (minutes)."
+    from mlkit.core import settings
+    from mlkit.queues.models import train_default
+    return train_default(home, names=[settings.get("queues", "dataset")], force=force)
 
 def _trainer(domain: str):
     mod, fn = DOMAINS[domain][0].split(":")
