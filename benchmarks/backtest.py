@@ -113,7 +113,7 @@ def mlkit_run(backtest, bars, pos, metrics: bool = True) -> dict:
     "One timed mlkit call; `metrics=False` skips reading `.metrics` (computed on first access)."
     t = time.perf_counter()
     res = backtest(bars, pos, cost_bps=FEE * 1e4, slippage_bps=0.0)
-    if metrics: m = res.metrics
+    if metrics: pass
     final = res.equity.iloc[-1]
     n_trades = (res.trades["strategy"].value_counts().reindex(pos.columns, fill_value=0) if "strategy" in res.trades
                 else len(res.trades))

@@ -18,7 +18,6 @@ import time
 import urllib.request
 import json
 
-import numpy as np
 
 from mlkit.queues.data import load_bundled
 from mlkit.queues.forecast import cross_validate, default_forecaster, evaluate
@@ -49,7 +48,7 @@ def http_p50(port: int, n: int = 50) -> float:
                 if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200: break
             except OSError: time.sleep(0.5)
             if p.poll() is not None or time.time() - t0 > 600:
-                raise SystemExit(f"bentoml serve did not get ready (see logs/bench_queues_serve.log)")
+                raise SystemExit("bentoml serve did not get ready (see logs/bench_queues_serve.log)")
         body = json.dumps({"queue_id": 3, "horizon": 14}).encode()
         def call():
             req = urllib.request.Request(f"http://127.0.0.1:{port}/queues/forecast", body, {"Content-Type": "application/json"})

@@ -7,7 +7,6 @@ without it they skip and say why. When it is set and the server does not answer,
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -117,7 +116,7 @@ def test_rabbitmq_sigkill_and_restart(rabbit, home, tmp_path):
         assert _offset(tmp_path) < N_ROWS, "the producer finished before it could be killed"
         procs["produce"] = _start("produce", env, tmp_path, *slow)
         for victim, after in (("predict", 60), ("score", 150)):
-            assert _wait_for(lambda: len(_scores(tmp_path)) >= after, TIMEOUT)
+            assert _wait_for(lambda after=after: len(_scores(tmp_path)) >= after, TIMEOUT)
             procs[victim].send_signal(signal.SIGKILL); procs[victim].wait(10)
             assert len(_scores(tmp_path)) < N_ROWS, f"the stream was over before {victim} could be killed"
             procs[victim] = _start(victim, env, tmp_path)
@@ -155,7 +154,7 @@ def _wait_for(cond, timeout):
 @needs_rabbit
 def test_rabbitmq_dead_letters(rabbit, home, tmp_path):
     "Malformed messages go to the dead-letter queue with the reason; the consumers keep going."
-    from mlkit.monitor.messages import Broker, TrueMsg
+    from mlkit.monitor.messages import Broker
     env = _env(home, tmp_path, prefix := f"t{uuid.uuid4().hex[:8]}")
     procs = [_start(r, env, tmp_path) for r in ("score", "predict")]
     try:

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
-from mlkit.core import DataError, SchemaError
+from mlkit.core import DataError
 from mlkit.queues import analytics as A
 from mlkit.queues.data import load_bundled, parse_upload, series
 from mlkit.queues.forecast import QueueForecaster, future_periods
@@ -82,7 +82,6 @@ def test_closed_periods_are_never_forecast():
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     "QueuesService in process, on a store holding a small weekly nyc forecaster and a database of its own."
-    from mlkit.core import settings
     from mlkit.queues.models import QueuesBackend, train_default
     from mlkit.serve import queues as Q
     from mlkit.store import using_home

@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .. import datasets, store
-from ..core import DataError, NotFittedError, get_logger, git_commit, package_versions, settings
+from ..core import DataError, get_logger, git_commit, package_versions, settings
 from ..models import MlkitClassifier, ModelCard, _as_frame, frame_sha256
 from .drift import DriftMonitor
 

@@ -20,7 +20,7 @@ from fastcore.basics import patch
 
 from .. import datasets, store
 from ..core import DataError, get_logger, settings
-from ..db import Base, get_engine, init_db, session_scope
+from ..db import Base, init_db, session_scope
 from .drift import DriftMonitor
 from .messages import Broker, FeaturesMsg, PredMsg, TrueMsg
 from .model import DATASET, FEATURES, TARGET, stream_order

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
 from ..core import DataError, get_logger, package_versions, settings
-from .data import GRANULARITIES, QueueData, hierarchy_frames, period_start
+from .data import QueueData, hierarchy_frames, period_start
 
 log = get_logger("queues.forecast")
 
@@ -206,7 +206,7 @@ def evaluate(cv: pd.DataFrame, data: QueueData, granularity: str | None = None, 
     coverage: dict[int, dict[str, float]] = {}
     for L in (80, 95):
         hits = {}
-        for k, c in enumerate(cutoffs[1:], 1):       # window k is scored with q learned on the windows before it
+        for c in cutoffs[1:]:                        # each window is scored with q learned on the windows before it
             past, now = rec[rec.cutoff < c], rec[rec.cutoff == c]
             q = past.groupby("level").z.quantile(L / 100, interpolation="higher").clip(lower=norm.ppf(0.5 + L / 200))
             inside = now.z.to_numpy() <= q.reindex(now.level).to_numpy()

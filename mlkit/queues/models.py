@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import joblib
-import numpy as np
 import pandas as pd
 
 from .. import store

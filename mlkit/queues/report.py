@@ -5,7 +5,6 @@
 # %% ../../nbs/24_queues_report.ipynb #65dc6864
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from ..core import DataError, get_logger

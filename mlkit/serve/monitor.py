@@ -10,8 +10,7 @@ import json
 import threading
 
 import numpy as np
-import pandas as pd
-from .. import store  # sets BENTOML_HOME before bentoml is imported
+from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from pydantic import BaseModel, Field

@@ -5,9 +5,7 @@
 # %% ../../nbs/93_serve_queues.ipynb #ca3dddbe
 from __future__ import annotations
 
-import io
 import threading
-from dataclasses import asdict
 from typing import Optional
 
 from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)

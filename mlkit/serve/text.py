@@ -11,8 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from .. import store  # sets BENTOML_HOME before bentoml is imported
-import anyio
+from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from bentoml.validators import ContentType
@@ -245,7 +244,7 @@ class TextAPI:
         return remove_out(model_id)
 
     @bentoml.api(route="/text/predict")
-    def text_predict(self, text: str = Field(min_length=1, description=f"the text to classify (at most settings text.max_text_chars characters)",
+    def text_predict(self, text: str = Field(min_length=1, description="the text to classify (at most settings text.max_text_chars characters)",
                                              examples=[EXAMPLE_TEXT]),
                      model_id: ModelId = None) -> PredictOut:
         "Classify one text: the label, the class probabilities and the n-grams that pushed the decision most."

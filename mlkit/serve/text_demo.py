@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .. import store
+from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 from ..core import DataError, settings
 from ..text import registry as R
 from ..text.data import TEXT_SETS

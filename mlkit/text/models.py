@@ -11,7 +11,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -20,7 +20,7 @@ from sklearn.svm import LinearSVC
 from numbers import Integral, Real
 from sklearn.utils._param_validation import Interval, InvalidParameterError
 
-from ..core import DataError, settings
+from ..core import DataError
 from ..models import InputTypeError, MlkitClassifier
 
 # %% auto #0

@@ -5,7 +5,6 @@
 # %% ../../nbs/33_text_registry.ipynb #275667c4
 from __future__ import annotations
 
-import io
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from ..core import DataError, get_logger, settings
 from ..models import make_card
 from .data import TEXT_SETS, TextData, check_text, from_frame, load_text, read_csv_bytes, split_text
 from .evaluate import ClassificationReport, evaluate
-from .models import MODELS, TextClassifier, check_config, contributions
+from .models import TextClassifier, check_config, contributions
 
 log = get_logger("text")
 
@@ -163,8 +162,8 @@ def statistics(model_id: str, home=None) -> ModelStats:
 def list_models(home=None) -> pd.DataFrame:
     "The stored text models, oldest first: id, model, data, stage and held-out figures."
     df = store.list_models(store_name(), home=home)
-    out = pd.DataFrame({"model_id": df["version"], "model": df["labels"].map(lambda l: l.get("model")),
-                        "data": df["labels"].map(lambda l: l.get("data")), "stage": df["stage"], "created": df["created"],
+    out = pd.DataFrame({"model_id": df["version"], "model": df["labels"].map(lambda lab: lab.get("model")),
+                        "data": df["labels"].map(lambda lab: lab.get("data")), "stage": df["stage"], "created": df["created"],
                         "accuracy": df["accuracy"], "roc_auc": df["roc_auc"], "baseline_accuracy": df["baseline_accuracy"]})
     return out.reset_index(drop=True)
 
