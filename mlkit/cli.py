@@ -31,6 +31,7 @@ _SPLITS = {  # how each data set's task splits it: (method, keyword arguments)
     "nyc_departures": ("time", dict(test_size=0.2, time_col="date")),
     "rotten_tomatoes": ("stratified", dict(stratify="category")),
     "fine_food_reviews": ("stratified", dict(stratify="score")),
+    "movielens": ("random", dict(test_size=0.2)),   # as the recommender's K-fold evaluation splits it
 }
 
 def data_pipeline(name: str, seed: int | None = None) -> dict:
