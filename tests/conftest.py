@@ -93,3 +93,14 @@ def server(serve_env, tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_bentoml_metrics():
+    "BentoML registers its request metrics once per in-process app (`Service.to_asgi()`); a second app in the same pytest"
+    " process would raise DuplicateTimeseries. Each test leaves prometheus' registry without BentoML's collectors."
+    yield
+    try: from prometheus_client import REGISTRY
+    except ImportError: return
+    for collector, names in list(REGISTRY._collector_to_names.items()):
+        if any(n.startswith("bentoml_") for n in names): REGISTRY.unregister(collector)

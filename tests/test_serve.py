@@ -109,12 +109,13 @@ def test_every_route_answers_a_bad_request_in_one_shape(server):
 def test_client_errors_are_logged_as_one_info_line(server):
     "Issue 9, defect 6: a 4xx writes one INFO line, no ERROR and no traceback."
     mark = f"no-such-day-{os.getpid()}"
+    start = len(Path(os.environ["MLKIT_TEST_SERVE_LOG"]).read_text())   # the server is shared: read only what follows
     r = requests.post(server + "/market/predict_symbol", json={"symbol": "^GSPC", "date": mark}, timeout=10)
     assert r.status_code == 400
     r = requests.post(server + "/market/predict_symbol", json={"symbol": "^GSPC", "date": "2015-01-03"}, timeout=10)
     assert r.status_code == 400
     time.sleep(0.5)
-    log = Path(os.environ["MLKIT_TEST_SERVE_LOG"]).read_text()
+    log = Path(os.environ["MLKIT_TEST_SERVE_LOG"]).read_text()[start:]
     assert "client error on /market/predict_symbol" in log
     assert "Traceback" not in log and "[ERROR]" not in log and "ERROR:" not in log, log[-3000:]
 
@@ -174,7 +175,9 @@ def test_model_card_and_models(server, tags):
         r = post(server, "/market/model_card", {"symbol": s})
         assert r.status_code == 200, r.text
         card = r.json()
-        assert card["tag"] == tags[s] and card["model"] == "catboost" and "accuracy" in card["metrics"]
+        assert card["tag"] == tags[s] and "accuracy" in card["metrics"]
+        # a model that does not beat its baseline is not served: the majority baseline is, and says so (issue 10)
+        assert card["model"] == "catboost" or (card["model"] == "majority" and card["extra"].get("warning"))
         assert card["extra"]["symbol"] == s
     assert post(server, "/market/models", {}).json() == tags
 
@@ -300,4 +303,5 @@ def test_gradio_client_calls_the_demo(server, tags):
     figures = {row[1]: row[2] for row in table["data"]}
     assert 0 <= float(figures["accuracy"]) <= 1
     update = client.predict("^GSPC", api_name="/update_models")   # the model dropdown lists the symbol's stored models
-    assert update["value"] == "production" and [c[0] for c in update["choices"]] == ["production", tags["^GSPC"]]
+    assert update["value"] == "production" and [c[0] for c in update["choices"]][0] == "production"
+    assert tags["^GSPC"] in [c[0] for c in update["choices"]]
