@@ -5,7 +5,6 @@
 # %% ../../nbs/61_monitor_drift.ipynb #aca4fb81
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, asdict
 
 import numpy as np
@@ -18,7 +17,7 @@ from ..core import DataError, NotFittedError, get_logger
 log = get_logger("monitor.drift")
 
 # %% auto #0
-__all__ = ['log', 'DriftAlert', 'ks_stats', 'ph_stats', 'DriftMonitor', 'ShiftResult', 'shift_scenario']
+__all__ = ['log', 'DriftAlert', 'ks_stats', 'ranks', 'ks_windows', 'ph_stats', 'DriftMonitor', 'ShiftResult', 'shift_scenario']
 
 # %% ../../nbs/61_monitor_drift.ipynb #de6e162a
 @dataclass(frozen=True)
@@ -44,6 +43,43 @@ def ks_stats(ref_sorted: np.ndarray,   # (n, p) reference sample, each column so
     fr = np.searchsorted(r, pts.ravel(), "right").reshape(p, -1) - (np.arange(p) * n)[:, None]
     fw = np.searchsorted(s, pts.ravel(), "right").reshape(p, -1) - (np.arange(p) * w)[:, None]
     return np.abs(fr / n - fw / w).max(axis=1)
+
+# %% ../../nbs/61_monitor_drift.ipynb #a072ce16
+def ranks(ref_sorted: np.ndarray,   # (n, p) reference sample, each column sorted
+          Z: np.ndarray,            # (k, p) values to place
+          ) -> tuple[np.ndarray, np.ndarray]:
+    "Left and right rank of each value among its reference column: (# reference < value, # reference <= value)."
+    R, Z = np.ascontiguousarray(ref_sorted.T), np.ascontiguousarray(np.asarray(Z, float).T)
+    lk, rk = np.empty(Z.shape, np.int64), np.empty(Z.shape, np.int64)
+    for j in range(len(R)):
+        lk[j], rk[j] = R[j].searchsorted(Z[j], "left"), R[j].searchsorted(Z[j], "right")
+    return lk.T, rk.T
+
+def _below(r: np.ndarray, n: int) -> np.ndarray:
+    "(c, n, p): for windows of ranks `r` (c, w, p), the rows with rank <= i, for every reference index i."
+    c, _, p = r.shape
+    flat = ((np.arange(c)[:, None, None] * (n + 1) + r) * p + np.arange(p)).ravel()
+    return np.bincount(flat, minlength=c * (n + 1) * p).reshape(c, n + 1, p).cumsum(axis=1)[:, :n]
+
+def ks_windows(ref_sorted: np.ndarray,  # (n, p) reference sample, each column sorted
+               lk: np.ndarray, rk: np.ndarray,  # (T, p) ranks of a stream's values (`ranks`)
+               ends,                     # positions (in the stream) of the last row of each window
+               window: int,              # rows per window
+               chunk: int = 256,
+               ref_ranks: tuple | None = None,  # `ranks(ref_sorted, ref_sorted)`, when the caller keeps it
+               ) -> np.ndarray:
+    "KS statistic of each column for each window `stream[end - window + 1: end + 1]`: a (len(ends), p) array."
+    (n, p), ends = ref_sorted.shape, np.asarray(ends, dtype=np.int64)
+    if len(ends) and (ends.min() < window - 1 or ends.max() >= len(lk)):
+        raise ValueError(f"window ends must lie in [{window - 1}, {len(lk) - 1}], got {ends.min()}..{ends.max()}")
+    ref_l, ref_r = ranks(ref_sorted, ref_sorted) if ref_ranks is None else ref_ranks   # # reference < / <= each reference point
+    out = np.empty((len(ends), p))
+    for a in range(0, len(ends), chunk):
+        rows = ends[a: a + chunk, None] - np.arange(window)[None, :]        # (c, window) stream rows of each window
+        at = np.abs(ref_r / n - _below(lk[rows], n) / window)        # at each reference point: # window <= it
+        before = np.abs(ref_l / n - _below(rk[rows], n) / window)    # just before it: # window < it
+        out[a: a + chunk] = np.maximum(at, before).max(axis=1)
+    return out
 
 # %% ../../nbs/61_monitor_drift.ipynb #4c83589f
 def ph_stats(z: np.ndarray,            # (n_streams, length) standardised values
@@ -82,7 +118,7 @@ class DriftMonitor:
         for s in range(self.n_sim):
             perm = rng.permutation(len(Z)); a, b = Z[perm[: len(Z) // 2]], Z[perm[len(Z) // 2:]]
             ref, stream = np.sort(a, axis=0), b[rng.integers(0, len(b), self.horizon)]
-            out[s] = max(ks_stats(ref, stream[t - self.window + 1: t + 1]).max() for t in checks)
+            out[s] = ks_windows(ref, *ranks(ref, stream), checks, self.window).max()
         return out
 
     def fit(self, X_ref: pd.DataFrame,   # reference feature rows (the model's training rows)
@@ -112,34 +148,61 @@ class DriftMonitor:
         "Forget the stream seen so far (the calibration is kept)."
         if not hasattr(self, "ks_threshold_"): raise NotFittedError("this DriftMonitor is not fitted yet; call fit(X_ref, err_ref) first")
         self.ph_ = PageHinkley(min_instances=30, delta=self.delta, threshold=self.ph_threshold_, mode="both")
-        self.buf_ = deque(maxlen=self.window)
+        p = len(self.features_)
+        self.lk_, self.rk_ = np.empty((0, p), np.int64), np.empty((0, p), np.int64)   # ranks of the KS window's rows
+        self.ref_ranks_ = ranks(self.ref_, self.ref_)
         self.n_, self.since_ks_ = 0, 0
         return self
 
 # %% ../../nbs/61_monitor_drift.ipynb #ec07d275
 @patch
+def update_many(self: DriftMonitor, message_ids: list,   # one id per scored message, in stream order
+                features,                # (k, p) array in `features_` order, or a list of dicts of feature values
+                errors,                  # k errors y_true - y_pred
+                ) -> list[DriftAlert]:
+    "Feed a batch of scored messages in order; returns the alerts they raised (the same as `update` one by one)."
+    if not hasattr(self, "lk_"): self.reset()
+    k = len(message_ids)
+    if k and isinstance(features[0], dict):
+        try: features = [[f[c] for c in self.features_] for f in features]
+        except KeyError as e: raise DataError(f"a message lacks feature {e.args[0]!r}; expected {self.features_}") from None
+    X, err = np.asarray(features, float).reshape(k, -1) if k else np.empty((0, len(self.features_))), np.asarray(errors, float)
+    if X.shape[1] != len(self.features_) or err.shape != (k,):
+        raise DataError(f"expected {k} rows of {len(self.features_)} features {self.features_} and {k} errors, got {X.shape} and {err.shape}")
+    pos0, found = self.n_, []             # (row, order, alert): the error detector's alert comes first at a message
+    for i, z in enumerate(((err - self.err_mean_) / self.err_scale_).tolist()):
+        self.ph_.update(z)
+        if self.ph_.drift_detected: found.append((i, 0, DriftAlert("error", message_ids[i], pos0 + i, float("nan"), self.ph_threshold_)))
+    lk, rk = ranks(self.ref_, (X - self.mean_) / self.scale_)
+    i0 = 0
+    while i0 < k:                         # the KS windows over the kept rows and this batch; an alarm empties the window
+        L, R, m = np.vstack([self.lk_, lk[i0:]]), np.vstack([self.rk_, rk[i0:]]), len(self.lk_)
+        ends, since = [], self.since_ks_
+        for t in range(m, len(L)):
+            since += 1
+            if t + 1 >= self.window and since >= self.check_every: ends.append(t); since = 0
+        d = ks_windows(self.ref_, L, R, ends, self.window, ref_ranks=self.ref_ranks_) if ends else np.empty((0, len(self.features_)))
+        hit = np.flatnonzero(d.max(axis=1) > self.ks_threshold_) if len(d) else []
+        if not len(hit):
+            self.since_ks_, self.lk_, self.rk_ = since, L[-self.window:], R[-self.window:]
+            break
+        c, i = int(hit[0]), ends[int(hit[0])] - m + i0
+        j = int(d[c].argmax())
+        found.append((i, 1, DriftAlert(f"feature:{self.features_[j]}", message_ids[i], pos0 + i, float(d[c, j]), self.ks_threshold_)))
+        self.since_ks_, self.lk_, self.rk_, i0 = 0, L[:0], R[:0], i + 1
+    self.n_ += k
+    return [a for *_, a in sorted(found, key=lambda f: f[:2])]
+
+@patch
 def update(self: DriftMonitor, message_id: str,
-            features,                # dict of feature values (the reference's columns) or a sequence in that order
-            error: float,            # y_true - y_pred
-            ) -> list[DriftAlert]:
+           features,                # dict of feature values (the reference's columns) or a sequence in that order
+           error: float,            # y_true - y_pred
+           ) -> list[DriftAlert]:
     "Feed one scored message; returns the alerts it raised (a detector restarts after each of its alarms)."
-    if not hasattr(self, "buf_"): self.reset()
+    if not hasattr(self, "ks_threshold_"): raise NotFittedError("this DriftMonitor is not fitted yet; call fit(X_ref, err_ref) first")
     x = np.fromiter((features[f] for f in self.features_), float, len(self.features_)) if isinstance(features, dict) else np.asarray(features, float)
     if x.shape != (len(self.features_),): raise DataError(f"expected {len(self.features_)} features {self.features_}, got {x.shape}")
-    pos, alerts = self.n_, []
-    self.n_ += 1
-    self.ph_.update((float(error) - self.err_mean_) / self.err_scale_)
-    if self.ph_.drift_detected: alerts.append(DriftAlert("error", message_id, pos, float("nan"), self.ph_threshold_))
-    self.buf_.append((x - self.mean_) / self.scale_)
-    self.since_ks_ += 1
-    if len(self.buf_) == self.window and self.since_ks_ >= self.check_every:
-        self.since_ks_ = 0
-        d = ks_stats(self.ref_, np.asarray(self.buf_))
-        j = int(d.argmax())
-        if d[j] > self.ks_threshold_:
-            alerts.append(DriftAlert(f"feature:{self.features_[j]}", message_id, pos, float(d[j]), self.ks_threshold_))
-            self.buf_.clear()
-    return alerts
+    return self.update_many([message_id], x[None, :], [float(error)])
 
 # %% ../../nbs/61_monitor_drift.ipynb #6eb4dd25
 @dataclass(frozen=True)
@@ -165,11 +228,8 @@ def shift_scenario(monitor: DriftMonitor,
         idx = rng.integers(0, len(X), start + after)
         Xs = np.asarray(X, float)[idx].copy(); Xs[start:, j] += delta
         err = np.asarray(y, float)[idx] - predict(Xs)
-        monitor.reset(); first, n_fa = None, 0
-        for i in range(len(idx)):
-            if monitor.update(str(i), Xs[i], err[i]):
-                if i < start: n_fa += 1
-                elif first is None: first = i - start
+        at = sorted({a.position for a in monitor.reset().update_many(list(map(str, range(len(idx)))), Xs, err)})
+        n_fa, first = sum(p < start for p in at), next((p - start for p in at if p >= start), None)
         fa.append(n_fa)
         if first is not None: delays.append(first)
     return ShiftResult(runs, float(np.mean(fa)) * monitor.horizon / start, len(delays) / runs,
