@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from mlkit.core import settings
 from mlkit.marketplace import auth
 from mlkit.marketplace.api import create_app
+from mlkit.marketplace.crypto import new_key_entry, reencrypt
 from mlkit.marketplace.tables import Busy
 
 ROW = {"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}
@@ -26,7 +27,7 @@ def mp_settings():
     "Test values for the [marketplace] keys (the module-level settings are a plain dict of strings)."
     section = settings.values.setdefault("marketplace", {})
     saved = dict(section)
-    section.update(jwt_secret=uuid.uuid4().hex, lockout_attempts="3", lockout_minutes="1", ip_attempts="1000",
+    section.update(jwt_secret=uuid.uuid4().hex, encryption_keys=new_key_entry("k0"), encryption_key_id="", lockout_attempts="3", lockout_minutes="1", ip_attempts="1000",
                    name_attempts="1000", max_upload_bytes="20000", max_rows="100", workers="1", demo_delay_s="0")
     yield section
     section.clear(); section.update(saved)
@@ -210,6 +211,100 @@ def test_error_messages_cut_what_they_echo(client):
               client.post("/predict", json={"model_id": long, "input_data": ROW}, headers=u["h"]),
               client.post("/predict", json={"model_id": "risk-assessment", "input_data": {**ROW, "age": long}}, headers=u["h"])):
         assert 400 <= r.status_code < 500 and len(r.json()["detail"]) < 600, r.text[:200]
+
+
+# ------------------------------------------------------------------------------------ seed 000: encryption at rest
+def _completed(c, h, row, model="risk-assessment") -> dict:
+    pid = c.post("/predict", json={"model_id": model, "input_data": row}, headers=h).json()["prediction_id"]
+    deadline = time.monotonic() + 60
+    while (j := c.get(f"/predict/{pid}", headers=h).json())["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline, j
+        time.sleep(0.05)
+    assert j["status"] == "completed", j
+    return j
+
+
+def _raw(db_url, pid) -> tuple:
+    with create_engine(db_url).connect() as c:
+        return c.execute(text("SELECT input_data, result FROM mp_predictions WHERE id = :i"), {"i": pid}).one()
+
+
+def test_the_database_holds_no_plaintext_of_a_prediction(app_url):
+    "Neither the SQLite file (and its WAL) nor a raw SELECT of the columns shows a submitted row or its prediction."
+    c, db_url, db_path = app_url
+    u = _user(c, topup=20)
+    row = {"age": 47.3141, "bmi": 29.2718, "bp": 101.1618, "s1": 203.5772, "s5": 4.6692}   # values found nowhere else
+    j = _completed(c, u["h"], row)
+    assert j["input_data"] == [row] and len(j["output_data"]) == 1        # the owner reads it back in clear
+    secrets_ = [str(v) for v in row.values()] + [repr(j["output_data"][0])]
+    raw_cols = " ".join(map(str, _raw(db_url, j["prediction_id"])))
+    files = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))   # mp.db, mp.db-wal, mp.db-shm
+    leaks = [v for v in secrets_ if v in raw_cols or v.encode() in files]
+    assert not leaks, f"plaintext in the database: {leaks}"
+    assert '"kid": "k0"' in raw_cols.replace("'", '"')
+    csv = c.get(f"/predict/{j['prediction_id']}/download", headers=u["h"])
+    assert csv.status_code == 200 and "29.2718" in csv.text                # the CSV download still decrypts
+
+
+def test_key_rotation_and_reencrypt(app_url, mp_settings, monkeypatch):
+    c, db_url, _ = app_url
+    u = _user(c, topup=20)
+    k0 = mp_settings["encryption_keys"]
+    old = _completed(c, u["h"], ROW)
+    k1 = new_key_entry("k1")
+    monkeypatch.setitem(mp_settings, "encryption_keys", f"{k0},{k1}")        # k1 is the newest: it writes
+    new = _completed(c, u["h"], {**ROW, "age": 61})
+    assert [_raw(db_url, j["prediction_id"])[0].count('"kid": "k0"') for j in (old, new)] == [1, 0]
+    assert c.get(f"/predict/{old['prediction_id']}", headers=u["h"]).json()["input_data"] == [ROW]   # k0 still reads
+    with create_engine(db_url).connect() as conn:
+        n_k0 = conn.execute(text("SELECT COUNT(*) FROM mp_predictions WHERE input_data LIKE '%\"kid\": \"k0\"%'")).scalar()
+    assert n_k0 >= 1 and reencrypt(db_url, batch=2) == {"k0": n_k0}
+    assert reencrypt(db_url) == {}                                           # nothing left under an old key
+    monkeypatch.setitem(mp_settings, "encryption_keys", k1)                  # k0 retired
+    assert c.get(f"/predict/{old['prediction_id']}", headers=u["h"]).json()["input_data"] == [ROW]
+    monkeypatch.setitem(mp_settings, "encryption_keys", k0)                  # k1 missing: a clear error naming it
+    r = c.get(f"/predict/{old['prediction_id']}", headers=u["h"])
+    assert r.status_code == 503 and "key id 'k1'" in r.json()["detail"]
+    monkeypatch.setitem(mp_settings, "encryption_keys", f"{k0},{k1}")
+    with pytest.raises(Exception, match="key id 'k1'"):
+        monkeypatch.setitem(mp_settings, "encryption_keys", k0); reencrypt(db_url)
+
+
+def test_tampered_ciphertext_is_a_clear_error(app_url):
+    "A stored value altered in the database fails AES-GCM's tag: a 409 with a JSON message, the connection stays usable."
+    import json as _json
+    c, db_url, _ = app_url
+    u = _user(c, topup=20)
+    j = _completed(c, u["h"], ROW)
+    env = _json.loads(_raw(db_url, j["prediction_id"])[1])
+    env["ct"] = ("A" if env["ct"][0] != "A" else "B") + env["ct"][1:]      # one altered byte of the result
+    with create_engine(db_url).begin() as conn:
+        conn.execute(text("UPDATE mp_predictions SET result = :r WHERE id = :i"), {"r": _json.dumps(env), "i": j["prediction_id"]})
+    for path in (f"/predict/{j['prediction_id']}", f"/predict/{j['prediction_id']}/download"):
+        r = c.get(path, headers=u["h"])
+        assert r.status_code == 409 and "failed its integrity check" in r.json()["detail"], r.text[:300]
+    assert c.get("/predictions", headers=u["h"]).status_code == 200            # the job list does not decrypt: still served
+    assert c.get("/users/me", headers=u["h"]).status_code == 200
+
+
+def test_migration_0003_encrypts_rows_stored_in_clear(mp_settings, tmp_path):
+    import json as _json
+    import sqlite3
+    from mlkit.marketplace.tables import Prediction, upgrade_db
+    from mlkit.db import session_scope
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    assert upgrade_db(url, "0002") == "0002"
+    con = sqlite3.connect(tmp_path / "old.db")                              # a 0002 database with a row in clear
+    con.execute("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, result, cost, created_at, attempts) "
+                "VALUES ('p1', 'u', 'm', 'completed', ?, 1, ?, 10, '2026-11-27 00:00:00', 1)",
+                (_json.dumps([ROW]), _json.dumps({"predictions": [151.5]})))
+    con.commit(); con.close()
+    assert upgrade_db(url) == "0003"
+    raw = _raw(url, "p1")
+    assert "26.4" not in raw[0] and "151.5" not in raw[1] and '"enc": "A256GCM"' in raw[0]
+    with session_scope(url) as s:
+        p = s.get(Prediction, "p1")
+        assert (p.input_data, p.result) == ([ROW], {"predictions": [151.5]})
 
 
 # ------------------------------------------------------------------------------------------ seed 000: OAuth2, CSRF

@@ -134,8 +134,8 @@ class Problem(BaseModel):
 
 _ERRORS = {s: {"model": Problem, "description": d} for s, d in
            [(400, "malformed request"), (401, "not authenticated"), (402, "insufficient balance"), (404, "not found"),
-            (409, "conflict"), (413, "payload too large"), (422, "invalid input"), (429, "too many failed log-ins"),
-            (503, "log-in capacity exhausted; retry")]}
+            (409, "conflict; or a stored prediction failed its integrity check"), (413, "payload too large"), (422, "invalid input"), (429, "too many failed log-ins"),
+            (503, "log-in capacity exhausted, or a stored prediction's encryption key is not configured; retry")]}
 def _errors(*codes): return {c: _ERRORS[c] for c in codes}
 
 # %% ../../nbs/44_marketplace_api.ipynb #233cf82a
@@ -370,13 +370,13 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
         if not isinstance(model_id, str): raise InvalidInput(f"model_id must be a string, got {echo(model_id)}")
         return await run_in_threadpool(jobs.submit, m.engine, user_id, model_id, data, m.runner, idempotency_key)
 
-    @app.get("/predict/{prediction_id}", response_model=PredictionOut, tags=["predictions"], responses=_errors(401, 404))
+    @app.get("/predict/{prediction_id}", response_model=PredictionOut, tags=["predictions"], responses=_errors(401, 404, 409, 503))
     def prediction(prediction_id: str, request: Request, user: CurrentUser):
         job = jobs.get_prediction(_mp(request).engine, user.id, prediction_id)
         url = f"{request.scope.get('root_path', '')}/predict/{prediction_id}/download"
         return {**job, "download_url": url if job["status"] == "completed" else None}
 
-    @app.get("/predict/{prediction_id}/download", tags=["predictions"], responses={**_errors(401, 404, 409),
+    @app.get("/predict/{prediction_id}/download", tags=["predictions"], responses={**_errors(401, 404, 409, 503),
              200: {"content": {"text/csv": {}}, "description": "input columns and a prediction column"}})
     def download(prediction_id: str, request: Request, user: CurrentUser):
         job = jobs.get_prediction(_mp(request).engine, user.id, prediction_id)

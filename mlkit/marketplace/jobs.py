@@ -19,10 +19,12 @@ from decimal import Decimal
 import pandas as pd
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
 
 from .catalog import check_frame, check_records, predict_rows
+from .crypto import Unreadable
 from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, Unauthorized, echo, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
-                                      PaymentRequired, Prediction, log, mp_setting, new_id, post_entry, read_scope, utcnow,
+                                      PaymentRequired, Prediction, StoredDataUnavailable, log, mp_setting, new_id, post_entry, read_scope, utcnow,
                                       write_scope)
 
 # %% auto #0
@@ -189,13 +191,22 @@ def _charge_and_queue(s, user_id: str, model: MlModel, records: list[dict]) -> d
             "message": f"{model.name}: {len(records)} row(s) queued; {model.cost} charged"}
 
 # %% ../../nbs/43_marketplace_jobs.ipynb #6b867018
+def _revealed(p: Prediction, column: str):
+    "A decrypted column of a job; `StoredDataUnavailable` (one log line, no traceback) if it cannot be decrypted."
+    v = getattr(p, column)
+    if isinstance(v, Unreadable):
+        msg = v.message(f"the stored {column} of prediction {p.id}")
+        log.error("%s", msg)
+        raise StoredDataUnavailable(msg, missing_key=v.reason == "missing key")
+    return v
+
 def _job_dict(p: Prediction, model_name: str | None = None, full: bool = True) -> dict:
     d = {"prediction_id": p.id, "model_id": p.model_id, "model_name": model_name, "status": p.status, "cost": float(p.cost),
          "n_rows": p.n_rows, "created_at": _iso(p.created_at), "started_at": _iso(p.started_at),
          "finished_at": _iso(p.finished_at), "attempts": p.attempts, "error": p.error}
     if full:
-        d["input_data"] = p.input_data
-        d["output_data"] = (p.result or {}).get("predictions")
+        d["input_data"] = _revealed(p, "input_data")
+        d["output_data"] = (_revealed(p, "result") or {}).get("predictions")
     return d
 
 def get_prediction(engine, user_id: str, prediction_id: str) -> dict:
@@ -210,6 +221,7 @@ def list_predictions(engine, user_id: str, limit: int = 100, offset: int = 0) ->
     "The user's predictions, newest first, without their data."
     with read_scope(engine) as s:
         rows = s.execute(select(Prediction, MlModel.name).join(MlModel, MlModel.id == Prediction.model_id)
+                         .options(defer(Prediction.input_data), defer(Prediction.result))   # not shown: not decrypted
                          .where(Prediction.user_id == user_id).order_by(Prediction.created_at.desc(), Prediction.id)
                          .limit(limit).offset(offset)).all()
         return [_job_dict(p, n, full=False) for p, n in rows]
@@ -311,7 +323,9 @@ class JobRunner:
         "Run claimed jobs and finish them together; returns how many were finished."
         outcomes = [(j, None, f"gave up after {j.attempts - 1} interrupted attempts; the charge is refunded")
                     for j in jobs if j.attempts > self.max_attempts]
-        todo = [j for j in jobs if j.attempts <= self.max_attempts]
+        outcomes += [(j, None, f"{j.input_data.message('the stored input')}; the charge is refunded")
+                     for j in jobs if j.attempts <= self.max_attempts and isinstance(j.input_data, Unreadable)]
+        todo = [j for j in jobs if j.attempts <= self.max_attempts and not isinstance(j.input_data, Unreadable)]
         if self.delay[1] > 0 and todo: time.sleep(random.uniform(*self.delay))
         for model_id in dict.fromkeys(j.model_id for j in todo):
             outcomes += self._outcomes([j for j in todo if j.model_id == model_id])

@@ -20,15 +20,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..core import MlkitError, get_logger, settings
 from ..db import Base, Fixed, get_engine, session_scope
+from .crypto import ENCRYPTION_DEFAULTS, Encrypted
 
 log = get_logger("marketplace")
 
 # %% auto #0
 __all__ = ['log', 'MARKETPLACE_DEFAULTS', 'STATUSES', 'KINDS', 'TABLES', 'VERSION_TABLE', 'mp_setting', 'marketplace_dir',
            'MarketplaceError', 'InvalidInput', 'Unauthorized', 'AccountLocked', 'PaymentRequired', 'NotFound',
-           'Conflict', 'PayloadTooLarge', 'Busy', 'echo', 'read_engine', 'read_scope', 'write_scope', 'utcnow',
-           'new_id', 'User', 'Account', 'MlModel', 'Prediction', 'LedgerEntry', 'LoginThrottle', 'IdempotentRequest',
-           'RefreshToken', 'schema_diff', 'upgrade_db', 'post_entry', 'ledger_mismatches']
+           'Conflict', 'PayloadTooLarge', 'Busy', 'StoredDataUnavailable', 'echo', 'read_engine', 'read_scope',
+           'write_scope', 'utcnow', 'new_id', 'User', 'Account', 'MlModel', 'Prediction', 'LedgerEntry',
+           'LoginThrottle', 'IdempotentRequest', 'RefreshToken', 'schema_diff', 'upgrade_db', 'post_entry',
+           'ledger_mismatches']
 
 # %% ../../nbs/40_marketplace_tables.ipynb #be36e708
 MARKETPLACE_DEFAULTS: dict[str, str] = {
@@ -48,6 +50,7 @@ MARKETPLACE_DEFAULTS: dict[str, str] = {
     "workers": "auto",         # job worker threads in the serving process; auto: 1 (predictions hold the GIL), 8 with a demo delay
     "lease_seconds": "15",     # a running job's lease (renewed while it runs); an expired lease is resumed elsewhere
     "max_attempts": "3",       # a job whose runs crashed this often is failed and refunded
+    **ENCRYPTION_DEFAULTS,     # AES-256-GCM keys of the stored prediction inputs and results (mlkit.marketplace.crypto)
 }
 
 def mp_setting(key: str) -> str:
@@ -75,6 +78,12 @@ class NotFound(MarketplaceError): status = 404
 class Conflict(MarketplaceError): status = 409
 class PayloadTooLarge(MarketplaceError): status = 413
 class Busy(MarketplaceError): status = 503
+
+class StoredDataUnavailable(MarketplaceError):
+    "A stored prediction that cannot be decrypted: 503 when its key is not configured, 409 when it was altered."
+    def __init__(self, message: str, missing_key: bool = False):
+        super().__init__(message)
+        self.status = 503 if missing_key else 409
 
 def echo(value, limit: int = 60) -> str:
     "`repr(value)` cut to `limit` characters: what error messages quote of a client's input (ASCII-safe, bounded)."
@@ -153,9 +162,9 @@ class Prediction(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("mp_users.id"))
     model_id: Mapped[str] = mapped_column(ForeignKey("mp_models.id"))
     status: Mapped[str] = mapped_column(String(10), default="pending")
-    input_data: Mapped[list] = mapped_column(JSON)                  # list of records, validated against the schema
+    input_data: Mapped[list] = mapped_column(Encrypted("mp_predictions.input_data"))  # records validated against the schema; AES-GCM at rest
     n_rows: Mapped[int] = mapped_column(Integer)
-    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    result: Mapped[dict | None] = mapped_column(Encrypted("mp_predictions.result"), nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cost = mapped_column(Fixed(2), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
