@@ -73,8 +73,8 @@ serve: train  ## the BentoML service on settings' host and port (127.0.0.1:3000)
 demo: train  ## the Gradio demo alone on settings' host and demo_port (127.0.0.1:7860)
 	$(PY) -m mlkit.serve.market_demo
 
-bento: train  ## build the bento offline (packages from requirements.lock; BentoML does not re-lock)
-	BENTOML_HOME=$(CURDIR)/data/bentoml $(BIN)/bentoml build
+bento: train  ## build the self-contained bento (every served model packed inside; offline, from requirements.lock)
+	$(PY) -m mlkit.serve.bento
 
 bench: install  ## print speed figures (never asserted in tests)
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -15,6 +15,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 import contextlib
 import fcntl
+import functools
 import json
 import tempfile
 from datetime import datetime, timezone
@@ -27,15 +28,17 @@ from bentoml._internal.models import ModelStore
 from bentoml._internal.tag import Tag
 from bentoml.exceptions import BentoMLException, NotFound
 
-from .core import DataError, get_logger
+from . import __version__
+from .core import ConfigError, DataError, get_logger
 from .models import MlkitClassifier, ModelCard, make_card
 from .models import load_model as _load_dir
 
 log = get_logger("store")
 
 # %% auto #0
-__all__ = ['log', 'STAGES', 'REGISTRY_FILE', 'using_home', 'store_home', 'save_model', 'production_tag', 'promote', 'rollback',
-           'history', 'load_model', 'list_models', 'delete_model']
+__all__ = ['log', 'STAGES', 'REGISTRY_FILE', 'BENTO_MANIFEST', 'MANIFEST_FORMAT', 'using_home', 'store_home', 'save_model',
+           'bento_manifest', 'production_tag', 'promote', 'rollback', 'history', 'load_model', 'list_models',
+           'delete_model']
 
 # %% ../nbs/05_store.ipynb #16971e60
 STAGES = ("candidate", "production")   # stages a model can be created with
@@ -124,6 +127,38 @@ def save_model(name: str,                 # BentoML model name, e.g. "market-btc
     if stage == "production": promote(tag, home=home, reason="saved as production")
     return tag
 
+# %% ../nbs/05_store.ipynb #587481a1
+BENTO_MANIFEST = "mlkit_bento.json"   # in a built bento's source folder: the production tags packed at build time
+MANIFEST_FORMAT = 1                   # the manifest layout this mlkit reads and writes
+
+@functools.lru_cache(maxsize=8)
+def _read_manifest(path: str, mtime_ns: int) -> dict:
+    try: m = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a readable bento manifest ({e}); rebuild the bento with `make bento`") from None
+    if not isinstance(m, dict) or not isinstance(m.get("models"), dict):
+        raise ConfigError(f"{path}: expected a JSON object with a 'models' mapping of name to tag, got {str(m)[:80]!r}; "
+                          "rebuild the bento with `make bento`")
+    fmt, built_by = m.get("format"), m.get("mlkit_version")
+    if fmt != MANIFEST_FORMAT or built_by != __version__:
+        raise ConfigError(f"this bento was built by mlkit {built_by} (manifest format {fmt}), but the running mlkit is "
+                          f"{__version__} (format {MANIFEST_FORMAT}): rebuild the bento with this mlkit (`make bento`) "
+                          f"or serve it with mlkit {built_by}")
+    return m
+
+def bento_manifest(root=None) -> dict | None:
+    "The manifest of the built bento this process serves (bento tag, packed production tags), or None in a working tree."
+    p = Path(root or settings.root) / BENTO_MANIFEST
+    try: mtime = p.stat().st_mtime_ns
+    except FileNotFoundError: return None
+    return _read_manifest(str(p), mtime)
+
+def _check_not_bento(home=None) -> None:
+    "Promotion and rollback change a working tree's registry; inside a built bento they would silently change nothing."
+    if home is None and not _home_override and (m := bento_manifest()) is not None:
+        raise ConfigError(f"this process serves the built bento {m.get('bento')}, whose production models are fixed at build "
+                          f"time ({m['models']}); promote or roll back in the working tree, then build again (`make bento`)")
+
 # %% ../nbs/05_store.ipynb #b1f44dff
 def _get(ref: str, home=None):
     "The BentoML model of a full tag or `name:latest`; a `DataError` names what the store holds otherwise."
@@ -146,7 +181,8 @@ def _figures(bm) -> dict:
     return {k: m[k] for k in ("accuracy", "baseline_accuracy", "roc_auc", "sharpe") if k in m}
 
 def production_tag(name: str, home=None) -> str | None:
-    "The tag of the production model of `name`, or None."
+    "The tag of the production model of `name`, or None (inside a built bento: the tag packed at build time)."
+    if home is None and not _home_override and (m := bento_manifest()) is not None: return m["models"].get(name)
     with _registry(home) as reg: return reg["models"].get(name, {}).get("production")
 
 def promote(tag: str,            # full tag "name:version" or "name:latest"
@@ -155,6 +191,7 @@ def promote(tag: str,            # full tag "name:version" or "name:latest"
             figures: dict | None = None,  # the figures behind the decision, for the history and the log
             ) -> str:
     "Make `tag` the production model of its name; the previous one becomes `archived` and stays in the store."
+    _check_not_bento(home)
     bm = _get(tag, home)
     tag, name = str(bm.tag), bm.tag.name
     with _registry(home, write=True) as reg:
@@ -176,6 +213,7 @@ def _exists(tag: str, home=None) -> bool:
 
 def rollback(name: str, home=None, reason: str | None = None) -> str:
     "Restore the production model that preceded the current one; returns its tag."
+    _check_not_bento(home)
     with _registry(home, write=True) as reg:
         e = reg["models"].get(name)
         if not e or not e["production"]:

@@ -5,6 +5,9 @@
 # %% ../../nbs/99_serve_app.ipynb #0b765324
 from __future__ import annotations
 
+from .process import StopOnFailedStartup, die_with_parent
+die_with_parent()   # in a worker, before the heavy imports below: it must not outlive its server even while it starts
+
 import functools
 import json
 import logging
@@ -16,11 +19,11 @@ import gradio as gr
 from _bentoml_sdk.method import APIMethod
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
 from .. import __version__
-from ..core import settings
+from ..core import get_logger, git_commit, settings
 from ..marketplace.api import app as marketplace_app
 from . import market_demo, marketplace_ui, monitor_demo, queues_demo, recsys_demo, text_demo, vision_demo
 from .market import MarketAPI
@@ -31,8 +34,9 @@ from .text import TextAPI
 from .vision import VisionAPI
 
 # %% auto #0
-__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'docs_app', 'ClientError', 'delegate', 'remote', 'landing_page', 'ui_app', 'problem',
-           'ProblemMiddleware', 'MarketplaceAPI', 'mount_domains', 'MLKit']
+__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote', 'landing_page',
+           'ui_app', 'problem', 'ProblemMiddleware', 'about', 'SecureHeaders', 'MarketplaceAPI', 'mount_domains',
+           'MLKit']
 
 # %% ../../nbs/99_serve_app.ipynb #6b8debd6
 class ClientError(InvalidArgument):
@@ -188,6 +192,44 @@ _SWAGGER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>
 docs_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 docs_app.get("/", include_in_schema=False)(lambda: HTMLResponse(_SWAGGER))
 
+# %% ../../nbs/99_serve_app.ipynb #d4e79565
+_log = get_logger("serve.service")
+_ABOUT: dict = {}   # filled when the service starts in a worker: what it loaded
+
+def about() -> dict:
+    "What this process serves: mlkit's version, the mode (built bento or working tree) and the tag of each served model."
+    import mlkit
+    from pathlib import Path
+    from mlkit.serve.train import served_models
+    m = store.bento_manifest()
+    base = {"mlkit_version": __version__, "code": str(Path(mlkit.__file__).parent)}
+    if m is not None:
+        return {**base, "mode": "bento", "bento": m["bento"], "built": m.get("built"), "git_commit": m.get("git_commit"),
+                "models": m["models"]}
+    return {**base, "mode": "working tree", "bento": None, "built": None, "git_commit": git_commit(),
+            "store": str(store.store_home()), "models": {r["name"]: r["tag"] for r in served_models() if r["tag"]}}
+
+about_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+about_app.get("/", include_in_schema=False)(lambda: JSONResponse(_ABOUT or about()))
+
+# %% ../../nbs/99_serve_app.ipynb #da8e4e3b
+class SecureHeaders:
+    "ASGI middleware: nosniff and frame options on every answer, HSTS over HTTPS."
+    HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"SAMEORIGIN")]
+    HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+    def __init__(self, app): self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http": return await self.app(scope, receive, send)
+        extra = self.HEADERS + ([self.HSTS] if scope.get("scheme") == "https" else [])
+        async def add(msg):
+            if msg["type"] == "http.response.start":
+                have = {k.lower() for k, _ in msg.get("headers") or []}
+                msg = {**msg, "headers": [*(msg.get("headers") or []), *((k, v) for k, v in extra if k not in have)]}
+            await send(msg)
+        await self.app(scope, receive, add)
+
 # %% ../../nbs/99_serve_app.ipynb #942e0e9c
 class MarketplaceAPI:
     "The prediction marketplace (seed 001): its REST app, mounted at /marketplace."
@@ -220,11 +262,17 @@ def _config() -> dict:
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60, "max_concurrency": 256}, **_config())
 @bentoml.asgi_app(UI, path="/ui")
 @bentoml.asgi_app(docs_app, path="/docs")
+@bentoml.asgi_app(about_app, path="/about")
 class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI, MonitorAPI):
     "mlkit's HTTP API: every domain's routes under its own prefix, in one process; demos at /ui."
     def __init__(self):
         super().__init__()
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAtInfo())
+        _ABOUT.update(about())
+        _log.info("serving mlkit %s from %s%s: %s", __version__, _ABOUT["mode"], f" {_ABOUT['bento']}" if _ABOUT["bento"] else "",
+                  ", ".join(f"{t}" for t in _ABOUT["models"].values()))
 
 MLKit.__class__ = _Documented
 MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()))
+MLKit.add_asgi_middleware(SecureHeaders)
+MLKit.add_asgi_middleware(StopOnFailedStartup)

@@ -14,7 +14,7 @@ from ..core import get_logger
 log = get_logger("serve.train")
 
 # %% auto #0
-__all__ = ['log', 'DOMAINS', 'train_queues', 'train_all', 'main']
+__all__ = ['log', 'DOMAINS', 'train_queues', 'train_marketplace', 'train_all', 'served_models', 'main']
 
 # %% ../../nbs/98_serve_train.ipynb #d3dd4617
 DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accepts force=)
@@ -24,6 +24,7 @@ DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accep
     "vision": ("mlkit.vision.classifier:train_default", True),
     "recsys": ("mlkit.recsys.recommend:train_default", True),
     "monitor": ("mlkit.monitor.model:train_default", False),
+    "marketplace": ("mlkit.serve.train:train_marketplace", True),
 }
 
 def train_queues(home=None, force: bool = False) -> dict:
@@ -31,6 +32,14 @@ def train_queues(home=None, force: bool = False) -> dict:
     from mlkit.core import settings
     from mlkit.queues.models import train_default
     return train_default(home, names=[settings.get("queues", "dataset")], force=force)
+
+def train_marketplace(home=None, force: bool = False) -> dict:
+    "The marketplace's built-in catalog estimators on disk (`[paths] model_dir`), trained only when missing; `{id: dir}`."
+    from mlkit.core import settings
+    from mlkit.marketplace.catalog import BUILTIN, train_builtin
+    root = settings.path("model_dir") / "marketplace"
+    return {b["id"]: str(train_builtin(b) if force or not (root / b["id"] / "model.joblib").is_file() else root / b["id"])
+            for b in BUILTIN}
 
 def _trainer(domain: str):
     mod, fn = DOMAINS[domain][0].split(":")
@@ -49,6 +58,24 @@ def train_all(domains=None,        # names from DOMAINS; default all
         out[d] = _trainer(d)(**kw)
         print(f"{d:8s} {out[d]}  ({time.perf_counter() - t:.1f} s)", flush=True)
     return out
+
+# %% ../../nbs/98_serve_train.ipynb #dcaf6b75
+def served_models(home=None) -> list[dict]:
+    "Every model the entry service loads: `{domain, name, tag (None: no production model), required}` per model."
+    from mlkit import store
+    from mlkit.core import settings
+    from mlkit.market.lifecycle import model_name as market_name
+    from mlkit.market.prices import BUNDLED
+    from mlkit.queues.models import DEFAULT_GRANULARITY, model_name as queues_name
+    from mlkit.recsys.recommend import model_name as recsys_name
+    from mlkit.text.registry import store_name
+    from mlkit.vision.classifier import vision_model_name
+    served = settings.get("queues", "dataset")
+    names = [*(("market", market_name(s), True) for s in BUNDLED),
+             *(("queues", queues_name(n, g), n == served) for n, g in DEFAULT_GRANULARITY.items()),
+             ("text", store_name(), True), ("vision", vision_model_name(), True), ("recsys", recsys_name(), True),
+             ("monitor", settings.get("monitor", "model"), True)]
+    return [dict(domain=d, name=n, tag=store.production_tag(n, home), required=r) for d, n, r in names]
 
 # %% ../../nbs/98_serve_train.ipynb #da22290f
 def main(argv=None):
