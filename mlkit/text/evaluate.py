@@ -18,7 +18,7 @@ from .models import TextClassifier, contributions
 
 # %% auto #0
 __all__ = ['GOALS', 'Averages', 'ClassMetrics', 'ClassificationReport', 'bootstrap_ci', 'classification_report', 'evaluate',
-           'errors', 'Comparison', 'compare', 'verdict', 'plot_metrics', 'plot_confusion']
+           'errors', 'Comparison', 'compare', 'Tuning', 'tune', 'verdict', 'plot_metrics', 'plot_confusion']
 
 # %% ../../nbs/32_text_evaluate.ipynb #b676dd44
 @dataclass
@@ -153,6 +153,49 @@ def compare(data: TextData, candidates: dict | None = None,   # name -> (model, 
         acc = evaluate(TextClassifier(m, cfg, random_state=split.seed).fit(rs.train["text"], rs.train["label"]), rs, n_boot=1).accuracy
         rnd = {"model": name, "random_accuracy": acc, "grouped_accuracy": reports[name].accuracy, "flattery": acc - reports[name].accuracy}
     return Comparison(data.name, split, models, reports, secs, rnd)
+
+# %% ../../nbs/32_text_evaluate.ipynb #eda45b3f
+@dataclass
+class Tuning:
+    "Configurations scored by k-fold cross-validation on a training part; `best` is the one with the highest mean accuracy."
+    model: str
+    best: dict                        # the winning configuration (keys as given in the grid)
+    table: pd.DataFrame               # one row per configuration: its keys, cv_accuracy, cv_std
+    folds: int
+    seconds: float
+
+def tune(train: pd.DataFrame,                 # the training part (columns text, label): never the test part
+         model: str = "logistic",             # logistic or svm
+         grid: dict | None = None,            # config key -> list of values; None: word 1-2 with/without char 2-5, C in 1, 3, 10, 30
+         folds: int = 5, seed: int | None = None) -> Tuning:
+    "Score every configuration of `grid` by stratified k-fold cross-validation accuracy on `train`; the best one wins."
+    from itertools import product
+    from sklearn.model_selection import StratifiedKFold
+    from mlkit.text.models import FEATURES, check_config, make_estimator, make_features
+    if model not in ("logistic", "svm"): raise DataError(f"tune works for 'logistic' and 'svm', got {model!r}")
+    grid = grid or {"word_ngrams": [2], "char_ngrams": [0, 5], "C": [1.0, 3.0, 10.0, 30.0]}
+    if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
+        raise DataError(f"grid must map config keys to non-empty lists of values, got {grid!r}")
+    seed = settings.getint("compute", "seed") if seed is None else int(seed)
+    fkeys, ekeys = [k for k in grid if k in FEATURES], [k for k in grid if k not in FEATURES]
+    fcombos, ecombos = [dict(zip(fkeys, v)) for v in product(*(grid[k] for k in fkeys))], [dict(zip(ekeys, v)) for v in product(*(grid[k] for k in ekeys))]
+    for f in fcombos:
+        for e in ecombos: check_config(model, {**f, **e})    # every configuration is valid before any fit
+    X, y = train["text"].reset_index(drop=True), train["label"].to_numpy()
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
+    t, rows, cfgs = time.perf_counter(), [], []
+    for f in fcombos:
+        scores = {i: [] for i in range(len(ecombos))}
+        for tr, va in splits:
+            feats = make_features(check_config(model, f))
+            A, B = feats.fit_transform(X[tr]), feats.transform(X[va])
+            for i, e in enumerate(ecombos):
+                est = make_estimator(model, check_config(model, {**f, **e}), seed).fit(A, y[tr])
+                scores[i].append(float(np.mean(est.predict(B) == y[va])))
+        rows += [{**f, **e, "cv_accuracy": float(np.mean(scores[i])), "cv_std": float(np.std(scores[i]))} for i, e in enumerate(ecombos)]
+        cfgs += [{**f, **e} for e in ecombos]
+    table = pd.DataFrame(rows).sort_values("cv_accuracy", ascending=False, kind="stable")
+    return Tuning(model, cfgs[table.index[0]], table.reset_index(drop=True), folds, time.perf_counter() - t)
 
 # %% ../../nbs/32_text_evaluate.ipynb #d0bd01d0
 GOALS = {"rotten_tomatoes": 0.80, "rotten_tomatoes_polarity": 0.794, "fine_food_reviews": 0.81}
