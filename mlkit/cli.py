@@ -20,7 +20,7 @@ from .data import Scaler, clean, split
 log = get_logger("cli")
 
 # %% auto #0
-__all__ = ['log', 'REPORTS', 'data_pipeline', 'data_summary', 'render_reports', 'serve_command', 'main']
+__all__ = ['log', 'REPORTS', 'data_pipeline', 'data_summary', 'render_reports', 'serve_command', 'preflight', 'main']
 
 # %% ../nbs/09_cli.ipynb #6b655a38
 _SPLITS = {  # how each data set's task splits it: (method, keyword arguments)
@@ -97,6 +97,19 @@ def serve_command(host: str, port: int,
         cmd += [flag, str(Path(f).resolve())]
     return cmd
 
+def preflight(host: str, port: int) -> None:
+    "What would make `bentoml serve` fail after a minute of imports, checked in a second: settings and the port."
+    for key in ("workers", "threads"):
+        if settings.getint("serving", key) < 1:
+            raise ConfigError(f"setting serving.{key} must be at least 1, got {settings.getint('serving', key)}")
+    import socket
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try: s.bind((host, port))
+        except OSError as e:
+            raise ConfigError(f"cannot serve on {host}:{port}: {e.strerror}; another server is running there (stop it, "
+                              f"or choose another port with --port or MLKIT_SERVING_PORT)") from None
+
 # %% ../nbs/09_cli.ipynb #cb496f38
 def main(argv: list[str] | None = None) -> int:
     "The `mlkit` command."
@@ -118,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--port", type=int); sv.add_argument("--host")
     sv.add_argument("--ssl-certfile", help="PEM certificate: serve HTTPS (BentoML's own TLS options); needs --ssl-keyfile")
     sv.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
+    b = sub.add_parser("bento", help="build the self-contained bento: every served production model packed inside")
+    b.add_argument("--version", help="bento version (default: a new one)")
+    ms = sub.add_parser("monitor-stream", help="the streaming monitor's roles: produce, predict, score, plot or all "
+                                               "(`mlkit monitor-stream -h` after the role for its options)")
+    ms.add_argument("args", nargs=argparse.REMAINDER, help="a role and its options")
     ls = sub.add_parser("models", help="list the models in the store")
     ls.add_argument("name", nargs="?")
     a = p.parse_args(argv)
@@ -142,9 +160,17 @@ def main(argv: list[str] | None = None) -> int:
             from mlkit import store  # noqa: F401  (sets BENTOML_HOME from settings for the server process)
             host, port = a.host or settings.get("serving", "host"), a.port or settings.getint("serving", "port")
             cmd = serve_command(host, port, a.ssl_certfile, a.ssl_keyfile)
+            preflight(host, port)
             scheme = "https" if a.ssl_certfile else "http"
             print(f"serving mlkit on {scheme}://{host}:{port} (API docs at /docs, demo at /ui/)", flush=True)
             os.chdir(settings.root); os.execv(cmd[0], cmd)
+        elif a.command == "bento":
+            from mlkit.serve.bento import main as bento_main
+            return bento_main(["--version", a.version] if a.version else [])
+        elif a.command == "monitor-stream":
+            from mlkit.monitor.__main__ import main as stream_main
+            try: return stream_main(a.args)
+            except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # its own argparse errors
         elif a.command == "models":
             from mlkit import store
             with pd.option_context("display.width", 200, "display.max_columns", 20):
