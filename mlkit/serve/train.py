@@ -59,20 +59,20 @@ def train_all(domains=None,        # names from DOMAINS; default all
         print(f"{d:8s} {out[d]}  ({time.perf_counter() - t:.1f} s)", flush=True)
     return out
 
-# %% ../../nbs/98_serve_train.ipynb #dcaf6b75
+# %% ../../nbs/98_serve_train.ipynb #644caa12
 def served_models(home=None) -> list[dict]:
     "Every model the entry service loads: `{domain, name, tag (None: no production model), required}` per model."
     from mlkit import store
     from mlkit.core import settings
     from mlkit.market.lifecycle import model_name as market_name
     from mlkit.market.prices import BUNDLED
+    from mlkit.queues.data import GRANULARITIES
     from mlkit.queues.models import DEFAULT_GRANULARITY, model_name as queues_name
     from mlkit.recsys.recommend import model_name as recsys_name
     from mlkit.text.registry import store_name
     from mlkit.vision.classifier import vision_model_name
-    served = settings.get("queues", "dataset")
     names = [*(("market", market_name(s), True) for s in BUNDLED),
-             *(("queues", queues_name(n, g), n == served) for n, g in DEFAULT_GRANULARITY.items()),
+             *(("queues", queues_name(n, g), False) for n in DEFAULT_GRANULARITY for g in GRANULARITIES),
              ("text", store_name(), True), ("vision", vision_model_name(), True), ("recsys", recsys_name(), True),
              ("monitor", settings.get("monitor", "model"), True)]
     return [dict(domain=d, name=n, tag=store.production_tag(n, home), required=r) for d, n, r in names]
