@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
     b = sub.add_parser("bento", help="build the self-contained bento: every served production model packed inside")
     b.add_argument("--version", help="bento version (default: a new one)")
+    re = sub.add_parser("reencrypt", help="rewrite the marketplace's encrypted values under the current key (key rotation)")
+    re.add_argument("--batch", type=int, default=200, help="rows per transaction")
     ms = sub.add_parser("monitor-stream", help="the streaming monitor's roles: produce, predict, score, plot or all "
                                                "(`mlkit monitor-stream -h` after the role for its options)")
     ms.add_argument("args", nargs=argparse.REMAINDER, help="a role and its options")
@@ -167,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         elif a.command == "bento":
             from mlkit.serve.bento import main as bento_main
             return bento_main(["--version", a.version] if a.version else [])
+        elif a.command == "reencrypt":
+            from mlkit.marketplace.crypto import reencrypt
+            print(json.dumps({"rewritten_by_former_key": reencrypt(batch=a.batch)}))
         elif a.command == "monitor-stream":
             from mlkit.monitor.__main__ import main as stream_main
             try: return stream_main(a.args)
