@@ -11,7 +11,7 @@ import time
 from typing import Callable, Literal
 
 import kombu
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from fastcore.basics import patch
 
 from ..core import ConfigError, DataError, get_logger, settings
@@ -19,8 +19,8 @@ from ..core import ConfigError, DataError, get_logger, settings
 log = get_logger("monitor.messages")
 
 # %% auto #0
-__all__ = ['log', 'SCHEMA_VERSION', 'KINDS', 'SCHEMAS', 'FeaturesMsg', 'TrueMsg', 'PredMsg', 'MessageError', 'decode', 'encode',
-           'broker_url', 'Broker']
+__all__ = ['log', 'SCHEMA_VERSION', 'KINDS', 'SCHEMAS', 'FeaturesMsg', 'TrueMsg', 'PredMsg', 'MessageError', 'decode',
+           'decode_batch', 'encode', 'broker_url', 'Broker']
 
 # %% ../../nbs/60_monitor_messages.ipynb #6b6daf89
 SCHEMA_VERSION = 1
@@ -60,19 +60,43 @@ class MessageError(DataError):
         self.reason = reason
         super().__init__(reason)
 
+def _reason(kind: str, e: ValidationError) -> str:
+    errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in e.errors()[:5])
+    return f"not a valid {kind} message v{SCHEMA_VERSION}: {errs}"
+
 def decode(kind: str, body) -> _Msg:
     "Parse and check one message body (bytes, str or dict) against the schema of queue `kind`."
     if kind not in SCHEMAS: raise ValueError(f"unknown message kind {kind!r}; valid kinds: {list(SCHEMAS)}")
     try:
         if isinstance(body, dict): return SCHEMAS[kind].model_validate(body)
         return SCHEMAS[kind].model_validate_json(body)
-    except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in e.errors()[:5])
-        raise MessageError(f"not a valid {kind} message v{SCHEMA_VERSION}: {errs}") from None
+    except ValidationError as e: raise MessageError(_reason(kind, e)) from None
 
-def encode(msg: _Msg) -> str:
-    "The JSON text of a message."
-    if not isinstance(msg, _Msg): raise TypeError(f"expected a FeaturesMsg, TrueMsg or PredMsg, got {type(msg).__name__}")
+_LISTS = {k: TypeAdapter(list[m]) for k, m in SCHEMAS.items()}
+
+def decode_batch(kind: str, body) -> tuple[list[_Msg], list[tuple[str, str]]]:
+    "Check a body that holds one message (a JSON object) or a batch (a JSON array): (good messages, [(bad item, reason)])."
+    if kind not in SCHEMAS: raise ValueError(f"unknown message kind {kind!r}; valid kinds: {list(SCHEMAS)}")
+    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if not raw.lstrip().startswith("["):
+        try: return [decode(kind, body)], []
+        except MessageError as e: return [], [(raw, e.reason)]
+    try: return _LISTS[kind].validate_json(body), []        # the whole batch at once: the usual case
+    except ValidationError: pass
+    try: items = json.loads(raw)
+    except ValueError as e: return [], [(raw, f"not a valid {kind} message v{SCHEMA_VERSION}: body: Invalid JSON: {e}")]
+    good, bad = [], []
+    for it in items:                                          # one by one: keep the good messages of a batch
+        try: good.append(decode(kind, it) if isinstance(it, dict) else decode(kind, json.dumps(it)))
+        except MessageError as e: bad.append((json.dumps(it, default=str), e.reason))
+    return good, bad
+
+def encode(msg) -> str:
+    "The JSON text of a message, or of a list of messages of one kind (a batch: a JSON array)."
+    if isinstance(msg, list) and msg and all(isinstance(m, _Msg) for m in msg) and len({type(m) for m in msg}) == 1:
+        return _LISTS[msg[0].kind].dump_json(msg).decode()
+    if not isinstance(msg, _Msg):
+        raise TypeError(f"expected a FeaturesMsg, TrueMsg or PredMsg or a non-empty list of one of them, got {type(msg).__name__}")
     return msg.model_dump_json()
 
 # %% ../../nbs/60_monitor_messages.ipynb #ba43627e
@@ -96,7 +120,7 @@ class Broker:
         self.url = broker_url(url)
         self.prefix = prefix or settings.get("monitor", "queue_prefix")
         self.amqp = not self.url.startswith("memory")
-        opts = {} if self.amqp else {"polling_interval": 0.005}
+        opts = {} if self.amqp else {"polling_interval": 0.002}
         self.conn = kombu.Connection(self.url, transport_options=opts, heartbeat=heartbeat, connect_timeout=10)
         self.conn.ensure_connection(max_retries=3)
         self.channel = self.conn.channel()
@@ -123,56 +147,65 @@ class Broker:
 # %% ../../nbs/60_monitor_messages.ipynb #ef594c8c
 @patch
 def publish(self: Broker, kind: str, msg) -> None:
-    "Publish a message (or a raw str/bytes body, e.g. to test the dead-letter path) to queue `kind`, persistent."
+    "Publish a message, a list of messages (one batch message: a JSON array) or a raw str/bytes body (e.g. to test the dead-letter path) to queue `kind`, persistent."
     if kind not in self.queues: raise ValueError(f"unknown queue {kind!r}; valid queues: {list(self.queues)}")
-    body = encode(msg) if isinstance(msg, _Msg) else msg
-    if not isinstance(body, (str, bytes)): raise TypeError(f"message must be a message model, str or bytes, got {type(body).__name__}")
+    body = encode(msg) if isinstance(msg, (_Msg, list)) else msg
+    if not isinstance(body, (str, bytes)): raise TypeError(f"message must be a message model, a list of them, str or bytes, got {type(body).__name__}")
     self.producer.publish(body, routing_key=kind, content_type="application/json", content_encoding="utf-8",
                           delivery_mode=2, retry=True, retry_policy={"max_retries": 5})
 @patch
-def dead_letter(self: Broker, kind: str, body, reason: str) -> None:
+def dead_letter(self: Broker, kind: str, body, reason: str, commit: bool = True) -> None:
     "Send a message that could not be used to the dead-letter queue with the reason and the queue it came from."
     raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body if isinstance(body, str) else json.dumps(body, default=str)
     self.publish("dead", json.dumps({"queue": kind, "reason": reason, "ts": time.time(), "body": raw}))
-    self.commit()
+    if commit: self.commit()
     log.warning("dead-lettered a %s message: %s", kind, reason, extra={"event": "dead_letter", "queue": kind})
 
 # %% ../../nbs/60_monitor_messages.ipynb #d7eb7209
 @patch
 def consume(self: Broker, kind,                    # a queue ("features", "y_true", "y_pred") or a tuple of them
              handler: Callable[[list], None],   # called with a batch of checked messages; acked after it returns
-             batch: int = 200,                  # most messages per handler call (also the prefetch)
-             wait: float = 0.05,                # seconds to wait for the next message before handling a partial batch
+             batch: int = 200,                  # messages per handler call at most (also the prefetch of broker messages)
+             wait: float = 0.05,                # seconds to wait for a message before calling `on_idle`
              stop: Callable[[], bool] = lambda: False,  # polled between batches; True ends the loop
              on_idle: Callable[[], None] | None = None,  # called when a wait ends with no message (timers, expiry)
              ) -> int:
-    "Consume queue `kind` in batches until `stop()`: bad messages go to the dead-letter queue; returns the messages handled."
+    """Consume queue `kind` until `stop()`: whatever has arrived (up to `batch` messages) goes to `handler` at once, so a
+    slow stream is handled message by message and a fast one in batches; bad messages go to the dead-letter queue;
+    returns the messages handled."""
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if not kinds or any(k not in KINDS for k in kinds): raise ValueError(f"can consume {list(KINDS)}, got {kind!r}")
-    got: list = []
-    consumer = kombu.Consumer(self.conn.channel(), [self.queues[k] for k in kinds], on_message=got.append,
+    got, good, bad = [], [], []
+    def receive(m):
+        got.append(m)
+        k = m.delivery_info.get("routing_key") if len(kinds) > 1 else kinds[0]
+        if k not in kinds: bad.append((kinds[0], m.body, f"routing key {k!r} is not one of {list(kinds)}")); return
+        ok, no = decode_batch(k, m.body)
+        good.extend(ok); bad.extend((k, b, r) for b, r in no)
+    consumer = kombu.Consumer(self.conn.channel(), [self.queues[k] for k in kinds], on_message=receive,
                               prefetch_count=batch, auto_declare=False)
     n = 0
     with consumer:
         while not stop():
-            deadline = time.monotonic() + wait
-            while len(got) < batch:
-                try: self.conn.drain_events(timeout=max(deadline - time.monotonic(), 0.001))
-                except (socket.timeout, TimeoutError): break
-                if time.monotonic() >= deadline: break
             if not got:
-                if on_idle: on_idle()
-                continue
-            todo, good = got[:], []
-            got.clear()
-            for m in todo:
-                k = m.delivery_info.get("routing_key") if len(kinds) > 1 else kinds[0]
-                try: good.append(decode(k, m.body))
-                except MessageError as e: self.dead_letter(k, m.body, e.reason)
-            if good: handler(good)
-            self.commit()
-            for m in todo: m.ack()
-            n += len(todo)
+                try: self.conn.drain_events(timeout=wait)   # the first message (or the idle timer)
+                except (socket.timeout, TimeoutError):
+                    if on_idle: on_idle()
+                    continue
+            while len(good) + len(bad) < batch:          # and whatever else is already here
+                try: self.conn.drain_events(timeout=0.0005 if self.amqp else 0)
+                except (socket.timeout, TimeoutError): break
+            # take this batch out first: deliveries keep arriving while the handler publishes and the broker commits
+            todo, ok, no = got[:], good[:], bad[:]
+            got.clear(); good.clear(); bad.clear()
+            if not todo: continue
+            for k, b, r in no: self.dead_letter(k, b, r, commit=False)
+            if ok: handler(ok)
+            self.commit()                                # the handler's publishes and the dead letters, before the acks
+            if self.amqp: todo[-1].ack(multiple=True)    # one ack for this batch (delivery tags only grow on a channel)
+            else:
+                for m in todo: m.ack()
+            n += len(ok) + len(no)
     return n
 @patch
 def drain(self: Broker, kind: str, limit: int = 10_000, timeout: float = 0.2) -> list:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, Float, Integer, String, Text, func, inspect, select
+from sqlalchemy import Boolean, Float, Integer, String, Text, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 from fastcore.basics import patch
 
@@ -102,19 +102,23 @@ def produce(broker: Broker, run: str | None = None,
         off = s.get(Offset, run) or Offset(run=run, next_pos=0, total=len(pos))
         start = off.next_pos
         s.merge(Offset(run=run, next_pos=start, total=len(pos)))
-    step = 1 if interval_s > 0 else settings.getint("monitor", "batch")
+    step = 1 if interval_s > 0 else settings.getint("monitor", "batch")   # as fast as it goes: a batch per broker message
     sent, stop = 0, stop or threading.Event()
+    j = FEATURES.index(shift["column"]) if shift else None
     for a in range(start, len(pos), step):
         if stop.is_set(): break
+        feats, trues, ts = [], [], time.time()
         for p in range(a, min(a + step, len(pos))):
-            r, mid, ts = int(pos[p]), f"{run}:{p}", time.time()
+            r, mid = int(pos[p]), f"{run}:{p}"
             x = X[r].copy()
-            if shift and p >= shift["start"]: x[FEATURES.index(shift["column"])] += shift["delta"]
-            broker.publish("features", FeaturesMsg(id=mid, ts=ts, row=r, features=dict(zip(FEATURES, x.tolist()))))
-            broker.publish("y_true", TrueMsg(id=mid, ts=ts, y_true=float(y[r])))
-            sent += 1
-        broker.commit()
-        with session_scope(eng) as s: s.merge(Offset(run=run, next_pos=min(a + step, len(pos)), total=len(pos)))
+            if shift and p >= shift["start"]: x[j] += shift["delta"]
+            feats.append(FeaturesMsg(id=mid, ts=ts, row=r, features=dict(zip(FEATURES, x.tolist()))))
+            trues.append(TrueMsg(id=mid, ts=ts, y_true=float(y[r])))
+        broker.publish("features", feats if len(feats) > 1 else feats[0])
+        broker.publish("y_true", trues if len(trues) > 1 else trues[0])
+        broker.commit()                    # published (durable on RabbitMQ) before the offset moves: a restart re-sends, never skips
+        sent += len(feats)
+        with eng.begin() as c: c.execute(update(Offset).where(Offset.run == run).values(next_pos=a + len(feats)))
         if interval_s and stop.wait(interval_s): break
     log.info("producer %s: sent %d rows (from position %d)", run, sent, start)
     return sent
@@ -122,20 +126,20 @@ def produce(broker: Broker, run: str | None = None,
 # %% ../../nbs/63_monitor_stream.ipynb #f0ff7e8c
 def predict(broker: Broker, model=None,      # (model, card, tag) from `mlkit.store.load_model`; None: the production model
             home=None, **consume) -> int:
-    "The model role: predict each features message and publish the prediction with its inputs; returns the messages handled."
+    "The model role: predict each batch of features messages at once and publish the predictions (one batch message) with their inputs; returns the messages handled."
     model, _, tag = model or store.load_model(settings.get("monitor", "model"), home=home)
     cols = list(model.feature_names_in_)
 
     def handle(msgs: list[FeaturesMsg]):
-        try: X = np.array([[m.features[c] for c in cols] for m in msgs])
-        except KeyError as e:   # a message without a feature the model needs: dead-letter it, keep the rest
-            good = [m for m in msgs if all(c in m.features for c in cols)]
-            for m in msgs:
-                if m not in good: broker.dead_letter("features", m.model_dump_json(), f"missing feature {e.args[0]!r}; the model needs {cols}")
-            if not good: return
-            msgs, X = good, np.array([[m.features[c] for c in cols] for m in good])
-        for m, p in zip(msgs, model.predict(pd.DataFrame(X, columns=cols))):
-            broker.publish("y_pred", PredMsg(id=m.id, ts=m.ts, row=m.row, y_pred=float(p), model=tag, features=m.features))
+        good, X = [], []
+        for m in msgs:
+            try: X.append([m.features[c] for c in cols]); good.append(m)
+            except KeyError as e:   # a message without a feature the model needs: dead-letter it, keep the rest
+                broker.dead_letter("features", m.model_dump_json(), f"missing feature {e.args[0]!r}; the model needs {cols}", commit=False)
+        if not good: return
+        out = [PredMsg(id=m.id, ts=m.ts, row=m.row, y_pred=float(p), model=tag, features=m.features)
+               for m, p in zip(good, model.predict(pd.DataFrame(X, columns=cols)))]
+        broker.publish("y_pred", out if len(out) > 1 else out[0])   # committed by `consume` before it acknowledges
     return broker.consume("features", handle, **consume)
 
 # %% ../../nbs/63_monitor_stream.ipynb #f3cbef34
@@ -151,19 +155,24 @@ class Scorer:
         self.drift: DriftMonitor = _fresh(m.drift_)
         self.last_expire = time.monotonic()
         self.counts = {"scored": 0, "duplicate": 0, "expired": 0, "drift": 0}
-        with session_scope(self.engine) as s:   # replay this run's scores through the detectors (restart)
-            self.alerted = {(e.message_id, json.loads(e.detail).get("detector")) for e in
-                            s.scalars(select(Event).where(Event.run == self.run, Event.kind == "drift"))}
-            for sc in s.scalars(select(Score).where(Score.run == self.run).order_by(Score.n)):
-                self._watch(s, sc.id, json.loads(sc.features), sc.error)
+        with self.engine.connect() as c:   # replay this run's scores through the detectors (restart)
+            self.alerted = {(mid, json.loads(d).get("detector")) for mid, d in
+                            c.execute(select(Event.message_id, Event.detail).where(Event.run == self.run, Event.kind == "drift"))}
+            rows = c.execute(select(Score.id, Score.features, Score.error).where(Score.run == self.run).order_by(Score.n)).all()
+        for a in range(0, len(rows), 5000):
+            part = rows[a: a + 5000]
+            self._alerts([r[0] for r in part], [json.loads(r[1]) for r in part], [r[2] for r in part])
 
-    def _watch(self, s, mid: str, features: dict, error: float):
-        for a in self.drift.update(mid, features, error):
-            if (mid, a.detector) in self.alerted: continue
-            self.alerted.add((mid, a.detector)); self.counts["drift"] += 1
-            s.add(Event(run=self.run, kind="drift", message_id=mid, detail=json.dumps(a.to_dict()), t=time.time()))
-            log.warning("drift (%s) at message %s: statistic %.3f > %.3f", a.detector, mid, a.statistic, a.threshold,
+    def _alerts(self, ids: list, features: list, errors: list) -> list[dict]:
+        "Feed scored messages to the drift monitor; returns the event rows of the alerts not stored yet."
+        out = []
+        for a in self.drift.update_many(ids, features, errors):
+            if (a.message_id, a.detector) in self.alerted: continue
+            self.alerted.add((a.message_id, a.detector)); self.counts["drift"] += 1
+            out.append(dict(run=self.run, kind="drift", message_id=a.message_id, detail=json.dumps(a.to_dict()), t=time.time()))
+            log.warning("drift (%s) at message %s: statistic %.3f > %.3f", a.detector, a.message_id, a.statistic, a.threshold,
                         extra={"event": "drift", **a.to_dict()})
+        return out
 
 def _fresh(dm: DriftMonitor) -> DriftMonitor:
     "A copy of a fitted drift monitor with an empty stream."
@@ -172,48 +181,61 @@ def _fresh(dm: DriftMonitor) -> DriftMonitor:
 # %% ../../nbs/63_monitor_stream.ipynb #70a02ab0
 @patch
 def handle(self: Scorer, msgs: list) -> None:
-    "Match a batch of y_true/y_pred messages in one transaction: duplicates are counted, complete pairs scored."
-    now = time.time()
-    with session_scope(self.engine) as s:
-        ids = list({m.id for m in msgs})
-        done = set(s.scalars(select(Score.id).where(Score.id.in_(ids))))
-        half = {(p.id, p.kind): p for p in s.scalars(select(Pending).where(Pending.id.in_(ids)))}
-        for m in msgs:
-            other = "y_pred" if m.kind == "y_true" else "y_true"
-            if m.id in done or (m.id, m.kind) in half:
-                self.counts["duplicate"] += 1
-                s.add(Event(run=self.run, kind="duplicate", message_id=m.id, detail=json.dumps({"queue": m.kind}), t=now)); continue
-            if (m.id, other) not in half:
-                half[(m.id, m.kind)] = p = Pending(id=m.id, kind=m.kind, run=self.run, body=m.model_dump_json(), t_recv=now)
-                s.add(p); continue
-            p = half.pop((m.id, other))
-            s.expunge(p) if inspect(p).pending else s.delete(p)   # a half added in this batch is never written
-            t, pr = (m, PredMsg.model_validate_json(p.body)) if m.kind == "y_true" else (TrueMsg.model_validate_json(p.body), m)
-            err = t.y_true - pr.y_pred
-            s.add(Score(id=m.id, run=self.run, row=pr.row, y_true=t.y_true, y_pred=pr.y_pred, error=err, abs_error=abs(err),
-                        in_train=pr.row in self.train_rows, model=pr.model, t_sent=pr.ts, t_scored=time.time(),
-                        features=json.dumps(pr.features)))
-            done.add(m.id); self.counts["scored"] += 1
-            self._watch(s, m.id, pr.features, err)
+    """Match a batch of y_true/y_pred messages in one transaction (bulk inserts): duplicates are counted, complete pairs
+    scored and fed to the drift monitor; if the transaction fails, the monitor and the counts are rolled back too."""
+    now, ids = time.time(), list({m.id for m in msgs})
+    saved = copy.deepcopy(self.drift.__dict__), dict(self.counts), set(self.alerted)
+    try:
+        with self.engine.begin() as c:
+            done = set(c.scalars(select(Score.id).where(Score.id.in_(ids))))
+            half = {(i, k): body for i, k, body in c.execute(select(Pending.id, Pending.kind, Pending.body).where(Pending.id.in_(ids)))}
+            new, gone, scores, events, feats = {}, [], [], [], []
+            for m in msgs:
+                other = "y_pred" if m.kind == "y_true" else "y_true"
+                if m.id in done or (m.id, m.kind) in half or (m.id, m.kind) in new:
+                    self.counts["duplicate"] += 1
+                    events.append(dict(run=self.run, kind="duplicate", message_id=m.id, detail=json.dumps({"queue": m.kind}), t=now)); continue
+                if (m.id, other) in new: partner = new.pop((m.id, other))          # both halves in this batch: never written
+                elif (m.id, other) in half:
+                    partner = (PredMsg if other == "y_pred" else TrueMsg).model_validate_json(half.pop((m.id, other)))
+                    gone.append({"i": m.id, "k": other})
+                else: new[(m.id, m.kind)] = m; continue
+                t, pr = (m, partner) if m.kind == "y_true" else (partner, m)
+                err = t.y_true - pr.y_pred
+                scores.append(dict(id=m.id, run=self.run, row=pr.row, y_true=t.y_true, y_pred=pr.y_pred, error=err, abs_error=abs(err),
+                                   in_train=pr.row in self.train_rows, model=pr.model, t_sent=pr.ts, t_scored=time.time(),
+                                   features=json.dumps(pr.features)))
+                feats.append(pr.features); done.add(m.id)
+            self.counts["scored"] += len(scores)
+            if scores: events += self._alerts([s["id"] for s in scores], feats, [s["error"] for s in scores])
+            if new: c.execute(insert(Pending), [dict(id=m.id, kind=m.kind, run=self.run, body=m.model_dump_json(), t_recv=now) for m in new.values()])
+            if gone: c.execute(delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k")), gone)
+            if scores: c.execute(insert(Score), scores)
+            if events: c.execute(insert(Event), events)
+    except BaseException:
+        self.drift.__dict__, self.counts, self.alerted = saved
+        raise
 @patch
 def expire(self: Scorer) -> int:
     "Drop the halves that waited longer than the timeout for their partner; they are counted as `expired` events."
     cutoff, self.last_expire = time.time() - self.timeout, time.monotonic()
-    with session_scope(self.engine) as s:
-        old = s.scalars(select(Pending).where(Pending.run == self.run, Pending.t_recv < cutoff)).all()
-        for p in old:
-            s.add(Event(run=self.run, kind="expired", message_id=p.id, detail=json.dumps({"missing": "y_pred" if p.kind == "y_true" else "y_true"}), t=time.time()))
-            s.delete(p)
+    with self.engine.begin() as c:
+        old = c.execute(select(Pending.id, Pending.kind).where(Pending.run == self.run, Pending.t_recv < cutoff)).all()
+        if old:
+            c.execute(insert(Event), [dict(run=self.run, kind="expired", message_id=i, t=time.time(),
+                                           detail=json.dumps({"missing": "y_pred" if k == "y_true" else "y_true"})) for i, k in old])
+            c.execute(delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k")), [{"i": i, "k": k} for i, k in old])
     self.counts["expired"] += len(old)
     if old: log.warning("expired %d unmatched half(s) after %.0f s", len(old), self.timeout)
     return len(old)
 def score(broker: Broker, scorer: Scorer | None = None, **consume) -> int:
-    "The metric role: consume y_true and y_pred, match and score them, expire lone halves when idle; returns the messages handled."
+    "The metric role: consume y_true and y_pred, match and score them, expire lone halves now and then; returns the messages handled."
     scorer = scorer or Scorer()
-    def handle(msgs):
-        scorer.handle(msgs)
+    def maybe_expire():
         if time.monotonic() - scorer.last_expire > min(scorer.timeout / 4, 5): scorer.expire()
-    return broker.consume(("y_true", "y_pred"), handle, on_idle=scorer.expire, **consume)
+    def handle(msgs):
+        scorer.handle(msgs); maybe_expire()
+    return broker.consume(("y_true", "y_pred"), handle, on_idle=maybe_expire, **consume)
 
 # %% ../../nbs/63_monitor_stream.ipynb #03e20b92
 @dataclass
