@@ -11,7 +11,9 @@ import signal
 import sys
 import threading
 
-from ..core import settings
+from .. import store
+from ..core import MlkitError, settings
+from .model import train_default
 from .stream import ROLES, monitor_stream
 
 # %% auto #0
@@ -23,34 +25,73 @@ def _shift(text: str) -> dict:
     try: col, delta, start = text.split(":"); return {"column": col, "delta": float(delta), "start": int(start)}
     except ValueError: raise argparse.ArgumentTypeError(f"--shift must be column:delta:start such as bmi:6:200, got {text!r}") from None
 
+_ROLES_HELP = """roles:
+  produce   stream the bundled diabetes rows (features and targets) to the broker
+  predict   predict each features message with the production model and publish y_pred
+  score     match y_true and y_pred by id, keep the errors and drift alerts in the database
+  plot      redraw error_distribution.png and metric_log.csv every [monitor] plot_interval_s seconds
+  all       the four roles in one process (the embedded broker works only so) and the live dashboard"""
+
 def parser() -> argparse.ArgumentParser:
     "The command line of `python -m mlkit.monitor` (and of `mlkit monitor-stream`)."
-    p = argparse.ArgumentParser(prog="mlkit monitor-stream", description="Run the monitoring stream's roles (seed 004).")
-    p.add_argument("role", choices=ROLES, help="produce, predict, score, plot, or all of them in one process")
+    p = argparse.ArgumentParser(prog="mlkit monitor-stream", description="Run the monitoring stream's roles (seed 004).",
+                                epilog=_ROLES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("role", choices=ROLES, help="which role to run: %(choices)s")
     p.add_argument("--broker", help=f"broker URL (default: setting [monitor] broker_url = {settings.get('monitor', 'broker_url')})")
     p.add_argument("--run", help="run name: message ids, the producer's restart point and the metrics are kept per run")
     p.add_argument("--db", help="database URL (default: setting [database] url)")
-    p.add_argument("--interval", type=float, dest="interval_s", help="seconds between rows (producer)")
-    p.add_argument("--order", help="stream order: shuffle, index, or a column such as bmi (-bmi descending)")
-    p.add_argument("--limit", type=int, help="stream only this many rows")
-    p.add_argument("--shift", type=_shift, help="a declared perturbation column:delta:start, e.g. bmi:6:200")
+    p.add_argument("--interval", type=float, dest="interval_s", help="seconds between rows (produce, all; 0: as fast as possible)")
+    p.add_argument("--order", help="stream order (produce, all): shuffle, index, or a column such as bmi (-bmi descending)")
+    p.add_argument("--limit", type=int, help="stream this many rows (produce, all; more than 442 replays the order again)")
+    p.add_argument("--shift", type=_shift, help="a declared perturbation (produce, all): column:delta:start, e.g. bmi:6:200")
     p.add_argument("--timeout", type=float, help="all: stop waiting for the last scores after this many seconds")
-    p.add_argument("--ui", action="store_true", help="all: also serve the live dashboard (Gradio) on the settings' demo port")
+    p.add_argument("--no-ui", dest="ui", action="store_false", help="all: do not serve the live dashboard")
+    p.add_argument("--port", type=int, help="all: the dashboard's port (default: setting [serving] demo_port)")
+    p.add_argument("--exit", action="store_true", help="all: exit when the stream is done (the dashboard otherwise stays up until Ctrl-C)")
     return p
 
+# %% ../../nbs/64_monitor_main.ipynb #f82ddca2
 def main(argv: list[str] | None = None) -> int:
-    "Run a role until it is done or gets SIGTERM/SIGINT; prints the run's summary as JSON."
-    a = parser().parse_args(argv)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT): signal.signal(sig, lambda *_: stop.set())
+    """`mlkit monitor-stream {produce,predict,score,plot,all} [options]`: run a role until it is done or gets SIGTERM/SIGINT,
+    print the run's summary as JSON; returns the exit code (0, or 2 for bad options and errors, after saying why)."""
+    p = parser()
+    try: a = p.parse_args(argv)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # --help: 0; a bad option: 2 (argparse said why)
+    def fail(msg: str) -> int:
+        print(f"{p.prog} {a.role}: error: {msg}", file=sys.stderr); return 2
     kw = {k: v for k, v in dict(interval_s=a.interval_s, order=a.order, limit=a.limit, shift=a.shift).items() if v is not None}
-    if a.role not in ("produce", "all") and kw: parser().error(f"{sorted(kw)} only apply to the roles produce and all")
-    if a.ui and a.role == "all":
-        from mlkit.serve.monitor_demo import demo   # the entry point may reach the serving layer; the domain does not
-        demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"), prevent_thread_lock=True)
-    s = monitor_stream(a.role, url=a.broker, run=a.run, db=a.db, stop=stop, timeout=a.timeout, **kw)
-    print(json.dumps(s.to_dict(), default=str))
-    return 0
+    if a.role not in ("produce", "all") and kw:
+        return fail(f"{', '.join('--' + k.replace('_s', '') for k in sorted(kw))} only apply to the roles produce and all")
+    if a.role != "all" and (a.timeout is not None or a.port is not None or a.exit or not a.ui):
+        return fail("--timeout, --port, --exit and --no-ui only apply to the role all")
+    stop, halt, old = threading.Event(), threading.Event(), {}   # `halt` ends the stream (it also ends itself); `stop` the process
+    def on_signal(*_): stop.set(); halt.set()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT): old[sig] = signal.signal(sig, on_signal)
+    demo = None
+    try:
+        if a.role == "all":
+            if a.run: settings.values["monitor"]["run"] = a.run       # this process's settings: the dashboard reads the same run
+            if a.db: settings.values["database"]["url"] = a.db        # and database
+            if store.production_tag(settings.get("monitor", "model")) is None:
+                print(f"no production model {settings.get('monitor', 'model')!r} in the store: training the default one", file=sys.stderr)
+                train_default()
+            if a.ui:
+                from mlkit.serve.monitor_demo import demo   # the entry point may reach the serving layer; the domain does not
+                host, port = settings.get("serving", "host"), a.port or settings.getint("serving", "demo_port")
+                demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True)
+                print(f"live dashboard: http://{host}:{port}/ (run {settings.get('monitor', 'run')!r})", file=sys.stderr, flush=True)
+        s = monitor_stream(a.role, url=a.broker, run=a.run, db=a.db, stop=halt, timeout=a.timeout, **kw)
+        print(json.dumps(s.to_dict(), default=str), flush=True)
+        if demo is not None and not a.exit and not stop.is_set():
+            print("stream done; the dashboard stays up until Ctrl-C (or SIGTERM)", file=sys.stderr, flush=True)
+            while not stop.wait(0.5): pass
+        return 0
+    except (MlkitError, ValueError, TypeError, OSError) as e:
+        return fail(str(e))
+    finally:
+        if demo is not None: demo.close()
+        for sig, h in old.items(): signal.signal(sig, h)
 
 # %% ../../nbs/64_monitor_main.ipynb #e913c5df
 if __name__ == "__main__": sys.exit(main())

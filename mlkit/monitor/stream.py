@@ -83,7 +83,7 @@ def _db(db=None):
 def produce(broker: Broker, run: str | None = None,
             order: str | None = None,         # see `stream_order`; None: setting [monitor] order
             interval_s: float | None = None,  # seconds between rows; None: setting [monitor] interval_s
-            limit: int | None = None,         # stop after this many rows (None: all 442)
+            limit: int | None = None,         # stop after this many rows (None: all 442; more replays the order again, ids stay unique)
             shift: dict | None = None,        # a declared perturbation, e.g. {"column": "bmi", "delta": 6.0, "start": 200}
             db=None, stop: threading.Event | None = None, seed: int | None = None) -> int:
     "Stream the diabetes rows (features to the model, targets to the scorer), resuming where this run's producer stopped; returns the rows sent."
@@ -95,7 +95,9 @@ def produce(broker: Broker, run: str | None = None,
         raise DataError(f"shift must be {{'column': one of {FEATURES}, 'delta': number, 'start': position}}, got {shift!r}")
     df = datasets.load(DATASET)
     pos = stream_order(df, order, seed)
-    if limit is not None: pos = pos[:limit]
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1: raise DataError(f"limit must be a positive int, got {limit!r}")
+        pos = np.resize(pos, limit)   # the first `limit` positions, cycling through the order again if it is longer
     X, y = df[FEATURES].to_numpy(float), df[TARGET].to_numpy(float)
     eng = _db(db)
     with session_scope(eng) as s:
@@ -310,13 +312,14 @@ def plot_histogram(path=None, run: str | None = None, db=None, bins: int = 30):
     return path
 
 def plot(run: str | None = None, db=None, interval_s: float | None = None, stop: threading.Event | None = None, path=None) -> int:
-    "The plot role: redraw the histogram (and the CSV) every `interval_s` seconds until `stop`; returns the redraws."
+    "The plot role: redraw the histogram (and the CSV) every `interval_s` seconds, and a last time when `stop` is set (the files hold the whole run); returns the redraws."
     interval_s = float(settings.get("monitor", "plot_interval_s") if interval_s is None else interval_s)
     stop, n = stop or threading.Event(), 0
     while True:
+        done = stop.wait(interval_s)
         plot_histogram(path, run, db)
         export_csv(None if path is None else Path(path).with_name("metric_log.csv"), run, db); n += 1
-        if stop.wait(interval_s): return n
+        if done: return n
 
 # %% ../../nbs/63_monitor_stream.ipynb #7cca4d77
 ROLES = ("produce", "predict", "score", "plot", "all")
