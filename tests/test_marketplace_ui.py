@@ -154,13 +154,24 @@ def test_gradio_client(new_client, tmp_path):
     assert other.predict(api_name="/history")["data"] == []
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect (issue 9, defect 1): a FileData path under the system temp directory is copied by Gradio into its own "
-    "upload cache before mlkit sees it, so the inside-the-upload-folder check passes; the fix belongs before Gradio's "
-    "preprocessing (or in its allowed/blocked paths)"))
-def test_csv_input_never_opens_a_server_path(new_client, tmp_path):
+def _raw_call(server: str, client, api_name: str, data: list) -> dict:
+    "Call an endpoint in `client`'s session over Gradio's queue API with exactly `data`: gradio_client itself would upload"
+    " a local file that a FileData names, so it cannot send a bare server path. The `process_completed` message."
+    import json
+    base = server + "/ui/marketplace/gradio_api"
+    dep = next(d for d in client.config["dependencies"] if d.get("api_name") == api_name)
+    r = requests.post(base + "/queue/join", json={"data": data, "fn_index": dep["id"], "session_hash": client.session_hash,
+                                                  "event_data": None, "trigger_id": None}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    with requests.get(base + "/queue/data", params={"session_hash": client.session_hash}, stream=True, timeout=60) as s:
+        for line in s.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:") and (m := json.loads(line[5:])).get("msg") == "process_completed":
+                return m
+    raise AssertionError("no process_completed message")
+
+
+def test_csv_input_never_opens_a_server_path(server, new_client, tmp_path):
     "Issue 9, defect 1: a client that names a file on the server's disk (not one it uploaded) is refused and charged nothing."
-    from gradio_client.exceptions import AppError
     secret = tmp_path / "secret.csv"
     secret.write_text("age,bmi,bp,s1,s5\n50,26,94,190,4.6\n")          # valid input: the old code would have queued it
     client, user = new_client(), f"mal_{uuid.uuid4().hex[:8]}"
@@ -169,7 +180,11 @@ def test_csv_input_never_opens_a_server_path(new_client, tmp_path):
     assert client.predict(40, api_name="/topup")[1] == 40
     for path in (str(secret), "/etc/os-release", str(ROOT / "settings.ini")):
         raw = {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "x.csv"}   # not uploaded through Gradio
-        with pytest.raises(AppError) as e:
-            client.predict("risk-assessment", raw, api_name="/predict_csv")
-        assert "50,26" not in str(e.value) and "[serving]" not in str(e.value)
+        m = _raw_call(server, client, "predict_csv", [None, "risk-assessment", raw])
+        text = str(m.get("output"))
+        assert m.get("success") is False and "not uploaded by a user" in text, text[:300]
+        assert "50,26" not in text and "[serving]" not in text and "PRETTY_NAME" not in text
     assert client.predict(api_name="/account")[1] == 40                   # nothing was charged
+    # the same file uploaded through Gradio's upload route is accepted (and charged once)
+    from gradio_client import handle_file
+    assert client.predict("risk-assessment", handle_file(str(secret)), api_name="/predict_csv")[3] == 30

@@ -17,6 +17,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 from fastapi import FastAPI
+from gradio.context import LocalContext
 from sqlalchemy import select
 
 from ..core import get_logger
@@ -29,8 +30,8 @@ log = get_logger("serve.marketplace_ui")
 
 # %% auto #0
 __all__ = ['log', 'HISTORY_COLUMNS', 'EXAMPLES', 'demo', 'ui_errors', 'register', 'login', 'logout', 'account', 'topup', 'models',
-           'example', 'predict_json', 'received_file', 'predict_csv', 'history', 'details', 'build_demo', 'mount',
-           'main']
+           'example', 'predict_json', 'received_file', 'predict_csv', 'history', 'details', 'build_demo',
+           'guard_uploads', 'mount', 'main']
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #2ec539ca
 def ui_errors(fn):
@@ -140,9 +141,11 @@ def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None, t
     return _submit(mp, token, model_id, data)
 
 def received_file(file) -> Path:
-    "The path of a file that Gradio received from the client (inside Gradio's upload folder); any other path is refused."
+    "The path of a file that Gradio's upload route received (in its upload folder and its record of uploads); any other path is refused."
     root, path = Path(gr.utils.get_upload_folder()).resolve(), Path(str(file)).resolve()
-    if not (path.is_relative_to(root) and path.is_file()):
+    uploads = getattr(LocalContext.blocks.get(None), "upload_file_set", None)   # None: called from Python, not by a client
+    recorded = uploads is None or str(file) in uploads or str(path) in uploads
+    if not (path.is_relative_to(root) and path.is_file() and recorded):
         raise InvalidInput("upload the CSV file with the upload button; a path on the server is not accepted")
     return path
 
@@ -273,10 +276,17 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #29499e80
 demo = build_demo(api.app.state.marketplace)
 
+def guard_uploads(blocks: gr.Blocks) -> gr.Blocks:
+    "Make a mounted Gradio app refuse, as a launched one does, input files that its upload route did not receive."
+    blocks.has_launched = True     # Gradio 6.31 checks input paths only `if blocks.has_launched`, which only launch() sets
+    return blocks
+
 def mount(app: FastAPI, path: str = "/marketplace", blocks: gr.Blocks | None = None) -> FastAPI:
-    "Mount the marketplace app (default `demo`) on `app` at `path`."
-    return gr.mount_gradio_app(app, blocks or demo, path=path, run_history=False,
-                               max_file_size=int(mp_setting("max_upload_bytes")))
+    "Mount the marketplace app (default `demo`) on `app` at `path`, its file input guarded (`guard_uploads`)."
+    app = gr.mount_gradio_app(app, blocks or demo, path=path, run_history=False,
+                              max_file_size=int(mp_setting("max_upload_bytes")))
+    guard_uploads(blocks or demo)
+    return app
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #dd91695e
 def main():
