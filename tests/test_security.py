@@ -393,3 +393,60 @@ def test_mlkit_serve_over_tls(serve_env, tmp_path):
         try: proc.wait(20)
         except subprocess.TimeoutExpired: os.killpg(proc.pid, signal.SIGKILL); proc.wait(10)
         log.close()
+
+
+# ---------------------------------------------------------------------- defect 7: Yahoo Finance, rate limit and time-out
+@pytest.fixture()
+def hanging_yahoo(tmp_path):
+    "A requests.Session whose every request goes, over a real socket, to a local server that accepts and never answers."
+    import socket
+    from urllib.parse import urlsplit
+    import requests
+    from requests.adapters import HTTPAdapter
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0)); srv.listen(64)           # the kernel completes the handshake; nobody ever reads or answers
+    port, seen = srv.getsockname()[1], []
+
+    class ToLocal(HTTPAdapter):
+        def send(self, request, **kw):
+            u = urlsplit(request.url)
+            seen.append((u.netloc, u.path, kw.get("timeout")))
+            request.url = f"http://127.0.0.1:{port}{u.path}?{u.query}"
+            return super().send(request, **kw)
+    s = requests.Session()
+    for prefix in ("https://", "http://"): s.mount(prefix, ToLocal())
+    s.seen = seen
+    yield s
+    srv.close()
+    import yfinance as yf                                  # yfinance keeps the last session: a real one again
+    from curl_cffi import requests as curl_requests
+    yf.Ticker("BTC-USD", session=curl_requests.Session(impersonate="chrome"))
+
+
+def test_yahoo_is_asked_within_a_short_timeout(hanging_yahoo, tmp_path):
+    "A Yahoo request that never gets an answer ends after [prices] yahoo_timeout_s: an error (yfinance), or the offline copy (auto)."
+    from mlkit.core import DataError
+    from mlkit.market.prices import TokenBucket, load_prices
+    bucket = TokenBucket(rate=1, burst=10)
+    with pytest.raises(DataError, match=r"did not answer for 'BTC-USD' within 0.5 s"):
+        load_prices("BTC-USD", "2021-01-01", "2021-02-01", source="yfinance", session=hanging_yahoo, cache_dir=tmp_path,
+                    timeout=0.5, limiter=bucket)
+    assert hanging_yahoo.seen                     # it did go out over a socket (yfinance's first request waits up to 30 s)
+    px = load_prices("BTC-USD", "2019-01-01", "2019-02-01", source="auto", session=hanging_yahoo, cache_dir=tmp_path,
+                     timeout=0.5, limiter=bucket)
+    assert px.attrs["source"] == "bundled btc_usd_daily (offline fallback)" and len(px) == 31
+
+
+def test_yahoo_rate_limit_holds_under_a_crowd(tmp_path):
+    "40 concurrent callers (the market routes are anonymous) get at most `burst` Yahoo requests; the rest are not sent."
+    from mlkit import datasets
+    from mlkit.market.prices import OfflineYahooSession, TokenBucket, YahooRateLimited, load_prices
+    s = OfflineYahooSession({"BTC-USD": datasets.load("btc_usd_daily")})
+    bucket = TokenBucket(rate=1 / 3600, burst=3)                 # 3 in a row, then one an hour
+    def ask(i):
+        try: return load_prices("BTC-USD", f"2018-01-{i % 28 + 1:02d}", f"2018-{i // 28 + 3:02d}-01", source="yfinance",
+                                session=s, cache_dir=tmp_path / str(i), limiter=bucket).attrs["source"]
+        except YahooRateLimited as e: return str(e)
+    with ThreadPoolExecutor(8) as ex: out = list(ex.map(ask, range(40)))
+    assert out.count("yfinance") == 3, out[:5]
+    assert sum("sends at most" in o and "3 in a row" in o for o in out) == 37

@@ -9,6 +9,10 @@ import json
 import logging
 import os
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as _FutureTimeout
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -19,7 +23,8 @@ from .. import datasets
 from ..core import DataError, SchemaError, get_logger, settings
 
 # %% auto #0
-__all__ = ['OHLCV', 'BUNDLED', 'SOURCES', 'INTERVALS', 'log', 'validate_ohlcv', 'OfflineYahooSession', 'load_prices']
+__all__ = ['OHLCV', 'BUNDLED', 'SOURCES', 'INTERVALS', 'log', 'PRICES_DEFAULTS', 'validate_ohlcv', 'prices_setting',
+           'OfflineYahooSession', 'TokenBucket', 'YahooRateLimited', 'yahoo_limiter', 'load_prices']
 
 # %% ../../nbs/10_market_prices.ipynb #76758a55
 OHLCV = ["Open", "High", "Low", "Close", "Volume"]
@@ -135,25 +140,50 @@ def _write_cache(path: Path, new: pd.DataFrame, start, end, symbol: str, interva
     new.to_parquet(tmp); tmp.replace(path)   # atomic: a reader never sees half a file
     return new
 
+# %% ../../nbs/10_market_prices.ipynb #5d17cbae
+PRICES_DEFAULTS: dict[str, str] = {
+    "yahoo_per_minute": "10",   # Yahoo Finance requests per minute of one process, on average (a token bucket)...
+    "yahoo_burst": "3",         # ...and at most this many in a row
+    "yahoo_timeout_s": "5",     # seconds a caller waits for Yahoo (and each request's timeout)
+}
+
+def prices_setting(key: str) -> str:
+    "The `[prices]` setting `key` from settings.ini (or MLKIT_PRICES_<KEY>), else its default."
+    if key not in PRICES_DEFAULTS: raise KeyError(f"unknown prices setting {key!r}; valid keys: {sorted(PRICES_DEFAULTS)}")
+    return str(settings.values.get("prices", {}).get(key, PRICES_DEFAULTS[key]))
+
 # %% ../../nbs/10_market_prices.ipynb #122fd006
 class _Said(logging.Handler):
     "Collects what yfinance logs at WARNING or above during one call."
     def __init__(self): super().__init__(logging.WARNING); self.msgs = []
     def emit(self, record): self.msgs.append(record.getMessage().strip())
 
-def _yahoo(symbol: str, start, end, interval: str, session=None, cache_dir: Path | None = None) -> pd.DataFrame:
-    "Download bars from Yahoo Finance; any failure or an empty answer raises a `DataError`."
+_yahoo_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlkit-yahoo")   # a hung request holds one of these
+
+def _history(symbol: str, session, kw: dict, said: _Said) -> pd.DataFrame:
     import yfinance as yf
+    ylog = logging.getLogger("yfinance"); ylog.addHandler(said)      # yfinance logs, then returns empty
+    try: return yf.Ticker(symbol, session=session).history(**kw)
+    finally: ylog.removeHandler(said)
+
+def _yahoo(symbol: str, start, end, interval: str, session=None, cache_dir: Path | None = None,
+           timeout: float | None = None,  # seconds the caller waits (also yfinance's timeout); default [prices] yahoo_timeout_s
+          ) -> pd.DataFrame:
+    "Download bars from Yahoo Finance within `timeout` seconds; any failure, a time-out or an empty answer raises a `DataError`."
+    import yfinance as yf
+    timeout = float(prices_setting("yahoo_timeout_s")) if timeout is None else float(timeout)
     if cache_dir is not None: yf.set_tz_cache_location(str(Path(cache_dir) / "yfinance"))  # yfinance's own caches
-    kw = dict(interval=interval, auto_adjust=True, actions=False)
+    kw = dict(interval=interval, auto_adjust=True, actions=False, timeout=timeout)
     if start is None and end is None: kw["period"] = "max"
     else: kw.update(start=start if start is not None else "1900-01-01", end=end)
-    said = _Said(); ylog = logging.getLogger("yfinance"); ylog.addHandler(said)   # yfinance logs, then returns empty
-    try:
-        df = yf.Ticker(symbol, session=session).history(**kw)
+    said = _Said()
+    fut = _yahoo_pool.submit(_history, symbol, session, kw, said)
+    try: df = fut.result(timeout=timeout)        # yfinance retries and makes several requests: bound the whole call
+    except _FutureTimeout:
+        fut.cancel()                             # if it is still queued behind hung calls, it is never sent
+        raise DataError(f"Yahoo Finance did not answer for {symbol!r} within {timeout:g} s ([prices] yahoo_timeout_s)") from None
     except Exception as e:
         raise DataError(f"Yahoo Finance failed for {symbol!r}: {type(e).__name__}: {e}") from e
-    finally: ylog.removeHandler(said)
     if df is None or df.empty:
         raise DataError(f"Yahoo Finance returned no rows for {symbol!r} ({interval})" + (f": {'; '.join(said.msgs[-3:])}" if said.msgs else ""))
     return _standardize(df, interval)
@@ -211,6 +241,57 @@ def OfflineYahooSession(frames: dict[str, pd.DataFrame] | None = None,  # symbol
     for prefix in ("https://", "http://"): session.mount(prefix, _Transport())
     return session
 
+# %% ../../nbs/10_market_prices.ipynb #5326ca9d
+class TokenBucket:
+    "At most `burst` takes in a row and `rate` per second on average; `take()` never blocks (thread-safe)."
+    def __init__(self, rate: float,  # tokens added per second
+                 burst: float,       # the bucket's size (and its content at the start)
+                 clock=time.monotonic):
+        if not (isinstance(rate, (int, float)) and rate > 0 and isinstance(burst, (int, float)) and burst >= 1):
+            raise ValueError(f"a token bucket needs rate > 0 per second and burst >= 1, got rate={rate!r} burst={burst!r}")
+        self.rate, self.burst, self.clock = float(rate), float(burst), clock
+        self._tokens, self._t, self._lock = float(burst), clock(), threading.Lock()
+
+    def _refill(self):
+        now = self.clock()
+        self._tokens, self._t = min(self.burst, self._tokens + (now - self._t) * self.rate), now
+
+    def take(self) -> bool:
+        "Take a token if there is one."
+        with self._lock:
+            self._refill()
+            if self._tokens < 1: return False
+            self._tokens -= 1
+            return True
+
+    def wait(self) -> float:
+        "Seconds until a token is there (0 if one is)."
+        with self._lock:
+            self._refill()
+            return max(0.0, (1 - self._tokens) / self.rate)
+
+# %% ../../nbs/10_market_prices.ipynb #72c30181
+class YahooRateLimited(DataError):
+    "A Yahoo Finance request not sent: the process's rate limit is used up."
+
+_limiter_lock = threading.Lock()
+_limiters: dict[tuple, TokenBucket] = {}
+
+def yahoo_limiter() -> TokenBucket:
+    "The process's bucket for Yahoo Finance requests (`[prices] yahoo_per_minute`, `yahoo_burst`)."
+    key = (prices_setting("yahoo_per_minute"), prices_setting("yahoo_burst"))
+    with _limiter_lock:
+        if key not in _limiters:
+            try: rate, burst = float(key[0]) / 60, float(key[1])
+            except ValueError: raise ValueError(f"[prices] yahoo_per_minute and yahoo_burst must be numbers, got {key}") from None
+            _limiters[key] = TokenBucket(rate, burst)
+        return _limiters[key]
+
+def _take_yahoo_token(limiter: TokenBucket, symbol: str):
+    if not limiter.take():
+        raise YahooRateLimited(f"Yahoo Finance not asked for {symbol!r}: this server sends at most "
+                               f"{limiter.rate * 60:g} requests a minute ({limiter.burst:g} in a row); retry in {limiter.wait():.0f} s")
+
 # %% ../../nbs/10_market_prices.ipynb #1fb204fb
 def _ts(x, what: str):
     if x is None: return None
@@ -236,6 +317,8 @@ def load_prices(symbol: str,  # ticker ("BTC-USD", "^GSPC", ...) or, for source=
                 cache_dir: str | Path | None = None,  # default settings.path("cache_dir")
                 session=None,  # HTTP session handed to yfinance (e.g. OfflineYahooSession in tests)
                 path: str | Path | None = None,  # file to read; implies source="file"
+                limiter: TokenBucket | None = None,  # the bucket a Yahoo request takes a token from; default yahoo_limiter()
+                timeout: float | None = None,  # seconds to wait for Yahoo; default [prices] yahoo_timeout_s
                ) -> pd.DataFrame:
     "OHLCV bars of `symbol` in [start, end), validated; logs which source answered (see the table above)."
     if not isinstance(symbol, str) or not symbol.strip():
@@ -267,7 +350,8 @@ def load_prices(symbol: str,  # ticker ("BTC-USD", "^GSPC", ...) or, for source=
         return done(cached, f"cache {cfile}")
     if source == "auto" and _covers(cached, start, end): return done(cached, f"cache {cfile}")
     try:
-        fresh = _yahoo(symbol, start, end, interval, session=session, cache_dir=cache_dir)
+        _take_yahoo_token(limiter or yahoo_limiter(), symbol)            # no token: not sent (auto falls back below)
+        fresh = _yahoo(symbol, start, end, interval, session=session, cache_dir=cache_dir, timeout=timeout)
         validate_ohlcv(fresh, name=f"{symbol} prices from Yahoo Finance")   # never cache bad data
     except DataError as e:
         if source == "yfinance": raise
