@@ -5,6 +5,7 @@
 # %% ../../nbs/94_serve_text.ipynb #629b1dc6
 from __future__ import annotations
 
+import json
 import math
 from http import HTTPStatus
 import tempfile
@@ -26,16 +27,17 @@ from ..text.data import SPLIT_METHODS, TEXT_SETS
 log = get_logger("serve.text")
 
 # %% auto #0
-__all__ = ['log', 'ModelName', 'DataName', 'SplitName', 'TRAIN_HINT', 'EXAMPLE_TEXT', 'rest', 'ModelId', 'CsvFile', 'Averages',
-           'ClassMetrics', 'ReportOut', 'StatsOut', 'FitOut', 'JobOut', 'Contribution', 'PredictOut', 'ModelRow',
-           'RemoveOut', 'TextInputError', 'TextModelNotFound', 'TextModelInUse', 'call', 'unavailable', 'stats_out',
-           'models_out', 'remove_out', 'job_out', 'fit_out', 'rest_models', 'rest_statistics', 'rest_remove',
-           'rest_job', 'TextAPI', 'TextService']
+__all__ = ['log', 'ModelName', 'DataName', 'SplitName', 'UploadSplit', 'TRAIN_HINT', 'EXAMPLE_TEXT', 'rest', 'FILE_FIELDS',
+           'ModelId', 'CsvFile', 'Averages', 'ClassMetrics', 'ReportOut', 'StatsOut', 'FitOut', 'JobOut',
+           'Contribution', 'PredictOut', 'ModelRow', 'RemoveOut', 'TextInputError', 'TextModelNotFound',
+           'TextModelInUse', 'call', 'unavailable', 'stats_out', 'models_out', 'remove_out', 'job_out', 'fit_out',
+           'rest_models', 'rest_statistics', 'rest_remove', 'rest_job', 'TextBodyGuard', 'TextAPI', 'TextService']
 
 # %% ../../nbs/94_serve_text.ipynb #95990f82
 ModelName = Literal["logistic", "svm", "nbsvm"]
 DataName = Literal[tuple(TEXT_SETS)]
 SplitName = Literal[SPLIT_METHODS]
+UploadSplit = Literal["auto", "random"]   # uploaded texts have no published split and no groups
 TRAIN_HINT = "train the default text model with `mlkit train` (or `make train`), or fit one with POST /text/fit"
 EXAMPLE_TEXT = "The plot is thin, but the performances are a joy to watch."
 
@@ -195,6 +197,79 @@ def rest_job(job_id: str):
     try: return job_out(job_id)
     except InvalidArgument as e: return _rest_error(e)
 
+# %% ../../nbs/94_serve_text.ipynb #8d492526
+FILE_FIELDS = {"/text/predict_csv": ("file",), "/text/fit_csv": ("file",)}   # the multipart parts that carry a file, per route
+
+class TextBodyGuard:
+    "ASGI middleware: POST bodies under `prefix` that BentoML could not parse are answered 4xx with a JSON message."
+    def __init__(self, app, prefix: str = "/text/", skip: tuple = ("/text/api",), max_bytes: int | None = None,
+                 max_field_bytes: int = 1024 * 1024):   # Starlette's limit for one non-file form field
+        self.app, self.prefix, self.skip, self.max_bytes, self.max_field_bytes = app, prefix, tuple(skip), max_bytes, max_field_bytes
+
+    async def _answer(self, send, status: int, message: str):
+        code = {400: "bad_request", 413: "payload_too_large", 415: "unsupported_media_type"}[status]
+        data = json.dumps({"error": code, "message": message, "detail": None}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send({"type": "http.response.body", "body": data})
+
+    async def _problem(self, scope, body: bytes) -> tuple[int, str] | None:
+        "The status and message for a multipart body that cannot be read, or None."
+        from starlette.datastructures import Headers, UploadFile
+        from starlette.formparsers import MultiPartException, MultiPartParser
+        async def stream():
+            yield body
+        try: form = await MultiPartParser(Headers(scope=scope), stream(), max_part_size=len(body) + 1).parse()
+        except MultiPartException as e: return 400, f"the multipart body cannot be read: {e.message}"
+        files = FILE_FIELDS.get(scope.get("path", ""), ())
+        try:
+            for k, v in form.multi_items():
+                if k in files and not isinstance(v, UploadFile):
+                    return 400, f"the {k!r} part must be a file upload (a multipart part with a filename), got a plain form field"
+                if isinstance(v, UploadFile):
+                    raw = await v.read()
+                    if k in files: continue
+                    try: raw.decode("utf-8")
+                    except UnicodeDecodeError as e: return 400, f"form part {k!r} must be UTF-8 text; byte {e.start} is not ({e.reason})"
+                    v = raw
+                n = len(v) if isinstance(v, bytes) else len(v.encode("utf-8"))
+                if n > self.max_field_bytes:
+                    return 413, (f"form field {k!r} has {n:,} bytes; a form field takes at most {self.max_field_bytes:,} "
+                                 "(send a long text as JSON, or a file as the 'file' part)")
+        finally: await form.close()
+        return None
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(self.prefix) or path.startswith(self.skip):
+            return await self.app(scope, receive, send)
+        limit = self.max_bytes or settings.getint("text", "max_csv_bytes") + 1024 * 1024
+        headers = dict(scope.get("headers") or [])
+        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if ctype not in ("", "application/json", "multipart/form-data"):
+            return await self._answer(send, 415, f"{path} takes a JSON body (Content-Type: application/json), or multipart/form-data "
+                                                 f"for a file upload; got {ctype!r}")
+        try: length = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError: return await self._answer(send, 400, "the Content-Length header must be an integer")
+        if length > limit: return await self._answer(send, 413, f"the body has {length:,} bytes; at most {limit:,} are accepted")
+        if ctype != "multipart/form-data": return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect": return
+            chunks.append(msg.get("body", b"")); size += len(chunks[-1]); more = msg.get("more_body", False)
+            if size > limit: return await self._answer(send, 413, f"the body has more than {limit:,} bytes; at most {limit:,} are accepted")
+        body = b"".join(chunks)
+        if problem := await self._problem(scope, body): return await self._answer(send, *problem)
+        sent = False
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+        await self.app(scope, replay, send)
+
 # %% ../../nbs/94_serve_text.ipynb #12ea3675
 ModelId = Annotated[str | None, Field(None, description="id of a stored text model (GET /text/api/models); omit it for the production model",
                                       examples=[None])]
@@ -203,6 +278,7 @@ CsvFile = Annotated[Path, ContentType("text/csv")]
 class TextAPI:
     "Text classification (seed 003, NLP): fit, inspect, remove and apply text classifiers from the model store."
     asgi_apps = [(rest, "/text/api")]
+    asgi_middlewares = [(TextBodyGuard, {})]      # for the entry service: apply each with add_asgi_middleware(cls, **options)
 
     def __init__(self):
         super().__init__()                      # the entry service inherits several domains' mixins
@@ -222,6 +298,32 @@ class TextAPI:
                                            "settings text.sync_fit_rows texts")) -> FitOut:
         "Fit a text classifier, score it on held-out texts and store it; returns its id (or the id of the job that fits it)."
         return fit_out(model, config, data, split, wait)
+
+    @bentoml.api(route="/text/fit_csv")
+    def text_fit_csv(self, file: CsvFile, text_col: str = Field("text", description="the column with the texts", examples=["text"]),
+                     label_col: str = Field("label", description="the column with the classes", examples=["label"]),
+                     model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
+                     config: dict[str, Any] = Field({}, description="as for /text/fit (a JSON object in a multipart field)", examples=[{"C": 10}]),
+                     split: UploadSplit = Field("auto", description="auto or random: a stratified random test part (uploads have no groups)"),
+                     wait: bool | None = Field(None, description="as for /text/fit")) -> FitOut:
+        "Fit a text classifier on an uploaded UTF-8 CSV (a text column and a label column); every problem of the file is listed in one 400."
+        limit = settings.getint("text", "max_csv_bytes")
+        if (n := Path(file).stat().st_size) > limit: raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
+        return fit_out(model, config, call(R.resolve_data, Path(file).read_bytes(), text_col, label_col), split, wait)
+
+    @bentoml.api(route="/text/fit_records")
+    def text_fit_records(self, records: list[dict[str, Any]] = Field(min_length=1,
+                                                                      description="the labelled texts, one object per text",
+                                                                      examples=[[{"body": "the printer is jammed", "team": "hardware"},
+                                                                                 {"body": "I cannot log in", "team": "account"}]]),
+                         text_col: str = Field("text", description="the key with the texts", examples=["body"]),
+                         label_col: str = Field("label", description="the key with the classes", examples=["team"]),
+                         model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
+                         config: dict[str, Any] = Field({}, description="as for /text/fit", examples=[{"C": 10}]),
+                         split: UploadSplit = Field("auto", description="auto or random: a stratified random test part (uploads have no groups)"),
+                         wait: bool | None = Field(None, description="as for /text/fit")) -> FitOut:
+        "Fit a text classifier on labelled texts sent as JSON records with named text and label keys; every problem is listed in one 400."
+        return fit_out(model, config, call(R.resolve_data, records, text_col, label_col), split, wait)
 
     @bentoml.api(route="/text/job")
     def text_job(self, job_id: str = Field(description="id returned by /text/fit", examples=["0123456789ab"])) -> JobOut:
@@ -267,3 +369,5 @@ class TextAPI:
 @bentoml.asgi_app(rest, path="/text/api")
 class TextService(TextAPI):
     "The text domain alone (tests, a separate deployment, or `bentoml.depends`)."
+
+for _mw, _opts in TextAPI.asgi_middlewares: TextService.add_asgi_middleware(_mw, **_opts)

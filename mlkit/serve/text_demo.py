@@ -21,7 +21,8 @@ from ..text.evaluate import plot_confusion, plot_metrics
 from ..text.models import MODELS, word_scores
 
 # %% auto #0
-__all__ = ['EXAMPLE_TEXTS', 'models_table', 'model_choices', 'train', 'statistics', 'delete', 'classify', 'classify_csv', 'main']
+__all__ = ['EXAMPLE_TEXTS', 'models_table', 'model_choices', 'train', 'train_csv', 'statistics', 'delete', 'classify',
+           'classify_csv', 'main']
 
 # %% ../../nbs/94a_serve_text_demo.ipynb #cf464d20
 EXAMPLE_TEXTS = ["A clumsy, tedious mess that wastes a fine cast.", "The best coffee I have had in years, I order it every month.",
@@ -59,17 +60,27 @@ def _config(C, extra: str) -> dict:
     if not isinstance(cfg, dict): raise gr.Error(f"extra parameters must be a JSON object, got {type(cfg).__name__}")
     return {"C": float(C), **cfg} if C not in (None, "") else cfg
 
-def train(model: str, data: str, C, extra: str = "", timeout: float = 900):
-    "Fit a model as a job; yields (status, metrics chart, confusion chart, models table) as it goes."
-    cfg = _config(C, extra)
-    j = _err(R.start_fit, model, cfg, data)
+def _follow(j, what: str, timeout: float):
+    "Yield a fit job's progress until it is done, then its report (status, metrics chart, confusion chart, models table)."
     t = time.monotonic()
     while (j := R.job(j.job_id)).status not in ("done", "failed") and time.monotonic() - t < timeout:
-        yield f"Training {model} on {data}: {j.step} ({j.progress:.0%})", None, None, gr.skip()
+        yield f"Training {what}: {j.step} ({j.progress:.0%})", None, None, gr.skip()
         time.sleep(0.5)
     if j.status != "done": raise gr.Error(f"training failed: {j.error or 'timed out'}")
     st = R.statistics(j.model_id)
     yield _summary(st), plot_metrics(st.report), plot_confusion(st.report), models_table()
+
+def train(model: str, data: str, C, extra: str = "", timeout: float = 900):
+    "Fit a model on a bundled set as a job; yields (status, metrics chart, confusion chart, models table) as it goes."
+    j = _err(R.start_fit, model, _config(C, extra), data)
+    yield from _follow(j, f"{model} on {data}", timeout)
+
+def train_csv(data: bytes | None, text_col: str, label_col: str, model: str, C, extra: str = "", timeout: float = 900):
+    "Fit a model on an uploaded CSV (bytes) with named text and label columns; every problem of the file is listed in one error."
+    if data is None: raise gr.Error("upload a CSV file first (UTF-8, a header row, a text column and a label column)")
+    if not isinstance(data, (bytes, bytearray)): raise gr.Error("the upload must arrive as bytes")
+    j = _err(R.start_fit, model, _config(C, extra), bytes(data), (text_col or "text").strip(), (label_col or "label").strip())
+    yield from _follow(j, f"{model} on the uploaded CSV", timeout)
 
 def statistics(model_id):
     "The summary, metrics chart and per-class table of a model."
@@ -119,6 +130,14 @@ with gr.Blocks(title="mlkit text classification") as demo:
             c_in = gr.Number(value=10, minimum=1e-4, label="C (inverse regularization)")
         extra_in = gr.Textbox(label="More parameters (JSON)", placeholder='{"class_weight": "balanced", "char_ngrams": 0}')
         train_btn = gr.Button("Train", variant="primary")
+        gr.Markdown("### Or train on your own CSV\nUTF-8 with a header row, a column of texts and a column of labels: at least two "
+                    "classes with at least five texts each. Every problem of the file is listed at once; nothing is stored unless the "
+                    "fit succeeds. The model and parameters above apply.")
+        with gr.Row():
+            train_file = gr.File(type="binary", file_types=[".csv"], label="Training CSV")
+            train_text_col = gr.Textbox(value="text", label="Text column")
+            train_label_col = gr.Textbox(value="label", label="Label column")
+        train_csv_btn = gr.Button("Train on the CSV")
         status_out = gr.Markdown()
         with gr.Row():
             metrics_plot = gr.Plot(label="Precision, recall, F1 per class")
@@ -154,6 +173,8 @@ with gr.Blocks(title="mlkit text classification") as demo:
         return models_table(), gr.update(choices=ch), gr.update(choices=ch)
 
     train_btn.click(train, [model_in, data_in, c_in, extra_in], [status_out, metrics_plot, confusion_plot, table_out], api_name="train")
+    train_csv_btn.click(train_csv, [train_file, train_text_col, train_label_col, model_in, c_in, extra_in],
+                        [status_out, metrics_plot, confusion_plot, table_out], api_name="train_csv")
     refresh_btn.click(_refresh, None, [table_out, pick_in, pred_model], api_name="models_table")
     stats_btn.click(statistics, [pick_in], [manage_out, stats_plot, stats_table], api_name="statistics")
     del_btn.click(delete, [pick_in], [manage_out, table_out], api_name="delete")

@@ -15,11 +15,11 @@ import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .. import datasets
-from ..core import DataError, settings
+from ..core import ConfigError, DataError, settings
 
 # %% auto #0
 __all__ = ['TEXT_SETS', 'SPLIT_METHODS', 'check_text', 'TextData', 'load_text', 'frame_sha256', 'from_frame', 'read_csv_bytes',
-           'Split', 'split_text']
+           'UploadError', 'check_upload', 'Split', 'split_text']
 
 # %% ../../nbs/30_text_data.ipynb #22ddde2a
 def _limit(key: str) -> int: return settings.getint("text", key)
@@ -132,6 +132,77 @@ def read_csv_bytes(raw: bytes,                     # the uploaded file's bytes
     if df.empty: raise DataError(f"the CSV has a header {list(df.columns)} but no data rows")
     if len(df) > max_rows: raise DataError(f"the CSV has {len(df):,} rows; at most {max_rows:,} are accepted (settings text.max_csv_rows)")
     return df
+
+# %% ../../nbs/30_text_data.ipynb #9d38e92e
+class UploadError(DataError):
+    "Labelled texts that cannot be trained on; `problems` lists every problem found."
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(f"the training data has {len(self.problems)} problem(s): " + "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1)))
+
+def _min_class_rows() -> int:
+    try: return _limit("min_class_rows")
+    except ConfigError: return 5      # a settings.ini written before the key existed
+
+def _upload_frame(data, max_bytes: int, problems: list) -> pd.DataFrame | None:
+    "A frame of strings from CSV bytes, records or a frame; problems that stop the reading are appended and None returned."
+    if isinstance(data, pd.DataFrame): return data
+    if isinstance(data, (list, tuple)):
+        if not data: problems.append("no records; expected a list of objects such as {\"text\": ..., \"label\": ...}"); return None
+        if bad := [i for i, r in enumerate(data) if not isinstance(r, dict)][:5]:
+            problems.append(f"every record must be an object of column -> value; records {bad} are not"); return None
+        return pd.DataFrame.from_records(list(data))
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"training data must be CSV bytes, a list of records or a DataFrame; got {type(data).__name__}")
+    if len(data) > max_bytes:
+        problems.append(f"the CSV has {len(data):,} bytes; at most {max_bytes:,} are accepted (settings text.max_csv_bytes)"); return None
+    try: text = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        problems.append(f"the CSV must be UTF-8 text; byte {e.start} is not valid UTF-8 ({e.reason})")
+        text = bytes(data).decode("utf-8-sig", errors="replace")     # read on, to report the other problems too
+    if not text.strip(): problems.append("the CSV is empty; expected a header row and data rows"); return None
+    try: return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, csv.Error, ValueError) as e: problems.append(f"the file is not a readable CSV: {e}"); return None
+
+def check_upload(data,                            # CSV bytes, a list of records (dicts) or a DataFrame
+                 text_col: str = "text",          # column with the texts
+                 label_col: str = "label",        # column with the classes
+                 min_per_class: int | None = None,  # fewest texts per class; None: settings text.min_class_rows
+                 max_bytes: int | None = None, max_rows: int | None = None,   # None: settings text.max_csv_bytes / max_csv_rows
+                 name: str = "upload") -> TextData:
+    "User-supplied labelled texts as `TextData`, or one `UploadError` listing every problem found."
+    min_per_class = min_per_class or _min_class_rows()
+    max_bytes, max_rows, max_chars = max_bytes or _limit("max_csv_bytes"), max_rows or _limit("max_csv_rows"), _limit("max_text_chars")
+    problems: list[str] = []
+    for what, col in (("text", text_col), ("label", label_col)):
+        if not isinstance(col, str) or not col.strip(): raise TypeError(f"{what}_col must be a column name (a non-empty string), got {col!r}")
+    df = _upload_frame(data, max_bytes, problems)
+    if df is None: raise UploadError(problems)
+    cols = [str(c) for c in df.columns]
+    if len(df) == 0: problems.append(f"there are no data rows (columns: {cols})")
+    if len(df) > max_rows: problems.append(f"there are {len(df):,} rows; at most {max_rows:,} are accepted (settings text.max_csv_rows)")
+    if text_col == label_col: problems.append(f"the text and label columns must differ, both are {text_col!r}")
+    missing = [f"the {w} column {c!r} is not in the data" for w, c in (("text", text_col), ("label", label_col)) if c not in df.columns]
+    if missing: problems.append(f"{' and '.join(missing)}; columns present: {cols}")
+    elif text_col != label_col and len(df):
+        text, label = df[text_col].astype("string"), df[label_col].astype("string")
+        empty_text, no_label = text.fillna("").str.strip() == "", label.fillna("").str.strip() == ""
+        if (long := text.str.len().fillna(0) > max_chars).any():
+            problems.append(f"{int(long.sum())} text(s) are longer than {max_chars:,} characters (first at row {int(np.flatnonzero(long)[0])}; "
+                            "settings text.max_text_chars)")
+        counts = label[~empty_text & ~no_label].value_counts()
+        if len(counts) < 2:
+            problems.append(f"the label column {label_col!r} has {len(counts)} class(es) {counts.index.tolist()[:5]} among the rows with a "
+                            "text; a classifier needs at least two")
+        if (few := counts[counts < min_per_class]).size:
+            problems.append(f"every class needs at least {min_per_class} texts (settings text.min_class_rows); too few: "
+                            f"{dict(list(few.astype(int).items())[:10])}")
+    if problems: raise UploadError(problems)
+    keep = df[~empty_text & ~no_label]
+    td = from_frame(keep, text_col, label_col, name=name)
+    td.dropped = {"empty text": int(empty_text.sum()), "missing label": int((no_label & ~empty_text).sum())}
+    td.name = f"{name}-{td.sha256[:8]}"
+    return td
 
 # %% ../../nbs/30_text_data.ipynb #86ff2801
 SPLIT_METHODS = ("auto", "published", "grouped", "random")

@@ -154,7 +154,7 @@ def compare(data: TextData, candidates: dict | None = None,   # name -> (model, 
         rnd = {"model": name, "random_accuracy": acc, "grouped_accuracy": reports[name].accuracy, "flattery": acc - reports[name].accuracy}
     return Comparison(data.name, split, models, reports, secs, rnd)
 
-# %% ../../nbs/32_text_evaluate.ipynb #eda45b3f
+# %% ../../nbs/32_text_evaluate.ipynb #161e88f3
 @dataclass
 class Tuning:
     "Configurations scored by k-fold cross-validation on a training part; `best` is the one with the highest mean accuracy."

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import store
 from ..core import DataError, get_logger, settings
 from ..models import make_card
-from .data import TEXT_SETS, TextData, check_text, from_frame, load_text, read_csv_bytes, split_text
+from .data import TEXT_SETS, TextData, check_text, check_upload, load_text, read_csv_bytes, split_text
 from .evaluate import ClassificationReport, evaluate
 from .models import TextClassifier, check_config, contributions
 
@@ -59,11 +59,12 @@ class FitResult:
     def to_dict(self) -> dict: return asdict(self)
 
 def resolve_data(data, text_col: str = "text", label_col: str = "label") -> TextData:
-    "A bundled set's name, a `TextData` or a frame, as `TextData`."
+    "A bundled set's name, a `TextData`, or a user's data (CSV bytes, records, a frame) checked by `check_upload`, as `TextData`."
     if isinstance(data, TextData): return data
     if isinstance(data, str): return load_text(data)
-    if isinstance(data, pd.DataFrame): return from_frame(data, text_col, label_col)
-    raise TypeError(f"data must be a bundled set's name {list(TEXT_SETS)}, a TextData or a DataFrame; got {type(data).__name__}")
+    if isinstance(data, (pd.DataFrame, bytes, bytearray, list, tuple)): return check_upload(data, text_col, label_col)
+    raise TypeError(f"data must be a bundled set's name {list(TEXT_SETS)}, a TextData, CSV bytes, a list of records or a DataFrame; "
+                    f"got {type(data).__name__}")
 
 def _metrics(rep: ClassificationReport) -> dict:
     top = {"accuracy": rep.accuracy, "baseline_accuracy": rep.baseline_accuracy, "macro_f1": rep.macro_avg.f1_score, "roc_auc": rep.roc_auc}
@@ -71,7 +72,7 @@ def _metrics(rep: ClassificationReport) -> dict:
 
 def fit(model: str = "logistic",     # one of MODELS
         config: dict | None = None,  # estimator parameters and feature settings (mlkit.text.models.check_config)
-        data="rotten_tomatoes",      # bundled set name, TextData, or DataFrame
+        data="rotten_tomatoes",      # bundled set name, TextData, or a user's CSV bytes, records or DataFrame
         text_col: str = "text", label_col: str = "label",   # columns of a DataFrame `data`
         split: str = "auto",         # see mlkit.text.data.split_text
         seed: int | None = None,     # None: settings compute.seed
