@@ -1,14 +1,18 @@
 """Paper trading under concurrency: several processes trading on one SQLite database (WAL, BEGIN IMMEDIATE)."""
+import functools
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+from hypothesis import given, settings as hsettings, strategies as st
 from sqlalchemy import func, select
 
 from mlkit.db import dispose_engines, session_scope
-from mlkit.market.trading import (Executor, PaperAccount, PaperBroker, PaperDecision, PaperFill, PaperOrder, paper_trade,
-                                  pnl_summary)
+from mlkit.market.trading import (CONFIDENCE_EDGES, ConfidenceTable, Executor, PaperAccount, PaperBroker, PaperDecision,
+                                  PaperFill, PaperOrder, confidence_label, confidence_table, paper_trade, pnl_summary)
 
 START, END = "2019-03-01", "2019-05-01"
 
@@ -109,3 +113,44 @@ def test_confidence_labels_match_the_walk_forward_figures():
         if not t.beats_baseline:
             assert "high" not in set(served) and "does not beat" in t.warning
     assert name == "majority" and not t.beats_baseline and set(served) == {"low"}   # the baseline never beats itself
+
+
+# --- ConfidenceTable.labels: the vectorised confidence_label (issue 16) ---------------------------------------------
+
+_EDGE_P = [0.0, 1.0, 0.5, *CONFIDENCE_EDGES, *(1 - e for e in CONFIDENCE_EDGES), np.nextafter(0.7, 1), np.nextafter(0.3, 0)]
+_probs = st.lists(st.one_of(st.sampled_from(_EDGE_P), st.floats(0, 1)), max_size=60)
+
+
+@functools.lru_cache
+def _table(seed: int, baseline: float) -> ConfidenceTable:
+    "A measured table on seeded synthetic predictions (levels of every kind: high, medium, low, empty)."
+    rng = np.random.default_rng(seed)
+    p = np.r_[rng.uniform(0.72, 1.0, 120), rng.uniform(0.0, 0.45, 120), np.full(5, 0.58)]
+    y = (rng.random(len(p)) < np.where(np.maximum(p, 1 - p) > 0.7, 0.9, 0.6)).astype(int)
+    y = np.where(p > 0.5, y, 1 - y)                  # the predicted direction is right with those rates
+    return confidence_table(p, y, baseline_accuracy=baseline)
+
+
+@pytest.mark.parametrize("baseline", [0.55, 0.95])   # a model that beats its baseline, and one that does not
+@hsettings(max_examples=200, deadline=None)
+@given(probs=_probs, seed=st.integers(0, 3))
+def test_labels_equal_confidence_label_per_value(baseline, probs, seed):
+    t = _table(seed, baseline)
+    got = t.labels(np.array(probs, dtype=float))
+    assert got.tolist() == [confidence_label(p, table=t) for p in probs]
+    assert got.tolist() == [confidence_label(p, table=t.to_dict()) for p in probs]   # the card's dict labels the same
+
+
+def test_labels_cover_every_kind_of_level():
+    "The tables the property test draws hold high, medium and low levels (else it would test little)."
+    beats, weak = _table(0, 0.55), _table(0, 0.95)
+    assert {"high", "low"} <= set(beats.levels.label) and beats.beats_baseline
+    assert not weak.beats_baseline and "high" not in set(weak.labels(np.linspace(0, 1, 101)))
+
+
+@pytest.mark.parametrize("bad, exc, words", [([0.2, 1.5], ValueError, "got 1.5 at [1]"), ([np.nan], ValueError, "got nan"),
+                                             ([-0.0001], ValueError, "must be in [0, 1]"),
+                                             (["0.8"], TypeError, "must be numbers"), ([True], TypeError, "dtype bool")])
+def test_labels_reject_bad_probabilities(bad, exc, words):
+    with pytest.raises(exc, match=re.escape(words)):
+        _table(0, 0.55).labels(bad)
