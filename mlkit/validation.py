@@ -286,7 +286,7 @@ def _trade_table(h, a, b, c, buf, changes, X, C, index, labels) -> tuple:
     if labels is not None: trades.insert(0, "strategy", labels[s_r])
     return trades, s_r, bars
 
-# %% ../nbs/04_validation.ipynb #cf1005b3
+# %% ../nbs/04_validation.ipynb #b2bb9130
 def _moments(r, sc, downside: bool = True) -> tuple:
     "Mean, sample standard deviation (ddof=1) and downside deviation of `r`, summed as numpy sums (scratch `sc`)."
     n = len(r)
@@ -299,6 +299,7 @@ def _moments(r, sc, downside: bool = True) -> tuple:
         x = sc[s:e]; np.minimum(r[s:e], 0, out=x); np.multiply(x, x, out=x)
     return mean, sd, np.sqrt(np.add.reduce(sc) / n)
 
+# %% ../nbs/04_validation.ipynb #55974f8d
 def _drawdown(E, t, sc, start: float = 1.0) -> tuple:
     "Max drawdown of equity `E` (the start counts as a peak) and its longest spell in bars and in days."
     n, pk, low, peaks = len(E), start, 1.0, [np.zeros(1, np.int64)]
@@ -315,6 +316,7 @@ def _drawdown(E, t, sc, start: float = 1.0) -> tuple:
         days = float((tt[nxt - 1] - tt[at]).max() / 86_400e9)
     return float(low - 1), int((nxt - at).max() - 1), days
 
+# %% ../nbs/04_validation.ipynb #0925b88e
 def _row_metrics(E, r, ppy: float, t, sc) -> dict:
     "`return_metrics` of one strategy from its equity factors `E` and returns `r`."
     n = len(r)
@@ -328,6 +330,7 @@ def _row_metrics(E, r, ppy: float, t, sc) -> dict:
                 max_drawdown=mdd, max_drawdown_bars=dd_bars, max_drawdown_days=dd_days,
                 calmar=float(cagr / -mdd) if mdd < 0 else np.nan)
 
+# %% ../nbs/04_validation.ipynb #3d59cff9
 def _buy_and_hold(C, ppy: float, sc) -> dict:
     "Buy-and-hold figures over the same bars, without costs."
     bh = np.empty(len(C)); bh[0] = 0.0
@@ -336,6 +339,7 @@ def _buy_and_hold(C, ppy: float, sc) -> dict:
     return dict(bh_total_return=float(C[-1] / C[0] - 1), bh_sharpe=float(mean / sd * np.sqrt(ppy)) if sd > 0 else np.nan,
                 bh_max_drawdown=_drawdown(C, None, sc, start=C[0])[0])   # drawdowns of C itself: no cumprod
 
+# %% ../nbs/04_validation.ipynb #eea587fb
 def _metrics(E, r, C, index, steps, periods_per_year, trade_rows, trade_bars, trade_returns, turnover, labels, cls,
              threshold) -> dict | pd.DataFrame:
     "Every metric `backtest` reports: a dict for one strategy, else a DataFrame with a row per strategy."

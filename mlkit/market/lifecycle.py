@@ -27,7 +27,7 @@ from ..walkforward import walk_forward
 log = get_logger("market.lifecycle")
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_SYMBOLS', 'model_name', 'train', 'train_default', 'monitor', 'rollback']
+__all__ = ['log', 'DEFAULT_SYMBOLS', 'model_name', 'train', 'monitor', 'rollback', 'train_default']
 
 # %% ../../nbs/13_market_lifecycle.ipynb #7e3bd6d9
 DEFAULT_SYMBOLS = ("BTC-USD", "^GSPC")   # the production models `train_default` trains (bundled data)
@@ -39,10 +39,11 @@ def model_name(symbol: str) -> str:
     if not slug: raise DataError(f"symbol {symbol!r} has no letters or digits; expected a ticker such as 'BTC-USD' or '^GSPC'")
     return f"market-{slug}"[:63].rstrip("-")
 
-# %% ../../nbs/13_market_lifecycle.ipynb #dbe9658b
+# %% ../../nbs/13_market_lifecycle.ipynb #4b4961c2
 def _check_int(name, v, lo):
     if isinstance(v, bool) or not isinstance(v, Integral) or v < lo: raise DataError(f"{name} must be an integer >= {lo}, got {v!r}")
 
+# %% ../../nbs/13_market_lifecycle.ipynb #df989fec
 def _evaluate(prices, X, y, model, seed, window, step, horizon, eval_rows, n_jobs) -> tuple[dict, object]:
     "Walk-forward metrics of the training procedure over the last `eval_rows` rows, with the Sharpe of its signal."
     n = window + horizon + eval_rows
@@ -57,10 +58,12 @@ def _evaluate(prices, X, y, model, seed, window, step, horizon, eval_rows, n_job
                    total_return=bt.metrics["total_return"], eval_start=str(p.index[0].date()), eval_end=str(p.index[-1].date()))
     return metrics, wf
 
+# %% ../../nbs/13_market_lifecycle.ipynb #41ef5913
 def _confidence(wf, metrics) -> dict:
     "The card's confidence table: measured accuracy per confidence level of the walk-forward predictions."
     return confidence_table(wf.predictions.proba, wf.predictions.y_true, baseline_pred=wf.predictions.baseline).to_dict()
 
+# %% ../../nbs/13_market_lifecycle.ipynb #1f5f793a
 def _serve_baseline(symbol, name, prices, X, y, seed, window, step, horizon, eval_rows, n_jobs, home, candidate, cand_metrics, ex) -> str:
     "Save the majority-class baseline fitted on the same window, with its own figures and a warning, and promote it."
     metrics, wf = _evaluate(prices, X, y, "majority", seed, window, step, horizon, eval_rows, n_jobs)
@@ -77,6 +80,7 @@ def _serve_baseline(symbol, name, prices, X, y, seed, window, step, horizon, eva
     log.warning("%s: %s", symbol, warning, extra={"event": "serve_baseline", "tag": tag, "candidate": candidate})
     return tag
 
+# %% ../../nbs/13_market_lifecycle.ipynb #4dd69923
 def _promote_first(symbol, tag, home, **kw) -> str:
     "Promote a symbol's first model if its walk-forward accuracy beats the baseline; else promote the baseline. Returns production."
     _, card, _ = store.load_model(tag, home=home)
@@ -88,12 +92,14 @@ def _promote_first(symbol, tag, home, **kw) -> str:
     return _serve_baseline(symbol, model_name(symbol), candidate=tag, cand_metrics={**m, "model": card["model"]},
                            ex=card["extra"], home=home, **kw)
 
+# %% ../../nbs/13_market_lifecycle.ipynb #2a8e4337
 def _recipe(symbol, model, window, step, eval_rows, horizon, specs, seed, prices_sha256) -> str:
     "A digest of everything that determines a trained model: equal digests, identical models."
     d = dict(symbol=symbol, model=model, window=window, step=step, eval_rows=eval_rows, horizon=horizon, specs=list(specs),
              seed=seed, prices_sha256=prices_sha256, card=2)   # card 2: confidence table and baseline rule (issue 10)
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
+# %% ../../nbs/13_market_lifecycle.ipynb #76a4b538
 def train(symbol: str = "BTC-USD",    # ticker (bundled: BTC-USD, ^GSPC) or a cached symbol
           model: str = "catboost",    # one of MODEL_NAMES
           end=None,                   # use bars before this date (exclusive); None: all
@@ -141,27 +147,7 @@ def train(symbol: str = "BTC-USD",    # ticker (bundled: BTC-USD, ^GSPC) or a ca
                        eval_rows=eval_rows, n_jobs=n_jobs)
     return tag
 
-def train_default(force: bool = False,  # retrain even when an identical model is already stored
-                  home=None, n_jobs: int | None = None) -> dict:
-    "Train the default models (CatBoost on the bundled BTC-USD and ^GSPC) and return their tags; `make train` runs this."
-    out = {}
-    for sym in DEFAULT_SYMBOLS:
-        prices = load_prices(sym, source="bundled")
-        recipe = _recipe(sym, "catboost", 365, 30, 360, 1, DEFAULT_SPECS, 42, frame_sha256(prices))
-        same = store.list_models(model_name(sym), home=home)
-        same = same[[d.get("recipe") == recipe for d in same["labels"]]]
-        if len(same) and not force:
-            out[sym] = same.tag.iloc[-1]
-            log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)", sym, out[sym])
-            if store.production_tag(model_name(sym), home) is None:
-                X, y = make_dataset(prices, DEFAULT_SPECS, horizon=1)
-                _promote_first(sym, out[sym], home, prices=prices, X=X, y=y, seed=42, window=365, step=30, horizon=1, eval_rows=360,
-                               n_jobs=settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs)
-            continue
-        out[sym] = train(sym, "catboost", source="bundled", home=home, n_jobs=n_jobs)
-    return out
-
-# %% ../../nbs/13_market_lifecycle.ipynb #8cec8859
+# %% ../../nbs/13_market_lifecycle.ipynb #3e990c30
 def _live(model, card, X, y, n_days):
     "The production model's predictions on the latest `n_days` labelled rows after its training period (and a gap of `horizon`)."
     horizon = card["extra"]["horizon"]
@@ -170,10 +156,12 @@ def _live(model, card, X, y, n_days):
     pred = model.predict(X.iloc[pos]) if len(pos) else np.array([])
     return pos, pred
 
+# %% ../../nbs/13_market_lifecycle.ipynb #1ada9ca9
 def _majority(card) -> int | None:
     c = card["target"].get("counts")
     return int(max(c, key=c.get)) if c else None
 
+# %% ../../nbs/13_market_lifecycle.ipynb #9bd5d331
 def monitor(symbol: str = "BTC-USD",
             n_days: int = 60,            # latest labelled days to score the production model on
             min_accuracy: float = 0.5,   # retrain when the live accuracy is below this
@@ -241,6 +229,28 @@ def monitor(symbol: str = "BTC-USD",
              extra={"event": "monitor_decision", "symbol": symbol, "action": out["action"], "reasons": out["reasons"], "figures": figs})
     return out
 
+# %% ../../nbs/13_market_lifecycle.ipynb #81b6ee27
 def rollback(symbol: str, home=None) -> str:
     "Restore the previous production model of `symbol`; returns its tag."
     return store.rollback(model_name(symbol), home=home, reason=f"rollback of {symbol} requested")
+
+# %% ../../nbs/13_market_lifecycle.ipynb #9791e456
+def train_default(force: bool = False,  # retrain even when an identical model is already stored
+                  home=None, n_jobs: int | None = None) -> dict:
+    "Train the default models (CatBoost on the bundled BTC-USD and ^GSPC) and return their tags; `make train` runs this."
+    out = {}
+    for sym in DEFAULT_SYMBOLS:
+        prices = load_prices(sym, source="bundled")
+        recipe = _recipe(sym, "catboost", 365, 30, 360, 1, DEFAULT_SPECS, 42, frame_sha256(prices))
+        same = store.list_models(model_name(sym), home=home)
+        same = same[[d.get("recipe") == recipe for d in same["labels"]]]
+        if len(same) and not force:
+            out[sym] = same.tag.iloc[-1]
+            log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)", sym, out[sym])
+            if store.production_tag(model_name(sym), home) is None:
+                X, y = make_dataset(prices, DEFAULT_SPECS, horizon=1)
+                _promote_first(sym, out[sym], home, prices=prices, X=X, y=y, seed=42, window=365, step=30, horizon=1, eval_rows=360,
+                               n_jobs=settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs)
+            continue
+        out[sym] = train(sym, "catboost", source="bundled", home=home, n_jobs=n_jobs)
+    return out
