@@ -1,6 +1,5 @@
 """deploy/kubernetes validated offline against the Kubernetes schemas (kubernetes-validate ships them), with the rules
 the manifests promise: secrets only from Secrets, a non-root user, resources, probes on paths the service answers."""
-from pathlib import Path
 
 import kubernetes_validate
 import pytest

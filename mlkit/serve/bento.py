@@ -64,6 +64,7 @@ def stage(ctx: Path,                 # an empty folder: the build context
     (ctx / BENTO_MANIFEST).write_text(json.dumps(manifest, indent=2))
     files.append(Path(BENTO_MANIFEST))
     cfg["include"] = [*cfg["include"], BENTO_MANIFEST, "data/models/marketplace/*/*"]
+    cfg["exclude"] = [e for e in cfg.get("exclude", []) if e.strip("/") != "data"]   # the staged data/ is the catalog
     cfg["models"] = sorted(manifest["models"].values())
     (ctx / "bentofile.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return [str(f) for f in files]

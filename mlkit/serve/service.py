@@ -35,8 +35,8 @@ from .vision import VisionAPI
 
 # %% auto #0
 __all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote', 'landing_page',
-           'ui_app', 'problem', 'ProblemMiddleware', 'about', 'SecureHeaders', 'MarketplaceAPI', 'mount_domains',
-           'MLKit']
+           'ui_app', 'problem', 'ProblemMiddleware', 'openapi30', 'about', 'SecureHeaders', 'MountRoots',
+           'MarketplaceAPI', 'mount_domains', 'MLKit']
 
 # %% ../../nbs/99_serve_app.ipynb #6b8debd6
 class ClientError(InvalidArgument):
@@ -134,18 +134,17 @@ def problem(status: int, body) -> dict:
 
 # %% ../../nbs/99_serve_app.ipynb #5cf42771
 class ProblemMiddleware:
-    "ASGI middleware: every 4xx JSON answer outside `skip` in the shape of `problem`; form posts to JSON routes get 415."
-    def __init__(self, app, json_routes: tuple = (), skip: tuple = ("/ui",)):
-        self.app, self.json_routes, self.skip = app, set(json_routes), tuple(skip)
+    "ASGI middleware: every 4xx JSON answer outside `skip` in the shape of `problem`; a body type a route cannot read gets 415."
+    def __init__(self, app, json_routes: tuple = (), skip: tuple = ("/ui",), multipart_routes: tuple = ()):
+        self.app, self.skip = app, tuple(skip)
+        self.multipart_routes = set(multipart_routes)                 # take files (multipart/form-data) or JSON
+        self.json_routes = set(json_routes) - self.multipart_routes   # take JSON only
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if scope["type"] != "http" or path.startswith(self.skip): return await self.app(scope, receive, send)
-        ctype = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        if scope["method"] == "POST" and path in self.json_routes and ctype in ("application/x-www-form-urlencoded", "text/plain"):
-            return await self._answer(send, 415, {"error": "unsupported_media_type", "detail": None, "message":
-                f"{path} takes a JSON body: send it with 'Content-Type: application/json' (got {ctype!r}); "
-                f"with curl: curl -H 'Content-Type: application/json' -d '{{...}}'"})
+        full = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+        if scope["method"] == "POST" and (refused := self._refuse(path, full)): return await self._answer(send, *refused)
         start = {}
         async def wrapped(msg):
             if msg["type"] == "http.response.start":
@@ -162,6 +161,23 @@ class ProblemMiddleware:
             return await send(msg)
         await self.app(scope, receive, wrapped)
 
+    def _refuse(self, path: str, full: str) -> tuple | None:
+        "(status, body) when the body's type cannot be read by the route at `path`, before BentoML tries (and fails with 500)."
+        ctype = full.split(";")[0].strip().lower()
+        is_json = ctype in ("", "application/json") or ctype.endswith("+json")
+        if path in self.json_routes and not is_json:
+            return 415, {"error": "unsupported_media_type", "detail": None, "message":
+                f"{path} takes a JSON body: send it with 'Content-Type: application/json' (got {ctype!r}); "
+                f"with curl: curl -H 'Content-Type: application/json' -d '{{...}}'"}
+        if path in self.multipart_routes and ctype == "multipart/form-data" and "boundary=" not in full.lower():
+            return 400, {"error": "bad_request", "detail": None, "message":
+                f"{path}: a multipart/form-data body needs its boundary parameter (got {full[:100]!r}); let the client "
+                f"build the body, e.g. curl -F 'file=@data.csv' {path}"}
+        if path in self.multipart_routes and not (is_json or ctype == "multipart/form-data"):
+            return 415, {"error": "unsupported_media_type", "detail": None, "message":
+                f"{path} takes multipart/form-data (files, e.g. curl -F 'file=@data.csv') or JSON (got {ctype!r})"}
+        return None
+
     @staticmethod
     async def _answer(send, status: int, body: dict, headers=None):
         data = json.dumps(body).encode()
@@ -175,14 +191,30 @@ API_DESCRIPTION = ("mlkit's HTTP API: one route prefix per domain (`/market/`, `
                    "BentoML routes take POST with a JSON body; read-only ones also answer GET. Every 4xx has the shape "
                    "`{\"error\": code, \"message\": text, \"detail\": ...}`. Demos: `/ui/`. Health: `/readyz`, metrics: `/metrics`.")
 
+def openapi30(node):
+    "JSON Schema 2020-12 spellings that OpenAPI 3.0 refuses (FastAPI's mounted apps write them) in 3.0 form."
+    if isinstance(node, list): return [openapi30(v) for v in node]
+    if not isinstance(node, dict): return node
+    out = {k: openapi30(v) for k, v in node.items()}
+    for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(v := out.get(exclusive), (int, float)) and not isinstance(v, bool):
+            out[bound], out[exclusive] = v, True          # 3.1: exclusiveMinimum: 0 -> 3.0: minimum: 0, exclusiveMinimum: true
+    return out
+
+class _Spec:
+    "BentoML's OpenAPI specification, whose `asdict()` (what `/docs.json` serves) is valid OpenAPI 3.0."
+    def __init__(self, spec): self._spec = spec
+    def __getattr__(self, name): return getattr(self._spec, name)
+    def asdict(self) -> dict: return openapi30(self._spec.asdict())
+
 class _Documented(bentoml.Service):
     "A BentoML service whose OpenAPI document names mlkit, its version and its API."
     __slots__ = ()
     @property
     def openapi_spec(self):
         spec = super().openapi_spec
-        return attrs.evolve(spec, info=attrs.evolve(spec.info, title="mlkit", version=__version__,
-                                                     description=API_DESCRIPTION, contact=None))
+        return _Spec(attrs.evolve(spec, info=attrs.evolve(spec.info, title="mlkit", version=__version__,
+                                                           description=API_DESCRIPTION, contact=None)))
 
 _SWAGGER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlkit API</title>
 <link rel="stylesheet" href="/static_content/swagger-ui.css"></head><body><div id="swagger-ui"></div>
@@ -192,7 +224,7 @@ _SWAGGER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>
 docs_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 docs_app.get("/", include_in_schema=False)(lambda: HTMLResponse(_SWAGGER))
 
-# %% ../../nbs/99_serve_app.ipynb #d4e79565
+# %% ../../nbs/99_serve_app.ipynb #48c5cea7
 _log = get_logger("serve.service")
 _ABOUT: dict = {}   # filled when the service starts in a worker: what it loaded
 
@@ -212,7 +244,7 @@ def about() -> dict:
 about_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 about_app.get("/", include_in_schema=False)(lambda: JSONResponse(_ABOUT or about()))
 
-# %% ../../nbs/99_serve_app.ipynb #da8e4e3b
+# %% ../../nbs/99_serve_app.ipynb #b9874fbc
 class SecureHeaders:
     "ASGI middleware: nosniff and frame options on every answer, HSTS over HTTPS."
     HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"SAMEORIGIN")]
@@ -229,6 +261,15 @@ class SecureHeaders:
                 msg = {**msg, "headers": [*(msg.get("headers") or []), *((k, v) for k, v in extra if k not in have)]}
             await send(msg)
         await self.app(scope, receive, add)
+
+class MountRoots:
+    "ASGI middleware: `/about` and `/docs` answer as `/about/` and `/docs/` (a mounted app's root), without a redirect."
+    def __init__(self, app, roots: tuple = ("/about", "/docs", "/ui")): self.app, self.roots = app, set(roots)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in self.roots:
+            scope = {**scope, "path": scope["path"] + "/", "raw_path": scope["path"].encode() + b"/"}
+        await self.app(scope, receive, send)
 
 # %% ../../nbs/99_serve_app.ipynb #942e0e9c
 class MarketplaceAPI:
@@ -273,6 +314,8 @@ class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI,
                   ", ".join(f"{t}" for t in _ABOUT["models"].values()))
 
 MLKit.__class__ = _Documented
-MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()))
+MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()),
+                          multipart_routes=tuple(a.route for a in MLKit.apis.values() if a.input_spec.mime_type() == "multipart/form-data"))
 MLKit.add_asgi_middleware(SecureHeaders)
+MLKit.add_asgi_middleware(MountRoots)
 MLKit.add_asgi_middleware(StopOnFailedStartup)
