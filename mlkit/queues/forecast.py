@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -106,7 +106,7 @@ def cross_validate(data: QueueData, granularity: str | None = None, h: int | Non
     sf = StatsForecast(models=make_models(models, seasons(data, g)), freq=1, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cv = sf.cross_validation(h=h, df=Y, n_windows=n_windows, step_size=h, level=[80], input_size=input_size)
+        cv = sf.cross_validation(h=h, df=Y, n_windows=n_windows, step_size=h, level=[80, 95], input_size=input_size)
     return cv.reset_index(drop=True) if "unique_id" in cv.columns else cv.reset_index()
 
 # %% ../../nbs/22_queues_forecast.ipynb #efe0597b
@@ -140,8 +140,9 @@ class Backtest:
     table: pd.DataFrame                    # per level: MASE of each candidate, of the reconciled forecast, coverage
     per_series: pd.DataFrame               # per queue: MASE per candidate and reconciled, chosen model
     scores: dict[str, np.ndarray]          # hierarchy level -> normalised absolute errors |y - mean| / sigma
-    coverage: dict[int, dict[str, float]]  # nominal level -> {hierarchy level: held-out coverage}
+    coverage: dict[int, dict[str, float]]  # nominal level -> {hierarchy level: coverage, each window scored with q from the others}
     seconds: float
+    coverage_sequential: dict = field(default_factory=dict)   # the same, each window scored with q from earlier windows only
 
 def _sigma(cv: pd.DataFrame, model: str) -> np.ndarray:
     return np.maximum((cv[f"{model}-hi-80"] - cv[f"{model}-lo-80"]).to_numpy() / (2 * Z80), 0.5)   # at least half a ticket
@@ -203,26 +204,29 @@ def evaluate(cv: pd.DataFrame, data: QueueData, granularity: str | None = None, 
     rec["z"], rec["final"], rec["level"] = z, final, lv.reindex(rec.unique_id).to_numpy()
     scores = {str(k): np.sort(v.to_numpy()) for k, v in rec.groupby("level").z}
     cutoffs = sorted(rec.cutoff.unique())
-    coverage: dict[int, dict[str, float]] = {}
-    for L in (80, 95):
+    coverage, sequential = {}, {}
+    def held_out(windows, calib, L):
+        "Coverage per level of the windows in `windows`, each scored with q learned on `calib(c)` (never window c itself)."
         hits = {}
-        for c in cutoffs[1:]:                        # each window is scored with q learned on the windows before it
-            past, now = rec[rec.cutoff < c], rec[rec.cutoff == c]
+        for c in windows:
+            past, now = rec[calib(c)], rec[rec.cutoff == c]
             q = past.groupby("level").z.quantile(L / 100, interpolation="higher").clip(lower=norm.ppf(0.5 + L / 200))
             inside = now.z.to_numpy() <= q.reindex(now.level).to_numpy()
             for lev, v in zip(now.level, inside): hits.setdefault(str(lev), []).append(v)
-        coverage[L] = {k: float(np.mean(v)) for k, v in hits.items()} | {"all": float(np.mean(sum(hits.values(), [])))} if hits else {}
-        own = {}
+        return {k: float(np.mean(v)) for k, v in hits.items()} | {"all": float(np.mean(sum(hits.values(), [])))} if hits else {}
+    for L in (80, 95):
+        coverage[L] = held_out(cutoffs, lambda c: rec.cutoff != c, L)             # leave one window out: q from the other windows
+        sequential[L] = held_out(cutoffs[1:], lambda c: rec.cutoff < c, L)        # time-ordered: q from the earlier windows only
         for m in models:
-            ok = (cv.y >= cv[f"{m}-lo-80"]) & (cv.y <= cv[f"{m}-hi-80"]) if L == 80 else None
-            if ok is not None: own[m] = ok.groupby(cv.unique_id.map(lv)).mean()
-        for m, s in own.items(): table[f"{m} own 80% coverage"] = s
+            if f"{m}-lo-{L}" in cv.columns:
+                table[f"{m} own {L}% coverage"] = ((cv.y >= cv[f"{m}-lo-{L}"]) & (cv.y <= cv[f"{m}-hi-{L}"])).groupby(cv.unique_id.map(lv)).mean()
         table[f"calibrated {L}% coverage (held out)"] = pd.Series({int(k): v for k, v in coverage[L].items() if k != "all"})
+        table[f"calibrated {L}% coverage (time-ordered)"] = pd.Series({int(k): v for k, v in sequential[L].items() if k != "all"})
     table.index.name = "level"
     per["chosen"] = per.index.map(chosen)
     per.index = per.index.astype(int); per = per.sort_index(); per.index.name = "queue_id"
     return Backtest(g, int(cv.ds.max() - cv.cutoff.max()), len(cutoffs), {int(k): v for k, v in chosen.items()}, method,
-                    table, per, scores, coverage, time.perf_counter() - t0)
+                    table, per, scores, coverage, time.perf_counter() - t0, sequential)
 
 # %% ../../nbs/22_queues_forecast.ipynb #d1b01cd6
 @dataclass

@@ -62,12 +62,18 @@ def verdict(fc: QueueForecaster) -> str:
         if base:
             worse = [i for i in t.index if t.loc[i, bt.reconciliation] > t.loc[i, base[0]] + 1e-12]
             lines.append(f"Against unreconciled {base[0]}: " + ("at or below it at every level." if not worse else f"worse at level(s) {worse}."))
+    seq = getattr(bt, "coverage_sequential", {}) or {}   # forecasters stored before it existed lack it
     for L in (80, 95):
         c = bt.coverage.get(L, {}).get("all")
         if c is None: continue
         ok = abs(c - L / 100) <= 0.05
-        lines.append(f"Calibrated {L} % intervals covered **{100 * c:.1f} %** of held-out actuals: "
-                     + ("within 5 points of nominal." if ok else f"{'under' if c < L / 100 else 'over'}-coverage beyond 5 points: read them with care."))
+        own = [t[k].mean() for k in t.columns if k.endswith(f"own {L}% coverage") and k.split(" ")[0] in bt.chosen.values()]
+        lines.append(f"Calibrated {L} % intervals covered **{100 * c:.1f} %** of held-out actuals (each window scored with the calibration "
+                     "of the other windows): "
+                     + ("within 5 points of nominal" if ok else f"{'under' if c < L / 100 else 'over'}-coverage beyond 5 points: read them with care")
+                     + (f"; the chosen model's own interval covered {100 * own[0]:.1f} %" if own else "")
+                     + (f"; time-ordered (each window calibrated on the earlier ones only): {100 * seq[L]['all']:.1f} %"
+                        if seq.get(L, {}).get("all") is not None else "") + ".")
     return "\n\n".join(lines)
 
 # %% ../../nbs/24_queues_report.ipynb #d2949448
