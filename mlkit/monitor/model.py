@@ -14,9 +14,10 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from fastcore.basics import patch
 
 from .. import datasets, store
-from ..core import DataError, get_logger, git_commit, package_versions, settings
+from ..core import DataError, NotFittedError, get_logger, git_commit, package_versions, settings
 from ..models import MlkitClassifier, ModelCard, _as_frame, frame_sha256
 from .drift import DriftMonitor
 
@@ -77,6 +78,17 @@ class MonitoredRegressor(RegressorMixin, MlkitClassifier):
         return self.pipeline_.predict(X)
 
     def predict_proba(self, X): raise NotImplementedError("MonitoredRegressor is a regression model: use predict")
+
+# %% ../../nbs/62_monitor_model.ipynb #f4256e70
+@patch
+def predict_rows(self: MonitoredRegressor, A) -> np.ndarray:
+    "Predicted target of each row of a (k, p) float array in `feature_names_in_` order (the stream's fast path)."
+    if not self.__sklearn_is_fitted__(): raise NotFittedError("this MonitoredRegressor is not fitted yet; call fit(X, y) first")
+    A = np.asarray(A, dtype=float)
+    if A.ndim != 2 or A.shape[1] != self.n_features_in_:
+        raise DataError(f"expected a (rows, {self.n_features_in_}) array of {list(self.feature_names_in_)}, got shape {A.shape}")
+    scaler, ridge = self.pipeline_[0], self.pipeline_[-1]
+    return ((A - scaler.mean_) / scaler.scale_) @ ridge.coef_ + ridge.intercept_
 
 # %% ../../nbs/62_monitor_model.ipynb #e1f3e877
 def train(train_frac: float = 0.5,      # part of the stream order the model is trained on (the first rows)

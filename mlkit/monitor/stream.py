@@ -107,6 +107,10 @@ def produce(broker: Broker, run: str | None = None,
     step = 1 if interval_s > 0 else settings.getint("monitor", "batch")   # as fast as it goes: a batch per broker message
     sent, stop = 0, stop or threading.Event()
     j = FEATURES.index(shift["column"]) if shift else None
+    t_next = t_saved = time.monotonic()   # rows go out on a fixed schedule (the rate is 1 / interval_s, whatever the work takes)
+    saved = done = start
+    def save(p):                          # the restart point; written at most 4 times a second (a restart re-sends at most that)
+        with eng.begin() as c: c.execute(update(Offset).where(Offset.run == run).values(next_pos=p))
     for a in range(start, len(pos), step):
         if stop.is_set(): break
         feats, trues, ts = [], [], time.time()
@@ -119,9 +123,12 @@ def produce(broker: Broker, run: str | None = None,
         broker.publish("features", feats if len(feats) > 1 else feats[0])
         broker.publish("y_true", trues if len(trues) > 1 else trues[0])
         broker.commit()                    # published (durable on RabbitMQ) before the offset moves: a restart re-sends, never skips
-        sent += len(feats)
-        with eng.begin() as c: c.execute(update(Offset).where(Offset.run == run).values(next_pos=a + len(feats)))
-        if interval_s and stop.wait(interval_s): break
+        sent, done = sent + len(feats), a + len(feats)
+        if done == len(pos) or time.monotonic() - t_saved >= 0.25: save(done); saved, t_saved = done, time.monotonic()
+        if interval_s:
+            t_next += interval_s * len(feats)
+            if stop.wait(max(t_next - time.monotonic(), 0.0)): break
+    if done != saved: save(done)
     log.info("producer %s: sent %d rows (from position %d)", run, sent, start)
     return sent
 
@@ -139,8 +146,9 @@ def predict(broker: Broker, model=None,      # (model, card, tag) from `mlkit.st
             except KeyError as e:   # a message without a feature the model needs: dead-letter it, keep the rest
                 broker.dead_letter("features", m.model_dump_json(), f"missing feature {e.args[0]!r}; the model needs {cols}", commit=False)
         if not good: return
-        out = [PredMsg(id=m.id, ts=m.ts, row=m.row, y_pred=float(p), model=tag, features=m.features)
-               for m, p in zip(good, model.predict(pd.DataFrame(X, columns=cols)))]
+        fast = getattr(model, "predict_rows", None)   # a plain array product for the monitored ridge; any other model: predict
+        preds = fast(np.array(X)) if fast else model.predict(pd.DataFrame(X, columns=cols))
+        out = [PredMsg(id=m.id, ts=m.ts, row=m.row, y_pred=float(p), model=tag, features=m.features) for m, p in zip(good, preds.tolist())]
         broker.publish("y_pred", out if len(out) > 1 else out[0])   # committed by `consume` before it acknowledges
     return broker.consume("features", handle, **consume)
 
@@ -181,16 +189,22 @@ def _fresh(dm: DriftMonitor) -> DriftMonitor:
     return copy.deepcopy(dm).reset()
 
 # %% ../../nbs/63_monitor_stream.ipynb #70a02ab0
+# the statements, built once (building and caching them per batch cost more than running them on a one-message batch)
+_DONE = select(Score.id).where(Score.id.in_(bindparam("ids", expanding=True)))
+_HALVES = select(Pending.id, Pending.kind, Pending.body).where(Pending.id.in_(bindparam("ids", expanding=True)))
+_UNHALF = delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k"))
+_ADD = {t: insert(t) for t in (Pending, Score, Event)}
+
 @patch
 def handle(self: Scorer, msgs: list) -> None:
     """Match a batch of y_true/y_pred messages in one transaction (bulk inserts): duplicates are counted, complete pairs
     scored and fed to the drift monitor; if the transaction fails, the monitor and the counts are rolled back too."""
     now, ids = time.time(), list({m.id for m in msgs})
-    saved = copy.deepcopy(self.drift.__dict__), dict(self.counts), set(self.alerted)
+    saved = dict(self.drift.__dict__, ph_=copy.deepcopy(self.drift.ph_)), dict(self.counts), set(self.alerted)   # arrays are replaced, never changed in place
     try:
         with self.engine.begin() as c:
-            done = set(c.scalars(select(Score.id).where(Score.id.in_(ids))))
-            half = {(i, k): body for i, k, body in c.execute(select(Pending.id, Pending.kind, Pending.body).where(Pending.id.in_(ids)))}
+            done = set(c.scalars(_DONE, {"ids": ids}))
+            half = {(i, k): body for i, k, body in c.execute(_HALVES, {"ids": ids})}
             new, gone, scores, events, feats = {}, [], [], [], []
             for m in msgs:
                 other = "y_pred" if m.kind == "y_true" else "y_true"
@@ -210,10 +224,10 @@ def handle(self: Scorer, msgs: list) -> None:
                 feats.append(pr.features); done.add(m.id)
             self.counts["scored"] += len(scores)
             if scores: events += self._alerts([s["id"] for s in scores], feats, [s["error"] for s in scores])
-            if new: c.execute(insert(Pending), [dict(id=m.id, kind=m.kind, run=self.run, body=m.model_dump_json(), t_recv=now) for m in new.values()])
-            if gone: c.execute(delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k")), gone)
-            if scores: c.execute(insert(Score), scores)
-            if events: c.execute(insert(Event), events)
+            if new: c.execute(_ADD[Pending], [dict(id=m.id, kind=m.kind, run=self.run, body=m.model_dump_json(), t_recv=now) for m in new.values()])
+            if gone: c.execute(_UNHALF, gone)
+            if scores: c.execute(_ADD[Score], scores)
+            if events: c.execute(_ADD[Event], events)
     except BaseException:
         self.drift.__dict__, self.counts, self.alerted = saved
         raise
