@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import textwrap
 
 import pandas as pd
 import pytest
@@ -76,3 +77,44 @@ def test_docs_index_links_every_notebook(tmp_path, monkeypatch):
         assert p.relative_to(build_docs.NBS).with_suffix(".html").as_posix().replace("/", "_") in index
     core = (tmp_path / "00_core.html").read_text()
     assert "load_settings" in core and "seed_everything" in core   # show_doc output rendered
+
+
+# --- the public API (nbs/00a_api.ipynb, issue 16) ---------------------------------------------------------------------
+HEAVY = ("bentoml", "gradio", "autogluon", "catboost", "sklearn", "pandas", "sqlalchemy")
+
+
+def test_import_mlkit_stays_light():
+    "`import mlkit` imports no framework: each entry point loads its module on first use."
+    code = f"import mlkit, sys; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_every_entry_point_resolves_to_its_function():
+    "Each name in `mlkit.__all__` is the object its module defines (one fresh process imports them all)."
+    code = textwrap.dedent("""
+        import importlib, mlkit
+        from mlkit import backtest, walk_forward, MLKit   # the issue's example
+        for name in mlkit.__all__:
+            module, attr = mlkit._ENTRY[name]
+            mod = importlib.import_module(module)
+            assert getattr(mlkit, name) is (mod if attr is None else getattr(mod, attr)), name
+            assert name in dir(mlkit), name
+        assert callable(backtest) and callable(walk_forward) and isinstance(MLKit, object)
+        import mlkit.monitor.stream                        # the streaming package keeps its name
+        assert mlkit.monitor.__name__ == "mlkit.monitor" and mlkit.monitor_market.__module__ == "mlkit.market.lifecycle"
+        print(sorted(mlkit.__all__))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == str(sorted(["backtest", "walk_forward", "study", "train", "monitor_market",
+                                                            "load_model", "datasets", "load_dataset", "MLKit"]))
+
+
+def test_unknown_name_lists_the_entry_points():
+    import mlkit
+    with pytest.raises(AttributeError, match=r"module 'mlkit' has no attribute 'backtset'; its entry points are \['backtest'"):
+        getattr(mlkit, "backtset")  # noqa: B009  (the attribute access is what is tested)
+    from mlkit import store   # a submodule that is not an entry point still imports as a submodule
+    assert store.__name__ == "mlkit.store"
