@@ -1,5 +1,9 @@
 """The papermill report templates execute on small parameters and render HTML without code."""
+import json
+import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -53,3 +57,43 @@ def test_a_leaked_feature_makes_the_verdict_say_probably_leakage():
     v = verdict(s)
     assert "Verdict: probably leakage" in v and "distinguishable from chance at" not in v
     assert "leak_next_day_up" in s.provenance["features"] and s.provenance["extra_features"] == ["leak_next_day_up"]
+
+
+# --- nbval on the outputs a reader sees (issue 16) --------------------------------------------------------------------
+# nbdev-test runs a notebook's checks but never looks at its saved outputs, so a table or figure on a forge can go stale
+# while every test passes. nbval compares them: here on scratch copies of notebooks whose outputs are committed
+# (the same on every run by construction), with execution counts restored (nbdev-clean drops them and nbval refuses
+# "Unrun reference cell has outputs") and `# NBVAL_CHECK_OUTPUT` on every cell that has a saved text output (PNG is not
+# compared). `#| slow` and `#| eval: false` cells are skipped, as nbdev-test skips them.
+NBVAL_NOTEBOOKS = ["04_validation.ipynb", "14_market_trading.ipynb"]
+
+
+def _nbval_copy(src, dst) -> int:
+    "Write `src` to `dst` ready for `pytest --nbval-lax`; returns the number of cells whose outputs are compared."
+    nb = json.loads(src.read_text())
+    n = checked = 0
+    for c in nb["cells"]:
+        if c["cell_type"] != "code": continue
+        n += 1
+        s = "".join(c["source"])
+        c["execution_count"] = n
+        for o in c["outputs"]:
+            if o["output_type"] == "execute_result": o["execution_count"] = n
+        if re.search(r"^#\|\s*(slow|eval:\s*false)", s, re.M): s = "# NBVAL_SKIP\n" + s
+        elif any(o["output_type"] == "stream" or "text/plain" in o.get("data", {}) for o in c["outputs"]):
+            s = "# NBVAL_CHECK_OUTPUT\n" + s; checked += 1
+        c["source"] = s.splitlines(keepends=True)
+    dst.write_text(json.dumps(nb))
+    return checked
+
+
+@pytest.mark.parametrize("name", NBVAL_NOTEBOOKS)
+def test_saved_outputs_match_a_fresh_run(name, tmp_path):
+    dst = tmp_path / name
+    assert _nbval_copy(ROOT / "nbs" / name, dst) >= 2           # the notebook keeps outputs worth comparing
+    env = {**os.environ, "MLKIT_LOGGING_LEVEL": "WARNING", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+                        "-q", "--rootdir", str(tmp_path), str(dst)], capture_output=True, text=True, cwd=tmp_path, env=env,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
+    assert re.search(r"\d+ passed", r.stdout), r.stdout[-2000:]
