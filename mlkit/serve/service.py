@@ -133,6 +133,28 @@ def problem(status: int, body) -> dict:
     return {"error": code, "message": str(body), "detail": None}
 
 # %% ../../nbs/99_serve_app.ipynb #5cf42771
+async def _buffered(receive) -> tuple[bytes, callable]:
+    "The whole request body, and a `receive` that replays it to the application."
+    chunks, more = [], True
+    while more:
+        msg = await receive()
+        if msg["type"] != "http.request": break
+        chunks.append(msg.get("body", b"")); more = msg.get("more_body", False)
+    body, sent = b"".join(chunks), []
+    async def replay():
+        if not sent: sent.append(1); return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return body, replay
+
+def _multipart_problem(content_type: str, body: bytes) -> str | None:
+    "Why a multipart body cannot be parsed (the parser Starlette uses, run ahead of it), or None."
+    from python_multipart.multipart import MultipartParser, parse_options_header
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    try:
+        parser = MultipartParser(boundary, callbacks={}); parser.write(body); parser.finalize()
+    except Exception as e: return f"{type(e).__name__}: {e}"[:200]
+    return None
+
 class ProblemMiddleware:
     "ASGI middleware: every 4xx JSON answer outside `skip` in the shape of `problem`; a body type a route cannot read gets 415."
     def __init__(self, app, json_routes: tuple = (), skip: tuple = ("/ui",), multipart_routes: tuple = ()):
@@ -145,6 +167,12 @@ class ProblemMiddleware:
         if scope["type"] != "http" or path.startswith(self.skip): return await self.app(scope, receive, send)
         full = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
         if scope["method"] == "POST" and (refused := self._refuse(path, full)): return await self._answer(send, *refused)
+        if scope["method"] == "POST" and path in self.multipart_routes and full.lower().startswith("multipart/form-data"):
+            body, receive = await _buffered(receive)
+            if problem_text := _multipart_problem(full, body):
+                return await self._answer(send, 400, {"error": "bad_request", "detail": None, "message":
+                    f"{path}: the multipart/form-data body cannot be read ({problem_text}); let the client build it, "
+                    f"e.g. curl -F 'file=@data.csv' {path}"})
         start = {}
         async def wrapped(msg):
             if msg["type"] == "http.response.start":
