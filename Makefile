@@ -24,6 +24,8 @@ install: $(VENV)/.installed  ## .venv with the locked packages and mlkit (editab
 
 CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):  ## Debian's chromium for the browser tests (Playwright drives it; no browser download)
+	@echo "== the browser tests need Debian's chromium, which is missing: installing it with apt-get (about 150 system packages, a few minutes)"
+	@if [ "$$(id -u)" != 0 ]; then echo "not root: run 'sudo apt-get install chromium' yourself, then make test again"; exit 1; fi
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
