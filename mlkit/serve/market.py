@@ -98,17 +98,9 @@ def _matrix(rows, cols: list[str]) -> np.ndarray:
 _TABLES: dict[str, tuple] = {}
 
 def _labeller(table: ConfidenceTable | None):
-    "`confidence_label` for an array of probabilities with one table, without a pandas filter per row (same labels)."
+    "`confidence_label` for an array of probabilities with one table (`ConfidenceTable.labels`, vectorised)."
     if table is None: return lambda p: [confidence_label(float(v)) for v in p]
-    lv = table.levels
-    levels = list(zip(lv.lo.astype(float), lv.hi.astype(float), lv.label.astype(str)))
-    def labels(p):
-        out = []
-        for c in np.maximum(p, 1.0 - p):
-            label = next((lab for lo, hi, lab in levels if lo <= c and (c < hi or hi >= 1.0)), "low")
-            out.append("medium" if label == "high" and not table.beats_baseline else label)
-        return out
-    return labels
+    return table.labels
 
 def _confidence(card: dict, tag: str) -> tuple:
     "The labeller of a model card's measured confidence table (built once per model) and its warning."
