@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'settings', 'MlkitError', 'ConfigError', 'DataError', 'SchemaError', 'NotFittedError', 'Settings',
@@ -72,7 +73,7 @@ def _find_settings(start: Path | None = None) -> Path | None:
         if (d / "settings.ini").is_file(): return d / "settings.ini"
     return None
 
-# %% ../nbs/00_core.ipynb #7d5b8beb
+# %% ../nbs/00_core.ipynb #a54f307e
 @dataclass(frozen=True)
 class Settings:
     "mlkit's runtime settings: `settings.section.key` or `settings.get(section, key)`, with typed helpers."
@@ -112,6 +113,7 @@ class Settings:
         if section.startswith("_") or section not in self.values: raise AttributeError(section)
         return type("Section", (), dict(self.values[section]))
 
+# %% ../nbs/00_core.ipynb #87f34800
 def load_settings(path: str | Path | None = None, env: dict | None = None) -> Settings:
     "Read `settings.ini` (see above) and apply `MLKIT_<SECTION>_<KEY>` overrides from `env` (default: `os.environ`)."
     env = os.environ if env is None else env
@@ -131,6 +133,49 @@ def load_settings(path: str | Path | None = None, env: dict | None = None) -> Se
     return Settings(values, root, path.resolve() if path else None, tuple(overrides))
 
 settings = load_settings()
+
+# %% ../nbs/00_core.ipynb #ba0045ac
+@patch
+def _origin(self: Settings, section: str, key: str) -> str:
+    "Where `section.key`'s value came from: its environment variable, the settings file, or the defaults."
+    var = f"MLKIT_{section.upper()}_{key.upper()}"
+    if var in self.overrides: return f"environment variable {var}"
+    return f"{self.source}" if self.source is not None else "mlkit's defaults"
+
+# %% ../nbs/00_core.ipynb #3a00819a
+@patch
+def _bad(self: Settings, section: str, key: str, value: str, expected: str) -> ConfigError:
+    "The error for a value of the wrong kind."
+    return ConfigError(f"setting {section}.{key} must be {expected}, got {value!r} (from {self._origin(section, key)})")
+
+# %% ../nbs/00_core.ipynb #81113a59
+@patch
+def getfloat(self: Settings, section: str, key: str) -> float:
+    "`section.key` as a finite float."
+    v = self.get(section, key)
+    try: f = float(v)
+    except ValueError: raise self._bad(section, key, v, "a number such as 0.5") from None
+    if not np.isfinite(f): raise self._bad(section, key, v, "a finite number")
+    return f
+
+# %% ../nbs/00_core.ipynb #f541a66f
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+@patch
+def getbool(self: Settings, section: str, key: str) -> bool:
+    "`section.key` as a boolean: true/false, yes/no, on/off or 1/0 (any case)."
+    v = self.get(section, key)
+    try: return _BOOLS[v.strip().lower()]
+    except KeyError: raise self._bad(section, key, v, f"a boolean, one of {sorted(_BOOLS)}") from None
+
+# %% ../nbs/00_core.ipynb #4ee9b60e
+@patch
+def getpath(self: Settings, section: str, key: str) -> Path:
+    "`section.key` as an absolute path (a relative one is resolved against `root`), for a path in any section."
+    v = self.get(section, key)
+    if not v.strip(): raise self._bad(section, key, v, "a path such as data/cache")
+    p = Path(v.strip()).expanduser()
+    return p if p.is_absolute() else self.root / p
 
 # %% ../nbs/00_core.ipynb #59adc1be
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
