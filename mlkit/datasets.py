@@ -22,7 +22,7 @@ DATA_DIR = Path(str(importlib.resources.files("mlkit"))) / "datasets_data"
 # %% auto #0
 __all__ = ['DATA_DIR', 'SCHEMAS', 'DatasetInfo', 'names', 'info', 'sha256_file', 'load']
 
-# %% ../nbs/02_datasets.ipynb #f20ac858
+# %% ../nbs/02_datasets.ipynb #20fbd78b
 @dataclass(frozen=True)
 class DatasetInfo:
     "What a bundled data set is and where it comes from."
@@ -38,6 +38,7 @@ class DatasetInfo:
 
     def to_dict(self) -> dict: return asdict(self)
 
+# %% ../nbs/02_datasets.ipynb #f404ef81
 _ABOUT = {
     "btc_usd_daily": dict(
         description="Bitstamp BTC-USD daily OHLCV, 2014-11-28 to 2020-01-17; DatetimeIndex 'Date', ascending.",

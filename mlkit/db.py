@@ -51,7 +51,7 @@ class Fixed(TypeDecorator):
     def process_result_value(self, value, dialect):
         return None if value is None else Decimal(int(value)).scaleb(-self.scale)
 
-# %% ../nbs/06_db.ipynb #0fd94149
+# %% ../nbs/06_db.ipynb #5a3f7ab2
 _engines: dict[str, Engine] = {}
 _makers: dict[int, sessionmaker] = {}
 _lock = threading.Lock()
@@ -71,6 +71,7 @@ def _sqlite_events(engine: Engine, busy_timeout: float, immediate: bool):
     @event.listens_for(engine, "begin")
     def _on_begin(conn): conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+# %% ../nbs/06_db.ipynb #5542ebd9
 def get_engine(url: str | None = None,  # any SQLAlchemy URL; default settings.database_url (MLKIT_DATABASE_URL)
                busy_timeout: float = 30.0,  # SQLite: seconds to wait for another writer's lock before failing
                immediate: bool = True,  # SQLite: take the write lock when a transaction begins (serialises read-then-write)
@@ -97,6 +98,7 @@ def get_engine(url: str | None = None,  # any SQLAlchemy URL; default settings.d
         log.info("database engine %s", u.render_as_string(hide_password=True), extra={"backend": u.get_backend_name()})
         return engine
 
+# %% ../nbs/06_db.ipynb #db5b942f
 def dispose_engines():
     "Close every cached engine's connections and forget them (tests, forks)."
     with _lock:

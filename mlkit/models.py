@@ -16,6 +16,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+from fastcore.basics import patch
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -56,92 +57,112 @@ def _check_y(y, n: int):
     if len(classes) < 2: raise DataError(f"y has a single class {classes.tolist()}; a classifier needs at least two")
     return classes, codes, None if name is None else str(name)
 
-# %% ../nbs/03_models.ipynb #708b23f0
+# %% ../nbs/03_models.ipynb #0c9d0d77
 class MlkitClassifier(ClassifierMixin, BaseEstimator):
     "Base class: input validation, the fitted-state check, `predict`, and save/load for mlkit's classifiers."
     name = "base"            # registry name, recorded in the model card
     _packages: tuple = ()    # extra packages whose versions the model card records
 
-    def _check_fit(self, X, y):
-        "Validate training data; returns (X as a frame, y codes, fitted attributes to set once the fit succeeds)."
-        X = _as_frame(X)
-        if len(X) < 2: raise DataError(f"X needs at least 2 rows, got {len(X)}")
-        cols = [str(c) for c in X.columns]
-        if len(set(cols)) != len(cols):
-            raise DataError(f"X has duplicate column names: {sorted({c for c in cols if cols.count(c) > 1})}")
-        X = X.set_axis(cols, axis=1)
-        classes, codes, target = _check_y(y, len(X))
-        period = (X.index.min().isoformat(), X.index.max().isoformat()) if isinstance(X.index, pd.DatetimeIndex) else None
-        info = dict(classes_=classes, feature_names_in_=np.array(cols, dtype=object), n_features_in_=len(cols),
-                    n_train_=len(X), train_period_=period, target_name_=target)
-        return X, codes, info
+# %% ../nbs/03_models.ipynb #66b15616
+@patch
+def _check_fit(self: MlkitClassifier, X, y):
+    "Validate training data; returns (X as a frame, y codes, fitted attributes to set once the fit succeeds)."
+    X = _as_frame(X)
+    if len(X) < 2: raise DataError(f"X needs at least 2 rows, got {len(X)}")
+    cols = [str(c) for c in X.columns]
+    if len(set(cols)) != len(cols):
+        raise DataError(f"X has duplicate column names: {sorted({c for c in cols if cols.count(c) > 1})}")
+    X = X.set_axis(cols, axis=1)
+    classes, codes, target = _check_y(y, len(X))
+    period = (X.index.min().isoformat(), X.index.max().isoformat()) if isinstance(X.index, pd.DatetimeIndex) else None
+    info = dict(classes_=classes, feature_names_in_=np.array(cols, dtype=object), n_features_in_=len(cols),
+                n_train_=len(X), train_period_=period, target_name_=target)
+    return X, codes, info
 
-    def _fitted(self, info: dict):
-        for k, v in info.items(): setattr(self, k, v)
-        _log.debug("fitted %s on %d rows x %d features", type(self).__name__, self.n_train_, self.n_features_in_)
-        return self
+# %% ../nbs/03_models.ipynb #28d44b10
+@patch
+def _fitted(self: MlkitClassifier, info: dict):
+    for k, v in info.items(): setattr(self, k, v)
+    _log.debug("fitted %s on %d rows x %d features", type(self).__name__, self.n_train_, self.n_features_in_)
+    return self
 
-    def __sklearn_is_fitted__(self) -> bool: return hasattr(self, "classes_")
+@patch
+def __sklearn_is_fitted__(self: MlkitClassifier) -> bool: return hasattr(self, "classes_")
 
-    def _check_fitted(self):
-        if not self.__sklearn_is_fitted__():
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
+@patch
+def _check_fitted(self: MlkitClassifier):
+    if not self.__sklearn_is_fitted__():
+        raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X, y) first")
 
-    def _check_X(self, X) -> pd.DataFrame:
-        "Check fitted, then return `X` with exactly the training columns, in training order."
-        self._check_fitted()
-        expected = list(self.feature_names_in_)
-        if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] != len(expected):
-            raise DataError(f"X has {X.shape[1]} columns, expected {len(expected)}: {expected}")
-        X = _as_frame(X, expected)
-        got = [str(c) for c in X.columns]
-        if sorted(got) != sorted(expected):
-            missing, extra = [c for c in expected if c not in got], [c for c in got if c not in expected]
-            raise DataError(f"X columns do not match the training features: expected {expected}, got {got} "
-                            f"(missing {missing}, extra {extra})")
-        return X.set_axis(got, axis=1)[expected]
+# %% ../nbs/03_models.ipynb #1c6c5668
+@patch
+def _check_X(self: MlkitClassifier, X) -> pd.DataFrame:
+    "Check fitted, then return `X` with exactly the training columns, in training order."
+    self._check_fitted()
+    expected = list(self.feature_names_in_)
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] != len(expected):
+        raise DataError(f"X has {X.shape[1]} columns, expected {len(expected)}: {expected}")
+    X = _as_frame(X, expected)
+    got = [str(c) for c in X.columns]
+    if sorted(got) != sorted(expected):
+        missing, extra = [c for c in expected if c not in got], [c for c in got if c not in expected]
+        raise DataError(f"X columns do not match the training features: expected {expected}, got {got} "
+                        f"(missing {missing}, extra {extra})")
+    return X.set_axis(got, axis=1)[expected]
 
-    def predict_proba(self, X) -> np.ndarray:
-        "Class probabilities, shape (n_samples, n_classes); column j belongs to `classes_[j]`."
-        return self._proba(self._check_X(X))
+# %% ../nbs/03_models.ipynb #23991a0b
+@patch
+def predict_proba(self: MlkitClassifier, X) -> np.ndarray:
+    "Class probabilities, shape (n_samples, n_classes); column j belongs to `classes_[j]`."
+    return self._proba(self._check_X(X))
 
-    def predict_proba_array(self, A: np.ndarray) -> np.ndarray:
-        "`predict_proba` of a float array whose columns are `feature_names_in_`, in that order (the serving fast path)."
-        self._check_fitted()
-        if not (isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == self.n_features_in_):
-            raise DataError(f"expected a 2-D array with {self.n_features_in_} columns {list(self.feature_names_in_)}, "
-                            f"got {type(A).__name__} of shape {getattr(A, 'shape', None)}")
-        return self._proba_array(A)
+@patch
+def predict_proba_array(self: MlkitClassifier, A: np.ndarray) -> np.ndarray:
+    "`predict_proba` of a float array whose columns are `feature_names_in_`, in that order (the serving fast path)."
+    self._check_fitted()
+    if not (isinstance(A, np.ndarray) and A.ndim == 2 and A.shape[1] == self.n_features_in_):
+        raise DataError(f"expected a 2-D array with {self.n_features_in_} columns {list(self.feature_names_in_)}, "
+                        f"got {type(A).__name__} of shape {getattr(A, 'shape', None)}")
+    return self._proba_array(A)
 
-    def _proba_array(self, A): return self._proba(pd.DataFrame(A, columns=list(self.feature_names_in_)))
+# %% ../nbs/03_models.ipynb #d74a1ac1
+@patch
+def _proba_array(self: MlkitClassifier, A): return self._proba(pd.DataFrame(A, columns=list(self.feature_names_in_)))
 
-    def predict(self, X) -> np.ndarray:
-        "The most probable class of each row."
-        p = self.predict_proba(X)
-        return self.classes_[np.argmax(p, axis=1)]
+@patch
+def predict(self: MlkitClassifier, X) -> np.ndarray:
+    "The most probable class of each row."
+    p = self.predict_proba(X)
+    return self.classes_[np.argmax(p, axis=1)]
 
-    def _seed(self) -> int:
-        rs = getattr(self, "random_state", None)
-        return settings.getint("compute", "seed") if rs is None else int(rs)
+@patch
+def _seed(self: MlkitClassifier) -> int:
+    rs = getattr(self, "random_state", None)
+    return settings.getint("compute", "seed") if rs is None else int(rs)
 
-    def save(self, path, card: ModelCard | None = None, overwrite: bool = False) -> Path:
-        "Write the model and `model_card.json` into directory `path` (card: given, else `card_`, else a bare one)."
-        self._check_fitted()
-        path = Path(path)
-        if path.is_file(): raise DataError(f"{path} is a file; save needs a directory path")
-        if path.exists() and any(path.iterdir()):
-            if not overwrite: raise DataError(f"{path} exists and is not empty; pass overwrite=True to replace it")
-            shutil.rmtree(path)
-        path.mkdir(parents=True, exist_ok=True)
-        card = card or getattr(self, "card_", None) or make_card(self)
-        self._save_to(path)
-        (path / "model_card.json").write_text(card.to_json())
-        self.card_ = card
-        _log.info("saved %s to %s", type(self).__name__, path)
-        return path
+# %% ../nbs/03_models.ipynb #da0af1e9
+@patch
+def save(self: MlkitClassifier, path, card: ModelCard | None = None, overwrite: bool = False) -> Path:
+    "Write the model and `model_card.json` into directory `path` (card: given, else `card_`, else a bare one)."
+    self._check_fitted()
+    path = Path(path)
+    if path.is_file(): raise DataError(f"{path} is a file; save needs a directory path")
+    if path.exists() and any(path.iterdir()):
+        if not overwrite: raise DataError(f"{path} exists and is not empty; pass overwrite=True to replace it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    card = card or getattr(self, "card_", None) or make_card(self)
+    self._save_to(path)
+    (path / "model_card.json").write_text(card.to_json())
+    self.card_ = card
+    _log.info("saved %s to %s", type(self).__name__, path)
+    return path
 
-    def _save_to(self, path: Path): joblib.dump(self, path / "model.joblib")
-    def _load_from(self, path: Path): pass
+# %% ../nbs/03_models.ipynb #067a8a9f
+@patch
+def _save_to(self: MlkitClassifier, path: Path): joblib.dump(self, path / "model.joblib")
+@patch
+def _load_from(self: MlkitClassifier, path: Path): pass
 
 # %% ../nbs/03_models.ipynb #1714ae14
 class MajorityClassifier(MlkitClassifier):
@@ -229,7 +250,7 @@ class CatBoostModel(MlkitClassifier):
         return pd.Series(self.model_.get_feature_importance(), index=list(self.feature_names_in_),
                          name="importance").sort_values(ascending=False)
 
-# %% ../nbs/03_models.ipynb #f43e413f
+# %% ../nbs/03_models.ipynb #ad089ade
 _LABEL = "__mlkit_label__"
 
 def _no_torch_models() -> list[str]:
@@ -252,60 +273,70 @@ class AutoGluonModel(MlkitClassifier):
         self.presets, self.time_limit, self.eval_metric, self.hyperparameters = presets, time_limit, eval_metric, hyperparameters
         self.path, self.persist, self.n_jobs = path, persist, n_jobs
 
-    def fit(self, X, y):
-        "Train AutoGluon on `X`, `y` within `time_limit`."
-        from autogluon.tabular import TabularPredictor
-        X, codes, info = self._check_fit(X, y)
-        if _LABEL in X.columns: raise DataError(f"X may not have a column named {_LABEL!r} (used for the label)")
-        path = self.path
-        if path is None:
-            path = tempfile.mkdtemp(prefix="mlkit-autogluon-")
-            weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
-        k = len(info["classes_"])
-        pred = TabularPredictor(label=_LABEL, problem_type="binary" if k == 2 else "multiclass",
-                                eval_metric=self.eval_metric, path=str(path), verbosity=0)
-        pred.fit(X.assign(**{_LABEL: codes}), time_limit=self.time_limit, presets=self.presets,
-                 hyperparameters=self.hyperparameters, num_cpus=self.n_jobs or settings.getint("compute", "n_jobs"), num_gpus=0,
-                 excluded_model_types=_no_torch_models())
-        if self.persist: pred.persist()
-        self.predictor_ = pred
-        return self._fitted(info)
+# %% ../nbs/03_models.ipynb #f9f781b8
+@patch
+def fit(self: AutoGluonModel, X, y):
+    "Train AutoGluon on `X`, `y` within `time_limit`."
+    from autogluon.tabular import TabularPredictor
+    X, codes, info = self._check_fit(X, y)
+    if _LABEL in X.columns: raise DataError(f"X may not have a column named {_LABEL!r} (used for the label)")
+    path = self.path
+    if path is None:
+        path = tempfile.mkdtemp(prefix="mlkit-autogluon-")
+        weakref.finalize(self, shutil.rmtree, path, ignore_errors=True)
+    k = len(info["classes_"])
+    pred = TabularPredictor(label=_LABEL, problem_type="binary" if k == 2 else "multiclass",
+                            eval_metric=self.eval_metric, path=str(path), verbosity=0)
+    pred.fit(X.assign(**{_LABEL: codes}), time_limit=self.time_limit, presets=self.presets,
+             hyperparameters=self.hyperparameters, num_cpus=self.n_jobs or settings.getint("compute", "n_jobs"), num_gpus=0,
+             excluded_model_types=_no_torch_models())
+    if self.persist: pred.persist()
+    self.predictor_ = pred
+    return self._fitted(info)
 
-    def _proba(self, X):
-        p = self.predictor_.predict_proba(X, as_multiclass=True)
-        return p.reindex(columns=range(len(self.classes_))).to_numpy()
+# %% ../nbs/03_models.ipynb #3157c227
+@patch
+def _proba(self: AutoGluonModel, X):
+    p = self.predictor_.predict_proba(X, as_multiclass=True)
+    return p.reindex(columns=range(len(self.classes_))).to_numpy()
 
-    def predict(self, X) -> np.ndarray:
-        "AutoGluon's own prediction (it may use a calibrated decision threshold)."
-        X = self._check_X(X)
-        codes = self.predictor_.predict(X).to_numpy().astype(int)
-        return self.classes_[codes]
+@patch
+def predict(self: AutoGluonModel, X) -> np.ndarray:  # noqa: F811  (a method: @patch binds the name too)
+    "AutoGluon's own prediction (it may use a calibrated decision threshold)."
+    X = self._check_X(X)
+    codes = self.predictor_.predict(X).to_numpy().astype(int)
+    return self.classes_[codes]
 
-    def feature_importance(self, X, y,
-                           subsample_size: int = 1000,         # rows used
-                           num_shuffle_sets: int | None = None,  # repeats; None: AutoGluon's default
-                           time_limit: float | None = None) -> pd.Series:
-        "Permutation importance on (X, y), largest first; slow for large data."
-        X = self._check_X(X)
-        arr = np.asarray(y)
-        if len(arr) != len(X): raise DataError(f"y has {len(arr)} rows but X has {len(X)}; they must have the same length")
-        unknown = sorted(set(pd.unique(arr)) - set(self.classes_.tolist()))
-        if unknown: raise DataError(f"y has labels {unknown} not seen in training; known classes: {self.classes_.tolist()}")
-        fi = self.predictor_.feature_importance(X.assign(**{_LABEL: np.searchsorted(self.classes_, arr)}),
-                                                subsample_size=subsample_size, num_shuffle_sets=num_shuffle_sets,
-                                                time_limit=time_limit, silent=True)
-        return fi["importance"].rename("importance").sort_values(ascending=False)
+# %% ../nbs/03_models.ipynb #af385eae
+@patch
+def feature_importance(self: AutoGluonModel, X, y,
+                       subsample_size: int = 1000,         # rows used
+                       num_shuffle_sets: int | None = None,  # repeats; None: AutoGluon's default
+                       time_limit: float | None = None) -> pd.Series:
+    "Permutation importance on (X, y), largest first; slow for large data."
+    X = self._check_X(X)
+    arr = np.asarray(y)
+    if len(arr) != len(X): raise DataError(f"y has {len(arr)} rows but X has {len(X)}; they must have the same length")
+    unknown = sorted(set(pd.unique(arr)) - set(self.classes_.tolist()))
+    if unknown: raise DataError(f"y has labels {unknown} not seen in training; known classes: {self.classes_.tolist()}")
+    fi = self.predictor_.feature_importance(X.assign(**{_LABEL: np.searchsorted(self.classes_, arr)}),
+                                            subsample_size=subsample_size, num_shuffle_sets=num_shuffle_sets,
+                                            time_limit=time_limit, silent=True)
+    return fi["importance"].rename("importance").sort_values(ascending=False)
 
-    def _save_to(self, path: Path):
-        state = object.__new__(type(self))
-        state.__dict__.update({k: v for k, v in self.__dict__.items() if k != "predictor_"})
-        joblib.dump(state, path / "model.joblib")
-        self.predictor_.clone(str(path / "autogluon"), return_clone=False)
+# %% ../nbs/03_models.ipynb #856f611c
+@patch
+def _save_to(self: AutoGluonModel, path: Path):
+    state = object.__new__(type(self))
+    state.__dict__.update({k: v for k, v in self.__dict__.items() if k != "predictor_"})
+    joblib.dump(state, path / "model.joblib")
+    self.predictor_.clone(str(path / "autogluon"), return_clone=False)
 
-    def _load_from(self, path: Path):
-        from autogluon.tabular import TabularPredictor
-        self.predictor_ = TabularPredictor.load(str(path / "autogluon"), verbosity=0)
-        if self.persist: self.predictor_.persist()
+@patch
+def _load_from(self: AutoGluonModel, path: Path):
+    from autogluon.tabular import TabularPredictor
+    self.predictor_ = TabularPredictor.load(str(path / "autogluon"), verbosity=0)
+    if self.persist: self.predictor_.persist()
 
 # %% ../nbs/03_models.ipynb #6f2e1bc3
 _MODELS = {c.name: c for c in (MajorityClassifier, LogisticModel, CatBoostModel, AutoGluonModel)}

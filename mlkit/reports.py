@@ -17,7 +17,7 @@ log = get_logger("reports")
 # %% auto #0
 __all__ = ['log', 'template_parameters', 'render']
 
-# %% ../nbs/07_reports.ipynb #beaafe8c
+# %% ../nbs/07_reports.ipynb #434e9527
 def template_parameters(template: str | Path) -> dict:
     "The parameter names and default values declared in a template's `parameters` cell."
     import ast
@@ -31,6 +31,7 @@ def template_parameters(template: str | Path) -> dict:
             except ValueError: out[node.targets[0].id] = ast.unparse(node.value)
     return out
 
+# %% ../nbs/07_reports.ipynb #688c2021
 def render(template: str | Path,           # a notebook with a cell tagged `parameters`
            out_html: str | Path | None = None,  # default: <reports_dir>/<template stem>.html
            parameters: dict | None = None,  # values for the template's parameters; unknown names are an error

@@ -97,7 +97,7 @@ def _backend(backend: str | None) -> str:
             ray.init(include_dashboard=False, log_to_driver=False)
     return b
 
-# %% ../nbs/03b_search.ipynb #116fdfa7
+# %% ../nbs/03b_search.ipynb #28f6e247
 def grid_search(estimator,                  # unfitted estimator (ModelTrainer, mlkit model, scikit-learn estimator or pipeline)
                 param_grid,                 # dict (or list of dicts) parameter -> list of values
                 X, y=None,
@@ -139,6 +139,7 @@ def grid_search(estimator,                  # unfitted estimator (ModelTrainer, 
     if save_as is not None: res.tag = _save(res, X, y, save_as, home, stage)
     return res
 
+# %% ../nbs/03b_search.ipynb #cf26859e
 def _save(res: SearchResult, X, y, name: str, home, stage: str) -> str:
     from mlkit import store
     est = res.best_estimator

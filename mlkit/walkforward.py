@@ -179,7 +179,7 @@ def monte_carlo(X, y, make_model,             # features, labels and model facto
     return dict(accuracies=acc, mean=float(acc.mean()), std=float(acc.std()), min=float(acc.min()), max=float(acc.max()),
                 q05=float(np.quantile(acc, 0.05)), q95=float(np.quantile(acc, 0.95)), n_train=k, n_test=m - k)
 
-# %% ../nbs/04a_walkforward.ipynb #2c06e1b3
+# %% ../nbs/04a_walkforward.ipynb #230dfa62
 BOOTSTRAP_METHODS = ("stationary", "moving")
 
 def _block_indices(n: int, size: int, block: int, method: str, rng) -> np.ndarray:
@@ -194,6 +194,7 @@ def _block_indices(n: int, size: int, block: int, method: str, rng) -> np.ndarra
     start = np.take_along_axis(rng.integers(0, n, (size, n)), first, axis=1)
     return (start + t - first) % n
 
+# %% ../nbs/04a_walkforward.ipynb #25a8cb38
 @dataclass
 class BootstrapResult:
     "Bootstrap distributions of Sharpe, total return and max drawdown, and their summary."

@@ -58,7 +58,7 @@ class MarketStudy:
     @property
     def model(self) -> str: return self.params["model"]
 
-# %% ../../nbs/12_market_research.ipynb #310f70ce
+# %% ../../nbs/12_market_research.ipynb #c668d6d9
 def _oos_backtest(prices, wf, threshold, long_short, cost_bps, slippage_bps):
     p = wf.predictions
     bars = prices.loc[p.index[0]: p.index[-1]]
@@ -66,6 +66,7 @@ def _oos_backtest(prices, wf, threshold, long_short, cost_bps, slippage_bps):
     return backtest(bars, proba=proba, y_true=p.y_true.reindex(bars.index), threshold=threshold, long_short=long_short,
                     cost_bps=cost_bps, slippage_bps=slippage_bps, execution="next_open")
 
+# %% ../../nbs/12_market_research.ipynb #5504d716
 def _join_features(X: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     "X with the columns of `extra` joined on its dates; every row of X must get a value."
     if not isinstance(extra, pd.DataFrame): raise TypeError(f"extra_features must be a DataFrame indexed by date, got {type(extra).__name__}")
@@ -77,6 +78,7 @@ def _join_features(X: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     out.attrs = X.attrs
     return out
 
+# %% ../../nbs/12_market_research.ipynb #31947923
 def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a cached/yfinance symbol
           start=None, end=None,        # date range [start, end)
           model: str = "catboost",     # one of MODEL_NAMES
@@ -152,6 +154,7 @@ def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a c
              extra={"params": params, "timings": timings})
     return MarketStudy(params, prices, X, y, wf, bts, mc, boot, sig, imp, prov, timings)
 
+# %% ../../nbs/12_market_research.ipynb #a20ed4fd
 def bars_returns(prices: pd.DataFrame, bt) -> pd.Series:
     "Buy-and-hold returns on the backtest's bars (close to close), aligned to its strategy returns."
     return prices.Close.pct_change().reindex(bt.returns.index).fillna(0.0)
@@ -172,7 +175,7 @@ def summary_table(s: MarketStudy) -> pd.DataFrame:
                                 max_drawdown=b["bh_max_drawdown"], exposure=1.0, n_trades=1)
     return pd.DataFrame(rows).T
 
-# %% ../../nbs/12_market_research.ipynb #2144558c
+# %% ../../nbs/12_market_research.ipynb #18ed9b82
 @dataclass
 class Plausibility:
     "Whether a study's result is too good to be true, why, and the figures behind it."
@@ -188,6 +191,7 @@ def _best_year_sharpe(prices: pd.DataFrame, ppy: float) -> float:
     roll = r.rolling(n)
     return float((roll.mean() / roll.std() * np.sqrt(ppy)).max())
 
+# %% ../../nbs/12_market_research.ipynb #ad3aac5c
 def plausibility(s: MarketStudy,
                  max_edge: float = 0.10,     # accuracy points above the majority baseline that are implausible ...
                  max_p: float = 1e-4,        # ... when chance would give them less often than this
