@@ -8,10 +8,11 @@ Each notebook is executed (cells flagged `#| slow` are left out, as in `nbdev-te
 directive comments are stripped, and every public function or class of an `#| export` cell gets its `show_doc`
 rendered right below it, as nbdev's quarto pages do.
 """
-import argparse, ast, copy, html, re, sys, time
+import argparse, ast, copy, html, re, sys, tempfile, time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter, MarkdownExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
@@ -35,7 +36,10 @@ def _public_names(src: str) -> list[str]:
 def prepare(nb, with_show_doc: bool = True):
     "A copy of `nb` ready to render: hidden and slow cells out, directives stripped, show_doc after exports."
     nb = copy.deepcopy(nb)
-    cells = []
+    # progress bars are noise on a page, and tqdm.auto without ipywidgets printed a red TqdmWarning block on 8 pages
+    cells = [nbformat.v4.new_code_cell("import os, warnings; os.environ['TQDM_DISABLE'] = '1'; "
+                                       "warnings.filterwarnings('ignore', message='IProgress not found')",
+                                       metadata={"tags": ["remove_cell"]})]
     if with_show_doc:
         cells.append(nbformat.v4.new_code_cell("from nbdev.showdoc import show_doc", metadata={"tags": ["remove_cell"]}))
     for c in nb.cells:
@@ -56,7 +60,10 @@ def prepare(nb, with_show_doc: bool = True):
 
 
 def execute(nb, cwd: Path):
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    "Run `nb` in a fresh kernel over IPC sockets in a private folder (TCP made every kernel warn it is unencrypted)."
+    with tempfile.TemporaryDirectory(prefix="mlkit-kernel-") as d:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(d) / "kernel"))
+        NotebookClient(nb, km=km, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
     return nb
 
 
