@@ -63,7 +63,9 @@ def execute(nb, cwd: Path):
     "Run `nb` in a fresh kernel over IPC sockets in a private folder (TCP made every kernel warn it is unencrypted)."
     with tempfile.TemporaryDirectory(prefix="mlkit-kernel-") as d:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(d) / "kernel"))
-        NotebookClient(nb, km=km, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        try: NotebookClient(nb, km=km, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        finally:
+            if km.has_kernel: km.shutdown_kernel(now=True)   # a km passed in is not shut down by the client
     return nb
 
 
