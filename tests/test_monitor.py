@@ -222,3 +222,34 @@ def test_service_routes(home, tmp_path, monkeypatch):
             assert r.status_code == 400 and "last" in r.text
     from prometheus_client import REGISTRY   # the gauges the bento's /metrics exports (set by the summary route)
     assert REGISTRY.get_sample_value("mlkit_monitor_scored", {"run": "svc"}) == 80
+
+
+def test_cli_all_default_serves_dashboard_and_writes_metrics(tmp_path):
+    "`python -m mlkit.monitor all` (what `mlkit monitor-stream all` runs) with the default embedded broker: it trains the default model into an empty store, serves the live dashboard, writes the metrics and keeps the dashboard up until SIGTERM (exit code 0)."
+    import socket
+    import urllib.request
+    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bento"), "MLKIT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
+           "MLKIT_PATHS_LOG_DIR": str(tmp_path / "logs"), "PYTHONUNBUFFERED": "1"}
+    env.pop("MLKIT_MONITOR_BROKER_URL", None)
+    err = open(tmp_path / "err.log", "wb")
+    p = subprocess.Popen([sys.executable, "-m", "mlkit.monitor", "all", "--interval", "0", "--limit", "60", "--port", str(port)],
+                         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert _wait_for(lambda: "stream done" in (tmp_path / "err.log").read_text() or p.poll() is not None, TIMEOUT), "the stream did not finish"
+        assert p.poll() is None, (tmp_path / "err.log").read_text()[-2000:]
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).status == 200
+        assert len((tmp_path / "logs" / "metric_log.csv").read_text().splitlines()) == 61
+        assert (tmp_path / "logs" / "error_distribution.png").stat().st_size > 1000
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, (tmp_path / "err.log").read_text()[-2000:]
+    s = json.loads(next(line for line in out.decode().splitlines() if line.startswith("{")))   # Gradio prints to stdout too
+    assert (s["scored"], s["pending"], s["duplicates"]) == (60, 0, 0)
+
+
+def test_cli_bad_options_exit_2():
+    "Bad roles and options: exit code 2 with the reason on stderr, never a traceback."
+    from mlkit.monitor.__main__ import main
+    assert main(["train"]) == 2 and main(["score", "--order", "bmi"]) == 2 and main(["--help"]) == 0
