@@ -1,10 +1,12 @@
 """Speed and detection figures of mlkit.monitor (issue 13); prints them with the load average beside. Not run by `make test`.
 
-    python benchmarks/monitor.py [--amqp amqp://guest:guest@127.0.0.1:5672//] [--runs 200]
+    python benchmarks/monitor.py [--amqp amqp://guest:guest@127.0.0.1:5672//] [--runs 200] [--rows 10000] [--lat-rows 1000]
 
 1. Throughput through all four roles (one process, one thread per role) for the embedded broker and, with --amqp
-   (or MLKIT_TEST_AMQP_URL), RabbitMQ: the 442 diabetes rows as fast as the producer can send them.
-2. End-to-end latency (producer send -> score committed) p50/p99 at 100 rows/s.
+   (or MLKIT_TEST_AMQP_URL), RabbitMQ: --rows diabetes rows (the 442 replayed in order again, ids unique) as fast as the
+   producer can send them (a batch of [monitor] batch rows per broker message). A row is three messages (features,
+   y_true, y_pred), each checked against its schema, matched, scored and stored once; both rates are printed.
+2. End-to-end latency (producer send -> score committed) p50/p99 at 100 rows/s (one row per broker message), --lat-rows rows.
 3. The drift monitor on the issue's scenario: bootstrap streams of the rows the model did not train on, bmi + 6 from
    message 500 (a declared perturbation of real rows): false alarms per 500 stable messages, share detected, median delay.
 """
@@ -18,6 +20,9 @@ warnings.filterwarnings("ignore")
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--amqp", default=os.environ.get("MLKIT_TEST_AMQP_URL"))
 ap.add_argument("--runs", type=int, default=200, help="replayed streams for the drift figures")
+ap.add_argument("--rows", type=int, default=10_000, help="rows streamed for the throughput figure")
+ap.add_argument("--lat-rows", type=int, default=1000, help="rows streamed at 100 rows/s for the latency figure")
+ap.add_argument("--skip", nargs="*", default=[], choices=["embedded", "rabbitmq", "drift"], help="parts to leave out")
 a = ap.parse_args()
 
 from mlkit import datasets, store
@@ -32,26 +37,29 @@ def load(): return "load %.1f %.1f %.1f" % os.getloadavg()
 tmp = Path(tempfile.mkdtemp()); home = tmp / "bentoml"
 t = time.perf_counter(); tag = train(home=home)
 print(f"trained {tag} (drift calibration with 200 simulations) in {time.perf_counter() - t:.1f} s  [{load()}]")
-brokers = [("embedded", "memory://")] + ([("rabbitmq", a.amqp)] if a.amqp else [])
+brokers = [b for b in [("embedded", "memory://")] + ([("rabbitmq", a.amqp)] if a.amqp else []) if b[0] not in a.skip]
 
 with store.using_home(home):
     for name, url in brokers:
         db = f"sqlite:///{tmp}/{name}.db"
         run = f"bench-{name}-{int(time.time())}"
         t = time.perf_counter()
-        s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0, timeout=600)
+        s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0, limit=a.rows, timeout=1200)
         dt = time.perf_counter() - t
         df = scores_frame(run, db)
         span = df.t_scored.max() - df.t_sent.min()
-        print(f"{name:9s} throughput: {s.scored} rows through 4 roles in {span:.2f} s = {s.scored / span:,.0f} rows/s "
-              f"({3 * s.scored / span:,.0f} messages/s over the three queues); wall incl. start {dt:.1f} s  [{load()}]")
+        assert s.scored == a.rows and df.id.is_unique, f"{s.scored} scored of {a.rows}"
+        print(f"{name:9s} throughput: {s.scored:,} rows through 4 roles in {span:.2f} s = {s.scored / span:,.0f} rows/s "
+              f"= {3 * s.scored / span:,.0f} messages/s (features, y_true, y_pred); wall incl. start {dt:.1f} s  [{load()}]")
         run = run + "-lat"
-        s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0.01, timeout=600, consume={"wait": 0.005, "batch": 50})
-        lat = (scores_frame(run, db).pipe(lambda d: d.t_scored - d.t_sent) * 1000)
-        print(f"{name:9s} latency at 100 rows/s: p50 {lat.quantile(.5):.1f} ms, p99 {lat.quantile(.99):.1f} ms, max {lat.max():.1f} ms "
+        s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0.01, limit=a.lat_rows, timeout=1200)
+        df = scores_frame(run, db)
+        lat, span = (df.t_scored - df.t_sent) * 1000, df.t_sent.max() - df.t_sent.min()
+        print(f"{name:9s} latency at {len(df) / span:.0f} rows/s: p50 {lat.quantile(.5):.1f} ms, p99 {lat.quantile(.99):.1f} ms, max {lat.max():.1f} ms "
               f"({len(lat)} rows)  [{load()}]")
 
     model, card, _ = store.load_model("monitor-diabetes")
+if "drift" in a.skip: raise SystemExit(0)
 df = datasets.load("diabetes")
 unseen = np.setdiff1d(np.arange(len(df)), card["extra"]["train_rows"])
 X, y = df.iloc[unseen][FEATURES].to_numpy(float), df.iloc[unseen][TARGET].to_numpy(float)
