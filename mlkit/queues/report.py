@@ -5,6 +5,8 @@
 # %% ../../nbs/24_queues_report.ipynb #65dc6864
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 
 from ..core import DataError, get_logger
@@ -62,7 +64,14 @@ def verdict(fc: QueueForecaster) -> str:
         if base:
             worse = [i for i in t.index if t.loc[i, bt.reconciliation] > t.loc[i, base[0]] + 1e-12]
             lines.append(f"Against unreconciled {base[0]}: " + ("at or below it at every level." if not worse else f"worse at level(s) {worse}."))
-    seq = getattr(bt, "coverage_sequential", {}) or {}   # forecasters stored before it existed lack it
+    if not hasattr(bt, "coverage_sequential"):   # stored before both measures existed: its `coverage` is the time-ordered one
+        bt = copy.copy(bt); bt.coverage_sequential, bt.coverage = bt.coverage, {}
+        lines.append("This forecaster was stored before the held-out (other windows) coverage was measured; retrain it (`make train`) "
+                     "for that figure. Its time-ordered coverage follows.")
+    seq = bt.coverage_sequential
+    for L in (80, 95):
+        c = seq.get(L, {}).get("all")
+        if c is not None and not bt.coverage: lines.append(f"Calibrated {L} % intervals, time-ordered: **{100 * c:.1f} %**.")
     for L in (80, 95):
         c = bt.coverage.get(L, {}).get("all")
         if c is None: continue
