@@ -79,7 +79,7 @@ class MonitoredRegressor(RegressorMixin, MlkitClassifier):
 
     def predict_proba(self, X): raise NotImplementedError("MonitoredRegressor is a regression model: use predict")
 
-# %% ../../nbs/62_monitor_model.ipynb #f4256e70
+# %% ../../nbs/62_monitor_model.ipynb #2dc09cb2
 @patch
 def predict_rows(self: MonitoredRegressor, A) -> np.ndarray:
     "Predicted target of each row of a (k, p) float array in `feature_names_in_` order (the stream's fast path)."
