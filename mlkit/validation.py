@@ -105,7 +105,7 @@ def positions_from_proba(proba,                   # P(up) per bar: Series, array
     if long_short: pos -= (p < 1 - threshold)
     return pd.Series(pos, index=index, name="position")
 
-# %% ../nbs/04_validation.ipynb #54508504
+# %% ../nbs/04_validation.ipynb #763e6afc
 def _sharpe(r: np.ndarray, ppy: float, axis: int = -1):
     "Annualised Sharpe ratio along `axis` (NaN when the returns do not vary)."
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -234,7 +234,7 @@ def plausibility(s: MarketStudy,
                    max_fold_jump=float(f.accuracy.diff().max()) if len(f) > 1 else float("nan"))
     return Plausibility(bool(reasons), reasons, figures)
 
-# %% ../../nbs/12_market_research.ipynb #b15303bd
+# %% ../../nbs/12_market_research.ipynb #4297b64b
 SEED_CLAIM = dict(accuracy=0.723, sharpe=1.45)   # seed 002's reported figures
 
 def _where(value: float, lo: float, hi: float) -> str:
@@ -302,7 +302,7 @@ def provenance_markdown(s: MarketStudy) -> str:
     esc = lambda t: t.replace("|", "\\|").replace("\n", " ")
     return "| entry | value |\n|---|---|\n" + "\n".join(f"| {esc(k)} | {esc(v)} |" for k, v in rows)
 
-# %% ../../nbs/12_market_research.ipynb #a6e3eb1b
+# %% ../../nbs/12_market_research.ipynb #8113e657
 def plot_equity(s: MarketStudy):
     "Equity curves of the model, the baselines and buy-and-hold, with the model's drawdown below."
     import matplotlib.pyplot as plt
@@ -316,6 +316,7 @@ def plot_equity(s: MarketStudy):
     d.fill_between(dd.index, dd.values, 0, color="tab:red", alpha=.4); d.set_ylabel(f"{s.model} drawdown"); d.grid(alpha=.3)
     fig.tight_layout(); return fig
 
+# %% ../../nbs/12_market_research.ipynb #81cd4d29
 def plot_folds(s: MarketStudy):
     "Accuracy per walk-forward fold over time, for the model and the majority baseline."
     import matplotlib.pyplot as plt
@@ -326,6 +327,7 @@ def plot_folds(s: MarketStudy):
     ax.axhline(0.5, color="grey", lw=.8, ls=":"); ax.set_ylabel("accuracy per fold"); ax.legend(); ax.grid(alpha=.3)
     fig.tight_layout(); return fig
 
+# %% ../../nbs/12_market_research.ipynb #a15983b7
 def plot_monte_carlo(s: MarketStudy):
     "The seed's (leaky) Monte Carlo accuracies beside the walk-forward accuracy; bootstrap Sharpe distribution."
     import matplotlib.pyplot as plt
@@ -339,6 +341,7 @@ def plot_monte_carlo(s: MarketStudy):
     b.set_xlabel("Sharpe (block bootstrap of out-of-sample returns)"); b.legend(fontsize=8)
     fig.tight_layout(); return fig
 
+# %% ../../nbs/12_market_research.ipynb #c67670e6
 def plot_importance(s: MarketStudy, top: int = 15):
     "Feature importance of the model fitted on the latest window."
     import matplotlib.pyplot as plt
