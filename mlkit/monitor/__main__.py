@@ -46,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", type=_shift, help="a declared perturbation (produce, all): column:delta:start, e.g. bmi:6:200")
     p.add_argument("--timeout", type=float, help="all: stop waiting for the last scores after this many seconds")
     p.add_argument("--no-ui", dest="ui", action="store_false", help="all: do not serve the live dashboard")
+    p.add_argument("--ui", dest="ui", action="store_true", default=True, help=argparse.SUPPRESS)   # the default now; kept for old scripts
     p.add_argument("--port", type=int, help="all: the dashboard's port (default: setting [serving] demo_port)")
     p.add_argument("--exit", action="store_true", help="all: exit when the stream is done (the dashboard otherwise stays up until Ctrl-C)")
     return p
