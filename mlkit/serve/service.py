@@ -74,21 +74,29 @@ def remote(mixin: type,     # a domain's mixin, e.g. MarketAPI
     return type(f"Remote{mixin.__name__}", (), ns)
 
 # %% ../../nbs/99_serve_app.ipynb #59c4184d
+def _guarded(demo: gr.Blocks):
+    "Mount `demo` with Gradio's own check that input files came through its upload route (a mounted app skips it)."
+    def mount(app, path):
+        out = gr.mount_gradio_app(app, demo, path=path)
+        marketplace_ui.guard_uploads(demo)
+        return out
+    return mount
+
 DEMOS: dict[str, tuple[str, str, callable]] = {   # path under /ui -> (title, what it does, mount(app, path))
     "market": ("Market direction", "next-day direction of BTC-USD and the S&P 500, with the walk-forward figures",
-               lambda app, path: gr.mount_gradio_app(app, market_demo.demo, path=path)),
+               _guarded(market_demo.demo)),
     "marketplace": ("Prediction marketplace", "accounts, balance, priced diabetes-progression models, prediction jobs",
                     lambda app, path: marketplace_ui.mount(app, path)),
     "queues": ("Support-queue load", "history, weekday and weekly averages, and load forecasts with intervals per queue",
-               lambda app, path: gr.mount_gradio_app(app, queues_demo.demo, path=path)),
+               _guarded(queues_demo.demo)),
     "text": ("Ticket text classification", "train, compare and apply text classifiers; predictions for a text or a CSV",
-             lambda app, path: gr.mount_gradio_app(app, text_demo.demo, path=path)),
+             _guarded(text_demo.demo)),
     "vision": ("Handwritten digits", "draw a digit and see the class probabilities of the dense network",
-               lambda app, path: gr.mount_gradio_app(app, vision_demo.demo, path=path)),
+               _guarded(vision_demo.demo)),
     "recsys": ("Movie recommendations", "personal picks for MovieLens users, popular-in-genres for new ones",
-               lambda app, path: gr.mount_gradio_app(app, recsys_demo.demo, path=path)),
+               _guarded(recsys_demo.demo)),
     "monitor": ("Live model monitoring", "the streamed model's error histogram and drift alarms, refreshed live",
-                lambda app, path: gr.mount_gradio_app(app, monitor_demo.demo, path=path)),
+                _guarded(monitor_demo.demo)),
 }
 
 def landing_page(demos: dict = DEMOS, prefix: str = "/ui") -> str:
