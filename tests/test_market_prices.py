@@ -27,6 +27,14 @@ def real_yahoo_session_afterwards():
     yf.Ticker("BTC-USD", session=curl_requests.Session(impersonate="chrome"))
 
 
+
+@pytest.fixture(autouse=True)
+def _fresh_yahoo_budget():
+    "Each test starts with a full Yahoo token bucket: the limit is per process, and earlier tests spend it."
+    from mlkit.market import prices
+    with prices._limiter_lock: prices._limiters.clear()
+    yield
+
 def run(code: str, cwd: Path) -> dict:
     "Run `code` in a new interpreter (cwd without a settings.ini, so logs stay in the temp dir); returns its JSON print."
     prelude = textwrap.dedent("""
