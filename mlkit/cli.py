@@ -63,6 +63,8 @@ def data_summary(names: list[str] | None = None) -> pd.DataFrame:
 # %% ../nbs/09_cli.ipynb #139b87b7
 REPORTS: dict[str, list[dict]] = {
     "market_validation": [dict(symbol="BTC-USD", window=365, step=30), dict(symbol="^GSPC", window=252, step=21)],
+    "queue_forecast": [dict(dataset="nyc_departures"), dict(dataset="bank_calls")],
+    "text_classification": [dict(data="rotten_tomatoes"), dict(data="fine_food_reviews", tune=True)],
 }
 
 def render_reports(names: list[str] | None = None, symbols: list[str] | None = None, **overrides) -> list:
@@ -73,9 +75,9 @@ def render_reports(names: list[str] | None = None, symbols: list[str] | None = N
     out = []
     for n in names:
         for params in REPORTS[n]:
-            if symbols and params.get("symbol") not in symbols: continue
+            if symbols and params.get("symbol") not in symbols: continue   # --symbol picks market runs only
             p = {**params, **overrides}
-            html = settings.path("reports_dir") / f"{n}-{p.get('symbol', 'all')}.html"
+            html = settings.path("reports_dir") / f"{n}-{p.get('symbol') or p.get('dataset') or p.get('data') or 'all'}.html"
             t = time.perf_counter()
             out.append(render(settings.root / "nbs" / "reports" / f"{n}.ipynb", html, p))
             print(f"{html} ({time.perf_counter() - t:.0f} s)")
@@ -135,11 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--version", help="bento version (default: a new one)")
     re = sub.add_parser("reencrypt", help="rewrite the marketplace's encrypted values under the current key (key rotation)")
     re.add_argument("--batch", type=int, default=200, help="rows per transaction")
-    ms = sub.add_parser("monitor-stream", help="the streaming monitor's roles: produce, predict, score, plot or all "
+    ms = sub.add_parser("monitor-stream", add_help=False, help="the streaming monitor's roles: produce, predict, score, plot or all "
                                                "(`mlkit monitor-stream -h` after the role for its options)")
     ms.add_argument("args", nargs=argparse.REMAINDER, help="a role and its options")
     ls = sub.add_parser("models", help="list the models in the store")
     ls.add_argument("name", nargs="?")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["monitor-stream"]:             # its own parser reads every option, -h included
+        from mlkit.monitor.__main__ import main as stream_main
+        return stream_main(argv[1:])
     a = p.parse_args(argv)
     try:
         if a.command == "data":
@@ -172,10 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         elif a.command == "reencrypt":
             from mlkit.marketplace.crypto import reencrypt
             print(json.dumps({"rewritten_by_former_key": reencrypt(batch=a.batch)}))
-        elif a.command == "monitor-stream":
-            from mlkit.monitor.__main__ import main as stream_main
-            try: return stream_main(a.args)
-            except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # its own argparse errors
         elif a.command == "models":
             from mlkit import store
             with pd.option_context("display.width", 200, "display.max_columns", 20):

@@ -43,6 +43,7 @@ def serve_env(tmp_path_factory):
             "from mlkit.recsys.recommend import train_default as recsys; import json; recsys(evaluate=False); "   # no 5-fold CV here
             "from mlkit.queues.models import train_default as queues; from mlkit.queues.forecast import QueueForecaster; "
             "queues(None, ['nyc_departures'], forecasters={'nyc_departures': QueueForecaster('weekly', h=4, n_windows=2)}); "
+            "queues(None, ['nyc_departures'], forecasters={'nyc_departures': QueueForecaster('daily', h=7, n_windows=2)}); "
             "r = train_all([d for d in ('market', 'text', 'vision', 'monitor')])['market']; "
             "print(json.dumps({s: store.production_tag(model_name(s)) for s in r}))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)

@@ -252,7 +252,9 @@ def check_levels(levels) -> list[int | float]:
     for L in levels:
         if isinstance(L, bool) or not isinstance(L, (int, float, np.integer, np.floating)) or not 0 < L < 100 or L != L:
             raise DataError(f"interval levels must be numbers strictly between 0 and 100 (percent), e.g. [80, 95]; got {L!r}")
-    return sorted(set(levels))
+    # one spelling per level: 80.0 and 80 are the same level (the HTTP schema sends floats), and statsforecast names the
+    # columns lo-80; mixed spellings shared a cache entry and then missed its columns (KeyError 'lo-80.0', a 503)
+    return sorted({int(L) if float(L).is_integer() else float(L) for L in levels})
 
 class QueueForecaster:
     "Forecasts of every queue of a `QueueData` at one granularity; see the module text for what `fit` decides."

@@ -355,3 +355,5 @@ MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in 
 MLKit.add_asgi_middleware(SecureHeaders)
 MLKit.add_asgi_middleware(MountRoots)
 MLKit.add_asgi_middleware(StopOnFailedStartup)
+for _base in MLKit.inner.__mro__:                  # a domain's own body checks (e.g. TextAPI's TextBodyGuard), once each
+    for _mw, _opts in vars(_base).get("asgi_middlewares", ()): MLKit.add_asgi_middleware(_mw, **_opts)
