@@ -123,7 +123,10 @@ def _tag(model_id, home=None) -> str:
 def load(model_id: str | None = None, home=None) -> tuple:
     "`(classifier, card dict, tag)` of a model id, or of the production model when `model_id` is None."
     if model_id is None:
-        tag = store.production_tag(store_name(), home)
+        tag = store.production_tag(store_name(), home)   # read on every call: a promotion is seen at once
+        key = (str(store.store_home(home)), tag)
+        with _cache_lock:                                # a loaded model needs no second look in the store (9 ms a call)
+            if tag is not None and key in _cache: _cache.move_to_end(key); return _cache[key]
         if tag is None or not store._exists(tag, home):
             raise NoProductionModel(f"no text model is in production in {store.store_home(home)}; train the default with "
                                     "`mlkit train` (or `make train`), or pass a model id")
