@@ -7,7 +7,6 @@ directly to check what was (or was not) written.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,17 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 from sqlalchemy import create_engine, text
 
 PG_URL = os.environ.get("MLKIT_TEST_POSTGRES_URL")
 ROW = {"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}
 TABLES = ("mp_users", "mp_accounts", "mp_models", "mp_predictions", "mp_transactions")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -49,7 +43,7 @@ class Server:
         ini = ["[paths]", "data_dir = data", f"model_dir = {self.model_dir}", "log_dir = logs", "[database]", f"url = {self.db_url}",
                "[marketplace]", *(f"{k} = {v}" for k, v in self.marketplace.items())]
         (self.root / "settings.ini").write_text("\n".join(ini) + "\n")
-        self.port = _free_port()
+        self.port = free_port()
         env = dict(os.environ, MLKIT_DATABASE_URL=self.db_url, MLKIT_PATHS_DATA_DIR=str(self.root / "data"),
                    MLKIT_PATHS_MODEL_DIR=str(self.model_dir))
         self.log = open(self.root / f"server-{self.port}.log", "w")
