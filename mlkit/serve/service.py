@@ -34,9 +34,9 @@ from .text import TextAPI
 from .vision import VisionAPI
 
 # %% auto #0
-__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote', 'landing_page',
-           'ui_app', 'problem', 'ProblemMiddleware', 'openapi30', 'about', 'SecureHeaders', 'MountRoots',
-           'MarketplaceAPI', 'mount_domains', 'MLKit']
+__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'CLIENT_ERROR', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote',
+           'landing_page', 'ui_app', 'problem', 'ProblemMiddleware', 'openapi30', 'document_errors', 'output_refs',
+           'about', 'SecureHeaders', 'MountRoots', 'MarketplaceAPI', 'conforming', 'mount_domains', 'MLKit']
 
 # %% ../../nbs/99_serve_app.ipynb #6b8debd6
 class ClientError(InvalidArgument):
@@ -184,8 +184,7 @@ class ProblemMiddleware:
         start = {}
         async def wrapped(msg):
             if msg["type"] == "http.response.start":
-                hdrs = dict(msg.get("headers") or [])
-                if 400 <= msg["status"] < 500 and hdrs.get(b"content-type", b"").startswith(b"application/json"):
+                if 400 <= msg["status"] < 500:                       # JSON or not (Starlette's own 404/405 are text)
                     start.update(msg, body=b""); return                               # hold it until the body is complete
                 return await send(msg)
             if start and msg["type"] == "http.response.body":
@@ -227,21 +226,80 @@ API_DESCRIPTION = ("mlkit's HTTP API: one route prefix per domain (`/market/`, `
                    "BentoML routes take POST with a JSON body; read-only ones also answer GET. Every 4xx has the shape "
                    "`{\"error\": code, \"message\": text, \"detail\": ...}`. Demos: `/ui/`. Health: `/readyz`, metrics: `/metrics`.")
 
+def _nullable(node: dict) -> dict:
+    "3.1's ways of saying 'or null' (`anyOf: [X, {type: null}]`, `type: [X, 'null']`, a `default: null`) as 3.0's `nullable`."
+    for key in ("anyOf", "oneOf"):
+        alts = node.get(key)
+        if isinstance(alts, list) and {"type": "null"} in alts:
+            rest = [a for a in alts if a != {"type": "null"}]
+            node = {k: v for k, v in node.items() if k != key}
+            if len(rest) == 1 and "$ref" in rest[0]: node["allOf"] = rest             # 3.0: no siblings beside a $ref
+            elif len(rest) == 1: node = {**rest[0], **node}
+            elif rest: node[key] = rest
+            node["nullable"] = True
+    if isinstance(t := node.get("type"), list) and "null" in t:
+        rest = [x for x in t if x != "null"]
+        node = {**node, "nullable": True, **({"type": rest[0]} if len(rest) == 1 else {})}
+        if len(rest) != 1: node.pop("type")
+    if "default" in node and node["default"] is None and ("type" in node or "allOf" in node): node["nullable"] = True
+    return node
+
 def openapi30(node):
-    "JSON Schema 2020-12 spellings that OpenAPI 3.0 refuses (FastAPI's mounted apps write them) in 3.0 form."
+    "JSON Schema 2020-12 spellings that OpenAPI 3.0 refuses (FastAPI's mounted apps and pydantic write them) in 3.0 form."
     if isinstance(node, list): return [openapi30(v) for v in node]
     if not isinstance(node, dict): return node
-    out = {k: openapi30(v) for k, v in node.items()}
+    out = _nullable({k: openapi30(v) for k, v in node.items()})
     for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if isinstance(v := out.get(exclusive), (int, float)) and not isinstance(v, bool):
             out[bound], out[exclusive] = v, True          # 3.1: exclusiveMinimum: 0 -> 3.0: minimum: 0, exclusiveMinimum: true
     return out
 
+# %% ../../nbs/99_serve_app.ipynb #86f3a5d4
+CLIENT_ERROR = {"type": "object", "title": "ClientError", "required": ["error", "message", "detail"],
+                "description": "Every 4xx answer of every route (written by `ProblemMiddleware`).",
+                "properties": {"error": {"type": "string", "description": "short name of the HTTP status",
+                                         "example": "bad_request"},
+                               "message": {"type": "string", "description": "what was expected, what came, the options"},
+                               "detail": {"nullable": True, "description": "the domain's own detail (any JSON), or null"}}}
+
+def document_errors(doc: dict) -> dict:
+    """`doc` with the error answers the gate really gives: every 4xx of every operation in the `ClientError` shape, and
+    `4XX` documented on each (any route may refuse a body it cannot read, 413/415, or a domain's own 404/409)."""
+    doc = {**doc, "components": {**doc.get("components", {})}}
+    doc["components"]["schemas"] = {**doc["components"].get("schemas", {}), "ClientError": CLIENT_ERROR}
+    answer = {"application/json": {"schema": {"$ref": "#/components/schemas/ClientError"}}}
+    paths = {}
+    for path, ops in doc.get("paths", {}).items():
+        paths[path] = {}
+        for method, op in ops.items():
+            if not isinstance(op, dict) or "responses" not in op: paths[path][method] = op; continue
+            res = {s: ({**r, "content": answer} if str(s).startswith("4") else r) for s, r in op["responses"].items()}
+            res.setdefault("4XX", {"description": "a client error: the message says what was expected", "content": answer})
+            paths[path][method] = {**op, "responses": res}
+    return {**doc, "paths": paths}
+
+def output_refs(doc: dict) -> dict:
+    """`doc` with each inline response schema replaced by a `$ref` to the component of the same title and properties:
+    BentoML inlines an API's output schema and drops `| None` from it there (a nullable `user_id` became a bare
+    integer), while the component it also writes keeps it."""
+    comps = doc.get("components", {}).get("schemas", {})
+    def ref(schema):
+        same = comps.get(schema.get("title")) if isinstance(schema, dict) and "properties" in schema else None
+        if same is None or set(same.get("properties", {})) != set(schema["properties"]): return schema
+        return {"$ref": f"#/components/schemas/{schema['title']}"}
+    paths = {path: {m: ({**op, "responses": {s: ({**r, "content": {t: {**c, "schema": ref(c.get("schema"))}
+                                                                    for t, c in r["content"].items()}}
+                                               if isinstance(r.get("content"), dict) else r)
+                                            for s, r in op["responses"].items()}}
+                        if isinstance(op, dict) and "responses" in op else op) for m, op in ops.items()}
+             for path, ops in doc.get("paths", {}).items()}
+    return {**doc, "paths": paths}
+
 class _Spec:
-    "BentoML's OpenAPI specification, whose `asdict()` (what `/docs.json` serves) is valid OpenAPI 3.0."
+    "BentoML's OpenAPI specification, whose `asdict()` (what `/docs.json` serves) is valid OpenAPI 3.0 and documents the errors."
     def __init__(self, spec): self._spec = spec
     def __getattr__(self, name): return getattr(self._spec, name)
-    def asdict(self) -> dict: return openapi30(self._spec.asdict())
+    def asdict(self) -> dict: return document_errors(output_refs(openapi30(self._spec.asdict())))
 
 class _Documented(bentoml.Service):
     "A BentoML service whose OpenAPI document names mlkit, its version and its API."
@@ -312,12 +370,21 @@ class MarketplaceAPI:
     "The prediction marketplace (seed 001): its REST app, mounted at /marketplace."
     asgi_apps = [(marketplace_app, "/marketplace")]
 
+def conforming(app):
+    "A FastAPI `app` whose own `openapi.json` is, like `/docs.json`, OpenAPI 3.0 with the gate's error answers documented."
+    if not isinstance(app, FastAPI) or getattr(app.openapi, "conforming", False): return app
+    own = app.openapi
+    def openapi() -> dict: return {**document_errors(openapi30(own())), "openapi": "3.0.3"}
+    openapi.conforming = True
+    app.openapi = openapi
+    return app
+
 def mount_domains(svc):
     "Mount, once each, the ASGI apps that the domain mixins of service `svc` list in `asgi_apps`; returns `svc`."
     mounted = {path for _, path, _ in svc.mount_apps}
     for base in svc.inner.__mro__:
         for app, path in vars(base).get("asgi_apps", ()):
-            if path not in mounted: svc.mount_asgi_app(app, path=path); mounted.add(path)
+            if path not in mounted: svc.mount_asgi_app(conforming(app), path=path); mounted.add(path)
     return svc
 
 class _ClientErrorsAtInfo(logging.Filter):
