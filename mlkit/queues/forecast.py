@@ -68,8 +68,13 @@ def make_models(names, season: list[int]) -> list:
     from statsforecast.models import MSTL, AutoARIMA, AutoETS, SeasonalNaive
     if bad := [n for n in names if n not in MODEL_NAMES]: raise DataError(f"unknown model(s) {bad}; valid models: {list(MODEL_NAMES)}")
     s0 = season[0]
+    # statsmodels' STL evaluates its loess smoothers at every point (jump 1); R's stl, behind forecast::mstl, at every
+    # ceil(window / 10)-th point and interpolates. A jump of a tenth of the shortest season is finer than R's for every
+    # smoother and made the call centre's decomposition 12 times faster (22 s -> 1.8 s) for a change of 0.05 calls
+    stl = dict(trend_jump=max(1, -(-min(season) // 10)), low_pass_jump=max(1, -(-min(season) // 10)))
     make = {"AutoETS": lambda: AutoETS(season_length=s0), "AutoARIMA": lambda: AutoARIMA(season_length=s0),
-            "MSTL": lambda: MSTL(season_length=season if len(season) > 1 else s0, trend_forecaster=AutoETS(model="ZZN")),
+            "MSTL": lambda: MSTL(season_length=season if len(season) > 1 else s0, trend_forecaster=AutoETS(model="ZZN"),
+                              stl_kwargs=stl),
             "SeasonalNaive": lambda: SeasonalNaive(season_length=s0)}
     return [make[n]() for n in names]
 
@@ -92,7 +97,7 @@ def _long(data: QueueData, granularity: str) -> tuple[pd.DataFrame, pd.DataFrame
     return Y, S, tags, idx
 
 def cross_validate(data: QueueData, granularity: str | None = None, h: int | None = None, n_windows: int | None = None,
-                   models=None, input_size: int | None = None, n_jobs: int = 1) -> pd.DataFrame:
+                   models=None, input_size: int | None = None, n_jobs: int = 1, refit: bool | int = True) -> pd.DataFrame:
     "Out-of-sample forecasts of every queue and candidate over `n_windows` rolling origins of `h` steps."
     from statsforecast import StatsForecast
     g = data.check_granularity(granularity or data.base)
@@ -106,7 +111,8 @@ def cross_validate(data: QueueData, granularity: str | None = None, h: int | Non
     sf = StatsForecast(models=make_models(models, seasons(data, g)), freq=1, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cv = sf.cross_validation(h=h, df=Y, n_windows=n_windows, step_size=h, level=[80, 95], input_size=input_size)
+        cv = sf.cross_validation(h=h, df=Y, n_windows=n_windows, step_size=h, level=[80, 95], input_size=input_size,
+                                 refit=refit)
     return cv.reset_index(drop=True) if "unique_id" in cv.columns else cv.reset_index()
 
 # %% ../../nbs/22_queues_forecast.ipynb #efe0597b
@@ -199,7 +205,7 @@ def evaluate(cv: pd.DataFrame, data: QueueData, granularity: str | None = None, 
     per["level"] = lv.reindex(per.index).to_numpy()
     table = per.groupby("level").mean()
     method = table[methods].mean().fillna(np.inf).idxmin() if methods else "none"   # inf: a series with no seasonal error
-    final = rec[method] if methods else rec.base
+    final = rec[method] if methods else rec.base.clip(lower=0)   # as the forecasts are
     z = np.abs(rec.y - final).to_numpy() / rec.sigma.to_numpy()
     rec["z"], rec["final"], rec["level"] = z, final, lv.reindex(rec.unique_id).to_numpy()
     scores = {str(k): np.sort(v.to_numpy()) for k, v in rec.groupby("level").z}
@@ -259,16 +265,17 @@ def check_levels(levels) -> list[int | float]:
 class QueueForecaster:
     "Forecasts of every queue of a `QueueData` at one granularity; see the module text for what `fit` decides."
     def __init__(self, granularity: str | None = None, models=None, h: int | None = None, n_windows: int | None = None,
-                 input_size: int | None = None, reconcilers=RECONCILERS, n_jobs: int = 1):
+                 input_size: int | None = None, reconcilers=RECONCILERS, n_jobs: int = 1, cv_refit: bool | int = True):
         self.granularity, self.models, self.h, self.n_windows = granularity, models, h, n_windows
-        self.input_size, self.reconcilers, self.n_jobs = input_size, reconcilers, n_jobs
+        self.input_size, self.reconcilers, self.n_jobs, self.cv_refit = input_size, reconcilers, n_jobs, cv_refit
 
     def fit(self, data: QueueData):
         from statsforecast import StatsForecast
         t0 = time.perf_counter()
         g = data.check_granularity(self.granularity or data.base)
         models = tuple(self.models or default_models(data, g))
-        cv = cross_validate(data, g, self.h, self.n_windows, models, self.input_size, self.n_jobs)
+        cv = cross_validate(data, g, self.h, self.n_windows, models, self.input_size, self.n_jobs,
+                            self.cv_refit)
         self.backtest_ = evaluate(cv, data, g, self.reconcilers)
         Y, self.S_, self.tags_, self.index_ = _long(data, g)
         if self.input_size: Y = Y[Y.ds > Y.ds.max() - self.input_size]
@@ -352,7 +359,8 @@ QueueForecaster.forecast = _forecast
 # %% ../../nbs/22_queues_forecast.ipynb #cb357f6b
 def default_forecaster(name: str) -> QueueForecaster:
     "The forecaster `train_default` fits for a bundled data set."
-    if name == "bank_calls": return QueueForecaster("5min", h=169, n_windows=10, input_size=169 * 5 * 6)
+    if name == "bank_calls": return QueueForecaster("5min", h=169, n_windows=40, input_size=169 * 5 * 6,
+                                                    cv_refit=False)
     if name == "nyc_departures": return QueueForecaster("daily", h=settings.getint("queues", "cv_horizon"),
-                                                        n_windows=settings.getint("queues", "cv_windows"))
+                                                        n_windows=settings.getint("queues", "cv_windows"), cv_refit=False)
     raise DataError(f"no default forecaster for {name!r}; valid: ['nyc_departures', 'bank_calls']")
