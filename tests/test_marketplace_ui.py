@@ -80,7 +80,9 @@ def test_browser_happy_path(server):
             page.locator("#prediction-id textarea").fill("")
             page.locator("#history").get_by_test_id("cell-0-0").click()                 # a row click shows its details
             expect(page.locator("#prediction-id textarea")).to_have_value(pid, timeout=20_000)
-            expect(page.locator("#details")).to_contain_text("completed · Risk Assessment · 1 row(s) · cost 10.00", timeout=20_000)
+            expect(page.locator("#details")).to_contain_text("completed · Risk Assessment · 1 row(s) · cost 10.00 credits",
+                                                             timeout=20_000)
+            expect(page.locator("#details")).to_contain_text("Predicted disease progression one year after baseline")
             link = page.locator("#result-csv a[data-testid=download-link]")
             expect(link).to_have_attribute("download", f"prediction_{pid}.csv", timeout=20_000)
             page.screenshot(path="/tmp/marketplace_ui.png", full_page=True)
@@ -123,8 +125,11 @@ def test_gradio_client(new_client, tmp_path):
     assert line.startswith(f"Logged in as **{user}**") and balance == 0
     assert client.predict(40, api_name="/topup")[1] == 40
     table, choice = client.predict(None, api_name="/models")
-    assert [r[2] for r in table["data"]] == [10, 15, 20]
-    assert choice["value"] == "risk-assessment" and choice["choices"][2] == ["Premium Analysis ($20)", "premium-analysis"]
+    assert table["headers"][:3] == ["name", "price (credits)", "predicts"] and [r[1] for r in table["data"]] == [10, 15, 20]
+    assert {r[2] for r in table["data"]} == {"disease progression one year after baseline"}   # what every model predicts
+    assert choice["value"] == "risk-assessment"
+    assert choice["choices"][2] == ["Premium Analysis: disease progression one year after baseline (20 credits)",
+                                    "premium-analysis"]
     _, pid, _, balance = client.predict("return-prediction", f"[{ROW}, {ROW}]", api_name="/predict_json")
     assert balance == 25
     csv = tmp_path / "rows.csv"
@@ -142,6 +147,7 @@ def test_gradio_client(new_client, tmp_path):
     for p, n in [(pid, 2), (pid_csv, 3)]:
         summary, job, path = client.predict(p, api_name="/details")
         assert summary.startswith("**completed**") and len(job["output_data"]) == n
+        assert "Predicted disease progression one year after baseline" in summary
         assert Path(path).name == f"prediction_{p}.csv" and len(Path(path).read_text().splitlines()) == n + 1
     # another session, another user: the first one's prediction is not found, its history empty
     other, eve = new_client(), f"eve_{uuid.uuid4().hex[:8]}"

@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from ..core import get_logger
 from ..marketplace import api, auth, jobs
+from .theme import CSS, LAUNCH, THEME, apply_theme
 from ..marketplace.catalog import BUILTIN
 from ..marketplace.tables import (InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized, User,
                                       mp_setting, read_scope)
@@ -29,9 +30,9 @@ from ..marketplace.tables import (InvalidInput, MarketplaceError, MlModel, Paylo
 log = get_logger("serve.marketplace_ui")
 
 # %% auto #0
-__all__ = ['log', 'HISTORY_COLUMNS', 'EXAMPLES', 'demo', 'ui_errors', 'register', 'login', 'logout', 'account', 'topup', 'models',
-           'example', 'predict_json', 'received_file', 'predict_csv', 'history', 'details', 'build_demo',
-           'guard_uploads', 'mount', 'main']
+__all__ = ['log', 'HISTORY_COLUMNS', 'HISTORY_HEADERS', 'EXAMPLES', 'demo', 'ui_errors', 'register', 'login', 'logout', 'account',
+           'topup', 'predicts', 'models', 'example', 'predict_json', 'received_file', 'predict_csv', 'history',
+           'details', 'build_demo', 'guard_uploads', 'mount', 'main']
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #2ec539ca
 def ui_errors(fn):
@@ -41,14 +42,15 @@ def ui_errors(fn):
         try: return fn(*args, **kwargs)
         except gr.Error: raise
         except MarketplaceError as e:
-            raise gr.Error(html.escape(str(e), quote=False), print_exception=False) from None
+            raise gr.Error(html.escape(str(e), quote=False), duration=6, print_exception=False) from None
         except Exception:
             log.exception("marketplace UI: %s failed", fn.__name__)
-            raise gr.Error("internal error; it has been logged", print_exception=False) from None
+            raise gr.Error("internal error; it has been logged", duration=6, print_exception=False) from None
     return wrapper
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #68786d01
 HISTORY_COLUMNS = ["prediction_id", "model_name", "status", "cost", "n_rows", "created_at", "finished_at", "error"]
+HISTORY_HEADERS = ["prediction id", "model", "status", "cost (credits)", "rows", "created (UTC)", "finished (UTC)", "error"]
 @functools.cache
 def _downloads() -> Path:
     "This process's private folder (mode 0700) for result files; Gradio copies what it serves into its own cache."
@@ -72,7 +74,7 @@ def _account(mp: api.Marketplace, user: User) -> tuple[str, float]:
     "(account line, balance)."
     bal = jobs.balance(mp.start().engine, user.id)
     who = f"**{user.username}**" + (f" ({html.escape(user.firstname)})" if user.firstname else "")
-    return f"Logged in as {who} · balance **{bal}**", float(bal)
+    return f"Logged in as {who} · balance **{bal}** credits", float(bal)
 
 @ui_errors
 def register(mp: api.Marketplace, firstname: str, username: str, password: str) -> str:
@@ -104,16 +106,22 @@ def topup(mp: api.Marketplace, token: str | None, amount: float | None) -> tuple
     return _account(mp, user)
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #f375c223
+def predicts(schema: dict) -> str:
+    "What a model's output means, from its input schema (`output.description`), without the parenthesised source."
+    text = ((schema or {}).get("output") or {}).get("description") or "a number (no description in the model's schema)"
+    return text.split(" (")[0]
+
 @ui_errors
 def models(mp: api.Marketplace, current: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown]:
     "The active models with their prices (a table) and the model choices (keeping `current` if it is one)."
     with read_scope(mp.start().engine) as s:
         ms = s.scalars(select(MlModel).where(MlModel.active).order_by(MlModel.cost, MlModel.name)).all()
-        rows = [{"model_id": m.id, "name": m.name, "price": float(m.cost), "description": m.description,
+        rows = [{"name": m.name, "price (credits)": float(m.cost), "predicts": predicts(m.input_schema),
+                 "R² held out (1 = perfect, 0 = the mean)": (m.model_card.get("metrics") or {}).get("r2"),
                  "inputs": ", ".join(c["name"] for c in m.input_schema.get("columns", [])),
-                 "R² (held out)": (m.model_card.get("metrics") or {}).get("r2")} for m in ms]
-    choices = [(f"{r['name']} (${r['price']:g})", r["model_id"]) for r in rows]
-    ids = [r["model_id"] for r in rows]
+                 "description": m.description, "model id": m.id} for m in ms]
+    choices = [(f"{r['name']}: {r['predicts']} ({r['price (credits)']:g} credits)", r["model id"]) for r in rows]
+    ids = [r["model id"] for r in rows]
     return pd.DataFrame(rows), gr.Dropdown(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 @ui_errors
@@ -163,7 +171,8 @@ def predict_csv(mp: api.Marketplace, token: str | None, model_id: str | None, fi
 def history(mp: api.Marketplace, token: str | None) -> pd.DataFrame:
     "The user's predictions, newest first (at most 100)."
     rows = jobs.list_predictions(mp.start().engine, _user(mp, token).id, limit=100)
-    return pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS)[HISTORY_COLUMNS]
+    df = pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS)[HISTORY_COLUMNS]
+    return df.set_axis(HISTORY_HEADERS, axis=1)
 
 @ui_errors
 def details(mp: api.Marketplace, token: str | None, prediction_id: str | None) -> tuple[str, dict, str | None]:
@@ -171,11 +180,15 @@ def details(mp: api.Marketplace, token: str | None, prediction_id: str | None) -
     user = _user(mp, token)
     if not (pid := (prediction_id or "").strip()): raise InvalidInput("enter a prediction id (or click a row of the history)")
     job = jobs.get_prediction(mp.start().engine, user.id, pid)
-    head = f"**{job['status']}** · {html.escape(job['model_name'] or job['model_id'])} · {job['n_rows']} row(s) · cost {job['cost']:.2f}"
+    head = (f"**{job['status']}** · {html.escape(job['model_name'] or job['model_id'])} · {job['n_rows']} row(s) · "
+            f"cost {job['cost']:.2f} credits")
     if job["status"] == "completed":
         out = job["output_data"]
+        schema = jobs.get_model(mp.start().engine, job["model_id"]).input_schema
+        meaning = html.escape(((schema or {}).get("output") or {}).get("description") or predicts(schema))
         shown = ", ".join(f"{v:.2f}" for v in out[:5]) + (" ..." if len(out) > 5 else "")
-        return f"{head}\n\nPredictions: {shown}\n\nDownload the CSV below.", job, _csv_file(job)
+        return (f"{head}\n\nPredicted {meaning}: **{shown}** (one value per input row)\n\nDownload the CSV below.",
+                job, _csv_file(job))
     if job["status"] == "failed":
         return f"{head}\n\nFailed: {html.escape(job['error'] or '')}. The charge was refunded.", job, None
     gr.Warning(f"prediction {pid} is {job['status']}: refresh in a moment; the CSV comes once it is completed")
@@ -218,13 +231,17 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
                             out_btn = gr.Button("Log out")
                     with gr.Column():
                         gr.Markdown("### Balance")
-                        balance = gr.Number(label="balance", interactive=False, precision=2)
-                        amount = gr.Number(label="top-up amount", value=50, minimum=0.01, precision=2, elem_id="topup-amount")
+                        balance = gr.Number(label="balance (credits)", interactive=False, precision=2)
+                        amount = gr.Number(label="top-up amount (credits)", value=50, minimum=0.01, precision=2,
+                                           elem_id="topup-amount")
                         with gr.Row():
                             top_btn = gr.Button("Top up", variant="primary")
                             bal_btn = gr.Button("Refresh balance")
             with gr.Tab("Models"):
-                models_table = gr.Dataframe(label="models and prices", interactive=False, wrap=True, elem_id="models")
+                models_table = gr.Dataframe(label="models and prices: every model predicts diabetes progression one "
+                                            "year on from five baseline measurements", interactive=False, wrap=True,
+                                            column_widths=["14%", "9%", "22%", "11%", "12%", "22%", "10%"],
+                                            elem_id="models")
                 models_btn = gr.Button("Refresh models")
             with gr.Tab("Predict"):
                 model_dd = gr.Dropdown([(b["name"], b["id"]) for b in BUILTIN], value=BUILTIN[0]["id"], label="model", elem_id="model")
@@ -242,7 +259,7 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
                 submit_md = gr.Markdown(elem_id="submitted")
             with gr.Tab("History"):
                 hist_btn = gr.Button("Refresh history")
-                hist_table = gr.Dataframe(headers=HISTORY_COLUMNS, label="your predictions (click one for its details)",
+                hist_table = gr.Dataframe(headers=HISTORY_HEADERS, label="your predictions (click one for its details)",
                                           interactive=False, wrap=True, elem_id="history")
                 with gr.Row():
                     pid_in = gr.Textbox(label="prediction id", scale=3, elem_id="prediction-id")
@@ -253,7 +270,7 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
 
         acct = [account_md, balance]
         reg_btn.click(bind(register), [reg_first, reg_user, reg_pass], reg_msg, api_name="register")
-        log_btn.click(bind(login), [log_user, log_pass], [token, *acct], api_name="login")
+        log_btn.click(bind(login), [log_user, log_pass], [token, *acct], api_name="login", show_progress="hidden")
         out_btn.click(logout, None, [token, *acct], api_name="logout")
         bal_btn.click(bind(account), token, acct, api_name="account")
         top_btn.click(bind(topup), [token, amount], acct, api_name="topup")
@@ -277,13 +294,13 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
 demo = build_demo(api.app.state.marketplace)
 
 def guard_uploads(blocks: gr.Blocks) -> gr.Blocks:
-    "Make a mounted Gradio app refuse, as a launched one does, input files that its upload route did not receive."
+    "Make a mounted Gradio app behave as a launched one: refuse input files its upload route did not receive; mlkit's theme."
     blocks.has_launched = True     # Gradio 6.31 checks input paths only `if blocks.has_launched`, which only launch() sets
-    return blocks
+    return apply_theme(blocks)     # the entry service mounts every demo with this call after gr.mount_gradio_app
 
 def mount(app: FastAPI, path: str = "/marketplace", blocks: gr.Blocks | None = None) -> FastAPI:
     "Mount the marketplace app (default `demo`) on `app` at `path`, its file input guarded (`guard_uploads`)."
-    app = gr.mount_gradio_app(app, blocks or demo, path=path, run_history=False,
+    app = gr.mount_gradio_app(app, blocks or demo, path=path, run_history=False, theme=THEME, css=CSS,
                               max_file_size=int(mp_setting("max_upload_bytes")))
     guard_uploads(blocks or demo)
     return app
@@ -293,7 +310,7 @@ def main():
     "Launch the marketplace app alone on settings' host and demo port."
     from mlkit.core import settings
     demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
-                max_file_size=int(mp_setting("max_upload_bytes")))
+                max_file_size=int(mp_setting("max_upload_bytes")), **LAUNCH)
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #9b0947f7
 if __name__ == "__main__": main()

@@ -17,6 +17,7 @@ from .. import store
 from ..core import DataError, get_logger, settings
 from ..monitor.stream import monitor_stream, scores_frame, summary
 from .monitor import feature_drift
+from .theme import LAUNCH
 
 log = get_logger("serve.monitor_demo")
 
@@ -90,7 +91,8 @@ with gr.Blocks(title="mlkit monitor") as demo:
     stats = gr.Markdown()
     with gr.Row():
         hist, roll = gr.Plot(label="error histogram"), gr.Plot(label="rolling error and drift alerts")
-    drift = gr.Dataframe(label="per-feature drift: KS statistic of the last window against the training rows")
+    drift = gr.Dataframe(headers=["feature", "ks", "threshold", "drifting"],
+                         label="per-feature drift: KS statistic (0-1) of the last window against the training rows")
     gr.Examples([[settings.get("monitor", "run")]], inputs=run)
     start.click(start_stream, inputs=run, outputs=status)
     gr.Timer(2.0).tick(refresh, inputs=run, outputs=[stats, hist, roll, drift])
@@ -98,4 +100,5 @@ with gr.Blocks(title="mlkit monitor") as demo:
 
 # %% ../../nbs/95a_serve_monitor_demo.ipynb #7fa29d5f
 if __name__ == "__main__":
-    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"))
+    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
+                **LAUNCH)

@@ -19,6 +19,7 @@ from ..core import DataError, get_logger, settings
 from ..queues import analytics as A
 from ..queues.data import series
 from .queues import backend
+from .theme import LAUNCH
 
 log = get_logger("serve.queues_demo")
 
@@ -196,7 +197,8 @@ demo = build_demo()
 
 def main():
     "Launch the dashboard alone on settings' host and demo port."
-    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"))
+    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
+                **LAUNCH)
 
 # %% ../../nbs/93a_serve_queues_demo.ipynb #8d6c4507
 if __name__ == "__main__": main()

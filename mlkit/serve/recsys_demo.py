@@ -15,6 +15,7 @@ from ..core import DataError, settings
 from ..recsys.mf import GENRES
 from ..recsys.recommend import load_recommender, model_name
 from .recsys import MAX_K, TRAIN_HINT, answer
+from .theme import LAUNCH
 
 # %% auto #0
 __all__ = ['EXAMPLES', 'COLUMNS', 'recommend_table', 'main']
@@ -62,7 +63,8 @@ with gr.Blocks(title="mlkit recommender") as demo:
 
 def main():
     "Launch the demo alone on settings' host and demo port."
-    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"))
+    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
+                **LAUNCH)
 
 # %% ../../nbs/97a_serve_recsys_demo.ipynb #bc7ba1a0
 if __name__ == "__main__": main()

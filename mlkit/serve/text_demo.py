@@ -15,14 +15,15 @@ import pandas as pd
 
 from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 from ..core import DataError, settings
+from .theme import LAUNCH
 from ..text import registry as R
 from ..text.data import TEXT_SETS
 from ..text.evaluate import plot_confusion, plot_metrics
 from ..text.models import MODELS, word_scores
 
 # %% auto #0
-__all__ = ['EXAMPLE_TEXTS', 'models_table', 'model_choices', 'train', 'train_csv', 'statistics', 'delete', 'classify',
-           'classify_csv', 'main']
+__all__ = ['EXAMPLE_TEXTS', 'MODEL_COLUMNS', 'models_table', 'model_choices', 'train', 'train_csv', 'statistics', 'delete',
+           'classify', 'classify_csv', 'main']
 
 # %% ../../nbs/94a_serve_text_demo.ipynb #cf464d20
 EXAMPLE_TEXTS = ["A clumsy, tedious mess that wastes a fine cast.", "The best coffee I have had in years, I order it every month.",
@@ -37,6 +38,8 @@ def _id(model_id) -> str | None:
     "The dropdown's value: an id, or None (empty or 'production') for the production model."
     if model_id in (None, "", "production"): return None
     return str(model_id).split(" ")[0]
+
+MODEL_COLUMNS = ["model_id", "model", "data", "stage", "created", "accuracy", "roc_auc", "baseline_accuracy"]
 
 def models_table() -> pd.DataFrame:
     "The stored text models, newest first."
@@ -144,14 +147,16 @@ with gr.Blocks(title="mlkit text classification") as demo:
             confusion_plot = gr.Plot(label="Confusion matrix")
     with gr.Tab("Models"):
         refresh_btn = gr.Button("Refresh")
-        table_out = gr.Dataframe(label="Stored text models (newest first)", wrap=True)
+        table_out = gr.Dataframe(headers=MODEL_COLUMNS, wrap=True,
+                                 label="Stored text models (newest first; accuracy and ROC AUC on held-out texts, 0-1)")
         with gr.Row():
             pick_in = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
             stats_btn = gr.Button("Statistics")
             del_btn = gr.Button("Delete", variant="stop")
         manage_out = gr.Markdown()
         stats_plot = gr.Plot(label="Held-out metrics")
-        stats_table = gr.Dataframe(label="Per class")
+        stats_table = gr.Dataframe(headers=["class", "precision", "recall", "f1_score", "support"],
+                                   label="Per class (held-out texts; precision, recall, F1 from 0 to 1; support: texts)")
     with gr.Tab("Predict"):
         pred_model = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
         text_in = gr.Textbox(lines=3, label="Text", value=EXAMPLE_TEXTS[0])
@@ -159,7 +164,8 @@ with gr.Blocks(title="mlkit text classification") as demo:
         with gr.Row():
             label_out = gr.Label(label="Class probabilities")
             words_out = gr.HighlightedText(label="Words for (red: for the class, blue: against)", combine_adjacent=False)
-        contrib_out = gr.Dataframe(label="The n-grams that pushed the decision most")
+        contrib_out = gr.Dataframe(headers=["ngram", "kind", "contribution"],
+                                   label="The n-grams that pushed the decision most (contribution to the class's score)")
         gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_in])
         gr.Markdown("### A CSV of texts\nUTF-8, with a header row; the result adds `predicted_label` and `prob_<class>` columns.")
         with gr.Row():
@@ -184,7 +190,8 @@ with gr.Blocks(title="mlkit text classification") as demo:
 
 def main():
     "Launch the app alone on settings' host and demo port."
-    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"))
+    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
+                **LAUNCH)
 
 # %% ../../nbs/94a_serve_text_demo.ipynb #b43660bf
 if __name__ == "__main__": main()

@@ -12,6 +12,7 @@ import gradio as gr
 import numpy as np
 
 from ..core import DataError, get_logger, settings
+from .theme import LAUNCH
 from ..vision.classifier import load_vision_model, predict_image
 from ..vision.data import digit_image, load_digits
 
@@ -82,7 +83,10 @@ with gr.Blocks(title="mlkit: handwritten digits") as demo:
     read_btn.click(read_digit, inputs=pad, outputs=[probs, verdict])
     up_btn.click(read_upload, inputs=pic, outputs=[probs, verdict])
 
-def main(): demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"))
+def main():
+    "Launch the app alone on settings' host and demo port, with mlkit's theme."
+    demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
+                **LAUNCH)
 
 # %% ../../nbs/96a_serve_vision_demo.ipynb #180fdf5d
 if __name__ == "__main__": main()
