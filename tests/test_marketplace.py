@@ -345,10 +345,10 @@ def test_migrations_build_exactly_the_declared_schema(backend, tmp_path):
 
     from mlkit.marketplace.tables import _alembic_config, schema_diff, upgrade_db
     url = backend_url(backend, tmp_path)
-    assert upgrade_db(url) == "0003"
+    assert upgrade_db(url) == "0004"
     assert schema_diff(url) == []
     if backend == "sqlite":                       # down and up again (never on a shared PostgreSQL database)
         command.downgrade(_alembic_config(url), "base")
         with create_engine(url).connect() as c:
             assert not [n for (n,) in c.execute(text("SELECT name FROM sqlite_master WHERE type='table'")) if n.startswith("mp_") and n != "mp_alembic_version"]
-        assert upgrade_db(url) == "0003" and schema_diff(url) == []
+        assert upgrade_db(url) == "0004" and schema_diff(url) == []

@@ -15,10 +15,11 @@ from starlette.testclient import TestClient
 from mlkit.core import settings
 from mlkit.marketplace import auth
 from mlkit.marketplace.api import create_app
-from mlkit.marketplace.crypto import new_key_entry, reencrypt
+from mlkit.marketplace.crypto import new_key_entry, reencrypt, unseal
 from mlkit.marketplace.tables import Busy
 
 ROW = {"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}
+IN, OUT, ERR = (f"mp_predictions.{c}" for c in ("input_data", "result", "error_detail"))
 PW = "correct horse battery"
 
 
@@ -299,12 +300,95 @@ def test_migration_0003_encrypts_rows_stored_in_clear(mp_settings, tmp_path):
                 "VALUES ('p1', 'u', 'm', 'completed', ?, 1, ?, 10, '2026-11-27 00:00:00', 1)",
                 (_json.dumps([ROW]), _json.dumps({"predictions": [151.5]})))
     con.commit(); con.close()
-    assert upgrade_db(url) == "0003"
+    assert upgrade_db(url) == "0004"
     raw = _raw(url, "p1")
     assert "26.4" not in raw[0] and "151.5" not in raw[1] and '"enc": "A256GCM"' in raw[0]
     with session_scope(url) as s:
         p = s.get(Prediction, "p1")
-        assert (p.input_data, p.result) == ([ROW], {"predictions": [151.5]})
+        assert (unseal(p.input_data, IN, "p1"), unseal(p.result, OUT, "p1")) == ([ROW], {"predictions": [151.5]})
+
+
+def test_migration_0004_binds_envelopes_to_rows_and_seals_error_messages(mp_settings, tmp_path):
+    "A 0003 database (envelopes bound to their column only, failure messages in clear) is converted in place."
+    import json as _json
+    import sqlite3
+    from mlkit.marketplace.crypto import keyring
+    from mlkit.marketplace.tables import Prediction, upgrade_db
+    from mlkit.db import session_scope
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    assert upgrade_db(url, "0003") == "0003"
+    ring = keyring()
+    con = sqlite3.connect(tmp_path / "v3.db")
+    con.execute("INSERT INTO mp_users VALUES ('u', '', 'u', 'x', 0, NULL, '2026-11-27 00:00:00')")
+    con.execute("INSERT INTO mp_models VALUES ('m', 'M', 10, '', '{}', '{}', '{}', 'm.joblib', 1, '2026-11-27 00:00:00')")
+    ins = ("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, result, error, cost, created_at, "
+           "attempts) VALUES (?, 'u', 'm', ?, ?, 1, ?, ?, 10, '2026-11-27 00:00:00', 1)")
+    con.execute(ins, ("p1", "completed", _json.dumps(ring.encrypt([ROW], IN)), _json.dumps(ring.encrypt({"predictions": [151.5]}, OUT)), None))
+    con.execute(ins, ("p2", "failed", _json.dumps(ring.encrypt([ROW], IN)), None, "row 0, column 'bmi': 26.4 is outside the valid range"))
+    con.execute(ins, ("p3", "failed", _json.dumps(ring.encrypt([ROW], IN)), None, "gave up after 3 interrupted attempts; the charge is refunded"))
+    con.commit(); con.close()
+    assert upgrade_db(url) == "0004"
+    with session_scope(url) as s:
+        p1, p2, p3 = (s.get(Prediction, i) for i in ("p1", "p2", "p3"))
+        assert (unseal(p1.input_data, IN, "p1"), unseal(p1.result, OUT, "p1")) == ([ROW], {"predictions": [151.5]})
+        assert p1.input_data["v"] == 2 and unseal(p1.input_data, IN, "p2").reason == "tampered"
+        assert "26.4" not in p2.error and unseal(p2.error_detail, ERR, "p2").endswith("26.4 is outside the valid range")
+        assert p3.error.startswith("gave up after 3") and p3.error_detail is None
+    assert "26.4 is outside" not in (tmp_path / "v3.db").read_bytes().decode("latin-1")
+    from alembic import command
+    from mlkit.marketplace.tables import _alembic_config
+    command.downgrade(_alembic_config(url), "0003")                          # the downgrade restores the messages
+    with create_engine(url).connect() as c:
+        assert c.execute(text("SELECT error FROM mp_predictions WHERE id = 'p2'")).scalar().endswith("valid range")
+        assert '"v"' not in c.execute(text("SELECT input_data FROM mp_predictions WHERE id = 'p1'")).scalar()
+    assert upgrade_db(url) == "0004"
+
+
+def test_swapped_ciphertexts_are_detected(app_url):
+    "Two users' jobs: their input and result envelopes exchanged in the database fail their tags (409) for both owners."
+    c, db_url, _ = app_url
+    u, v = _user(c, topup=20), _user(c, topup=20)
+    a, b = _completed(c, u["h"], ROW), _completed(c, v["h"], {**ROW, "age": 61})
+    ra, rb = _raw(db_url, a["prediction_id"]), _raw(db_url, b["prediction_id"])
+    with create_engine(db_url).begin() as conn:
+        for (inp, res), pid in ((rb, a["prediction_id"]), (ra, b["prediction_id"])):
+            conn.execute(text("UPDATE mp_predictions SET input_data = :i, result = :r WHERE id = :p"), {"i": inp, "r": res, "p": pid})
+    for j, h in ((a, u["h"]), (b, v["h"])):
+        r = c.get(f"/predict/{j['prediction_id']}", headers=h)
+        assert r.status_code == 409 and "failed its integrity check" in r.json()["detail"], r.text[:300]
+    with create_engine(db_url).begin() as conn:                              # put them back: both read again
+        for (inp, res), pid in ((ra, a["prediction_id"]), (rb, b["prediction_id"])):
+            conn.execute(text("UPDATE mp_predictions SET input_data = :i, result = :r WHERE id = :p"), {"i": inp, "r": res, "p": pid})
+    assert c.get(f"/predict/{b['prediction_id']}", headers=v["h"]).json()["input_data"] == [{**ROW, "age": 61}]
+
+
+def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
+    "A job that fails the model's checks in the worker: its message quotes the value; neither file nor WAL holds it."
+    from mlkit.marketplace import jobs
+    from mlkit.marketplace.catalog import seed_catalog
+    from mlkit.marketplace.tables import MlModel, upgrade_db
+    from mlkit.db import get_engine
+    from mlkit.marketplace.auth import register
+    db = tmp_path / "fail.db"
+    url = f"sqlite:///{db}"
+    upgrade_db(url)
+    seed_catalog(url, tmp_path / "models")
+    uid = register(url, "erin", PW).id
+    jobs.topup(url, uid, 20)
+    pid = jobs.submit(url, uid, "risk-assessment", {**ROW, "bmi": 33.3713})["prediction_id"]
+    runner = jobs.JobRunner(url, workers=1, model_dir=tmp_path / "models")
+    ra = jobs.get_model(url, "risk-assessment")                 # the model's range narrowed after the job was accepted
+    cols = [{**c, "maximum": 30.0} if c["name"] == "bmi" else c for c in ra.input_schema["columns"]]
+    runner._models[ra.id] = MlModel(id=ra.id, name=ra.name, cost=ra.cost, input_schema={**ra.input_schema, "columns": cols},
+                                    path=ra.path)
+    assert runner.run_pending() == 1
+    job = jobs.get_prediction(url, uid, pid)
+    assert job["status"] == "failed" and "33.3713 is outside the valid range" in job["error"]     # its owner reads it
+    assert [j["error"] for j in jobs.list_predictions(url, uid)] == [jobs.INPUT_REJECTED]
+    assert jobs.balance(url, uid) == 20                                                          # refunded
+    get_engine(url).dispose()
+    files = b"".join(p.read_bytes() for p in tmp_path.glob("fail.db*"))                          # file, WAL, shm
+    assert b"33.3713" not in files and b"33.37" not in files
 
 
 # ------------------------------------------------------------------------------------------ seed 000: OAuth2, CSRF

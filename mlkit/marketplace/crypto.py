@@ -19,7 +19,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import JSON, Engine, column, select, table, update
+from sqlalchemy import JSON, Engine, column, inspect, select, table, update
 from sqlalchemy.types import TypeDecorator
 
 from ..core import ConfigError, MlkitError, get_logger, settings
@@ -28,9 +28,9 @@ from ..db import get_engine
 log = get_logger("marketplace")
 
 # %% auto #0
-__all__ = ['log', 'ENCRYPTION_DEFAULTS', 'KEY_ID_RE', 'ENVELOPE', 'ENCRYPTED_COLUMNS', 'new_key_entry', 'parse_keys',
-           'DecryptError', 'Unreadable', 'KeyRing', 'is_envelope', 'load_keyring', 'keyring', 'Encrypted', 'reencrypt',
-           'encrypt_plaintext', 'decrypt_all']
+__all__ = ['log', 'ENCRYPTION_DEFAULTS', 'KEY_ID_RE', 'ENVELOPE', 'BOUND', 'ENCRYPTED_COLUMNS', 'new_key_entry', 'parse_keys',
+           'DecryptError', 'Unreadable', 'KeyRing', 'is_envelope', 'load_keyring', 'keyring', 'seal', 'unseal',
+           'Sealed', 'reencrypt', 'encrypt_plaintext', 'bind_rows', 'unbind_rows', 'decrypt_all']
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #a81e53dd
 ENCRYPTION_DEFAULTS: dict[str, str] = {
@@ -67,7 +67,7 @@ class DecryptError(MlkitError):
 @dataclass(frozen=True)
 class Unreadable:
     "What an encrypted column reads as when it cannot be decrypted: the reason and the key id, never data."
-    reason: str                 # 'missing key', 'tampered' or 'not encrypted'
+    reason: str                 # 'missing key', 'tampered', 'unbound' or 'not encrypted'
     key_id: str | None = None
 
     def message(self, what: str) -> str:
@@ -75,12 +75,21 @@ class Unreadable:
             return (f"{what} is encrypted with key id {self.key_id!r}, which is not configured; "
                     "add it to [marketplace] encryption_keys (MLKIT_MARKETPLACE_ENCRYPTION_KEYS)")
         if self.reason == "tampered":
-            return f"{what} failed its integrity check (AES-GCM tag, key id {self.key_id!r}): it was altered in the database"
+            return (f"{what} failed its integrity check (AES-GCM tag, key id {self.key_id!r}): "
+                    "it was altered in the database or copied from another row")
+        if self.reason == "unbound":
+            return (f"{what} failed its integrity check: its envelope is not bound to its row "
+                    "(written before migration 0004, or copied in); run the migrations (upgrade_db)")
         return f"{what} is stored unencrypted; run the migrations (upgrade_db) or mlkit reencrypt"
 
 ENVELOPE = "A256GCM"
+BOUND = 2          # envelope version whose associated data holds the row's primary key
 
 def _b64(b: bytes) -> str: return base64.b64encode(b).decode()
+
+def _aad(where: str, row, kid: str) -> bytes:
+    "The associated data: the column, the row's key (None: an envelope written before migration 0004) and the key id."
+    return (f"{where}|{kid}" if row is None else f"{where}|{row}|{kid}").encode()
 
 @dataclass(frozen=True)
 class KeyRing:
@@ -97,21 +106,25 @@ class KeyRing:
         if kid not in self._aead: self._aead[kid] = AESGCM(self.keys[kid])
         return self._aead[kid]
 
-    def encrypt(self, value, aad: str) -> dict:
-        "The envelope of the JSON `value`, bound to `aad` (where it is stored) and the key id."
+    def encrypt(self, value, aad: str, row=None) -> dict:
+        "The envelope of the JSON `value`, bound to `aad` (the column), `row` (its primary key) and the key id."
         nonce = os.urandom(12)
         ct = self._cipher(self.current).encrypt(nonce, json.dumps(value, separators=(",", ":")).encode(),
-                                                f"{aad}|{self.current}".encode())
-        return {"enc": ENVELOPE, "kid": self.current, "iv": _b64(nonce), "ct": _b64(ct)}
+                                                _aad(aad, None if row is None else str(row), self.current))
+        env = {"enc": ENVELOPE, "kid": self.current, "iv": _b64(nonce), "ct": _b64(ct)}
+        if row is not None: env["v"] = BOUND
+        return env
 
-    def decrypt(self, envelope, aad: str):
-        "The value sealed in `envelope`, or `Unreadable` saying why not."
+    def decrypt(self, envelope, aad: str, row=None):
+        "The value sealed in `envelope` for column `aad` and row `row`, or `Unreadable` saying why not."
         if not is_envelope(envelope): return Unreadable("not encrypted")
-        kid = envelope["kid"]
+        kid, bound = envelope["kid"], envelope.get("v") == BOUND
         if kid not in self.keys: return Unreadable("missing key", kid)
+        if bound != (row is not None): return Unreadable("unbound" if row is not None else "tampered", kid)
         try:
             plain = self._cipher(kid).decrypt(base64.b64decode(envelope["iv"], validate=True),
-                                              base64.b64decode(envelope["ct"], validate=True), f"{aad}|{kid}".encode())
+                                              base64.b64decode(envelope["ct"], validate=True),
+                                              _aad(aad, None if row is None else str(row), kid))
         except (InvalidTag, binascii.Error, ValueError, TypeError): return Unreadable("tampered", kid)
         return json.loads(plain)
 
@@ -163,30 +176,46 @@ def keyring() -> KeyRing:
         if key not in _rings: _rings[key] = load_keyring(spec, kid, path)
         return _rings[key]
 
-# %% ../../nbs/40a_marketplace_crypto.ipynb #b3d15d15
-class Encrypted(TypeDecorator):
-    "A JSON value stored as an AES-256-GCM envelope under `keyring()`'s current key; reads back the value or `Unreadable`."
+# %% ../../nbs/40a_marketplace_crypto.ipynb #aac38a40
+def seal(value, where: str, row) -> dict:
+    "`value` as an envelope under the current key, bound to column `where` (e.g. 'mp_predictions.result') and `row`."
+    if isinstance(value, Unreadable): raise DecryptError(f"refusing to write an unreadable value back to {where}")
+    return keyring().encrypt(value, where, row)
+
+def unseal(envelope, where: str, row):
+    "The value `seal` stored in column `where` of row `row` (None stays None), or `Unreadable`."
+    return None if envelope is None else keyring().decrypt(envelope, where, row)
+
+class Sealed(TypeDecorator):
+    "A JSON column that stores only row-bound envelopes (`seal`); it reads them back unchanged (`unseal` opens them)."
     impl = JSON
     cache_ok = True
 
-    def __init__(self, aad: str):  # where the value lives, e.g. 'mp_predictions.input_data': authenticated with it
+    def __init__(self, where: str):  # the column, e.g. 'mp_predictions.input_data': named in errors
         super().__init__()
-        self.aad = aad
+        self.where = where
 
     def process_bind_param(self, value, dialect):
-        if value is None: return None
-        if isinstance(value, Unreadable): raise DecryptError(f"refusing to write an unreadable value back to {self.aad}")
-        return keyring().encrypt(value, self.aad)
+        if value is not None and not (is_envelope(value) and value.get("v") == BOUND):
+            raise DecryptError(f"{self.where} stores only envelopes made by seal(value, {self.where!r}, row id), "
+                               f"got {type(value).__name__}")
+        return value
 
-    def process_result_value(self, value, dialect):
-        return None if value is None else keyring().decrypt(value, self.aad)
-
-# %% ../../nbs/40a_marketplace_crypto.ipynb #1c702979
-ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {"mp_predictions": ("input_data", "result")}
+# %% ../../nbs/40a_marketplace_crypto.ipynb #b3d15d15
+ENCRYPTED_COLUMNS: dict[str, tuple[str, ...]] = {"mp_predictions": ("input_data", "result", "error_detail")}
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #6f83ed12
-def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str, after=None) -> tuple[Counter, object]:
-    "One batch of rows of table `name` after id `after`, in `conn`'s transaction; (rows rewritten per former key id, last id or None)."
+_TODO = {   # which stored values each mode rewrites: (encryption key id or None for clear, bound to its row?) -> bool
+    "current": lambda kid, bound, ring: kid != ring.current or not bound,   # reencrypt: refuses clear and unbound ones
+    "plaintext": lambda kid, bound, ring: kid is None,                      # migration 0003
+    "bind": lambda kid, bound, ring: kid is not None and not bound,         # migration 0004
+    "unbind": lambda kid, bound, ring: bound,                               # 0004's downgrade
+    "decrypt": lambda kid, bound, ring: kid is not None,                    # 0003's downgrade
+}
+
+def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
+             after=None) -> tuple[Counter, object]:
+    "One batch of rows of `name` after id `after`, in `conn`'s transaction; (rows rewritten per former key id, last id)."
     t = table(name, column("id"), *(column(c, JSON) for c in cols))      # raw envelopes: no decryption on the way in
     q = select(t).order_by(t.c.id).limit(batch).with_for_update()
     rows = conn.execute(q if after is None else q.where(t.c.id > after)).all()
@@ -194,14 +223,16 @@ def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
     for r in rows:
         new, old = {}, set()
         for c in cols:
-            v = getattr(r, c)
-            if v is None: continue
+            if (v := getattr(r, c)) is None: continue
             kid = v["kid"] if is_envelope(v) else None
-            skip = {"current": kid == ring.current, "plaintext": kid is not None, "decrypt": kid is None}[mode]
-            if skip: continue
-            plain = v if kid is None else ring.decrypt(v, f"{name}.{c}")
+            bound = kid is not None and v.get("v") == BOUND
+            if not _TODO[mode](kid, bound, ring): continue
+            if mode == "current" and not bound:        # binding a stray envelope to this row would launder a copy
+                raise DecryptError(Unreadable("unbound" if kid else "not encrypted", kid)
+                                   .message(f"{name} row {r.id!r} column {c}"))
+            plain = v if kid is None else ring.decrypt(v, f"{name}.{c}", r.id if bound else None)
             if isinstance(plain, Unreadable): raise DecryptError(plain.message(f"{name} row {r.id!r} column {c}"))
-            new[c] = plain if mode == "decrypt" else ring.encrypt(plain, f"{name}.{c}")
+            new[c] = plain if mode == "decrypt" else ring.encrypt(plain, f"{name}.{c}", None if mode == "unbind" else r.id)
             old.add(kid or "plaintext")
         if new:
             conn.execute(update(t).where(t.c.id == r.id).values(**new))
@@ -209,11 +240,12 @@ def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
     return counts, (rows[-1].id if rows else None)
 
 def _rewrite_all(bind, mode: str, batch: int = 200, ring: KeyRing | None = None) -> dict[str, int]:
-    "`_rewrite` over every encrypted table in batches: each batch its own transaction (an Engine), or all in `bind`'s (a Connection)."
+    "`_rewrite` over every encrypted column the database has, in batches: each its own transaction (an Engine), or `bind`'s."
     ring, total = ring or keyring(), Counter()
     for name, cols in ENCRYPTED_COLUMNS.items():
-        after = None
-        while True:
+        have = {c["name"] for c in inspect(bind).get_columns(name)}
+        cols, after = tuple(c for c in cols if c in have), None
+        while cols:
             scope = bind.begin() if isinstance(bind, Engine) else contextlib.nullcontext(bind)
             with scope as conn: counts, after = _rewrite(conn, ring, name, cols, batch, mode, after)
             total.update(counts)
@@ -232,6 +264,14 @@ def reencrypt(url: str | None = None,   # SQLAlchemy URL; default settings.datab
 def encrypt_plaintext(conn, batch: int = 200) -> dict[str, int]:
     "Encrypt the values stored in clear (migration 0003), in `conn`'s transaction."
     return _rewrite_all(conn, "plaintext", batch)
+
+def bind_rows(conn, batch: int = 200) -> dict[str, int]:
+    "Re-encrypt the envelopes written before migration 0004 bound to their rows, in `conn`'s transaction."
+    return _rewrite_all(conn, "bind", batch)
+
+def unbind_rows(conn, batch: int = 200) -> dict[str, int]:
+    "Migration 0004's downgrade: envelopes bound to their column only again, in `conn`'s transaction."
+    return _rewrite_all(conn, "unbind", batch)
 
 def decrypt_all(conn, batch: int = 200) -> dict[str, int]:
     "Store every value in clear again (migration 0003's downgrade), in `conn`'s transaction."

@@ -22,14 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
 from .catalog import check_frame, check_records, predict_rows
-from .crypto import Unreadable
+from .crypto import Unreadable, seal, unseal
 from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, Unauthorized, echo, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
                                       PaymentRequired, Prediction, StoredDataUnavailable, log, mp_setting, new_id, post_entry, read_scope, utcnow,
                                       write_scope)
 
 # %% auto #0
-__all__ = ['parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'validated_input', 'submit',
-           'get_prediction', 'list_predictions', 'result_csv', 'JobRunner']
+__all__ = ['INPUT_REJECTED', 'parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'validated_input',
+           'submit', 'get_prediction', 'list_predictions', 'result_csv', 'JobRunner']
 
 # %% ../../nbs/43_marketplace_jobs.ipynb #1e0ee7ac
 def _iso(t): return None if t is None else t.isoformat(timespec="milliseconds") + "Z"
@@ -174,13 +174,16 @@ def submit(engine, user_id: str, model_id: str, data, runner: "JobRunner | None"
     if runner is not None and not replayed: runner.notify()
     return out
 
+_IN, _OUT, _ERR = (f"mp_predictions.{c}" for c in ("input_data", "result", "error_detail"))   # sealed columns
+INPUT_REJECTED = "the input failed the model's checks (the full message is stored encrypted); the charge is refunded"
+
 def _charge_and_queue(s, user_id: str, model: MlModel, records: list[dict]) -> dict:
     "In `s`'s transaction: the pending job, the conditional charge and its ledger row."
     pid = new_id()
     if s.scalar(select(Account.id).where(Account.user_id == user_id)) is None:     # a valid token of a deleted user
         raise Unauthorized("the token names a user that no longer exists; register or log in again")
     s.execute(Prediction.__table__.insert(), {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending",
-                                              "input_data": records, "n_rows": len(records), "cost": model.cost,
+                                              "input_data": seal(records, _IN, pid), "n_rows": len(records), "cost": model.cost,
                                               "attempts": 0, "created_at": utcnow()})
     if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id) is None:
         have = s.scalar(select(Account.balance).where(Account.user_id == user_id))
@@ -193,7 +196,7 @@ def _charge_and_queue(s, user_id: str, model: MlModel, records: list[dict]) -> d
 # %% ../../nbs/43_marketplace_jobs.ipynb #6b867018
 def _revealed(p: Prediction, column: str):
     "A decrypted column of a job; `StoredDataUnavailable` (one log line, no traceback) if it cannot be decrypted."
-    v = getattr(p, column)
+    v = unseal(getattr(p, column), f"mp_predictions.{column}", p.id)
     if isinstance(v, Unreadable):
         msg = v.message(f"the stored {column} of prediction {p.id}")
         log.error("%s", msg)
@@ -207,6 +210,7 @@ def _job_dict(p: Prediction, model_name: str | None = None, full: bool = True) -
     if full:
         d["input_data"] = _revealed(p, "input_data")
         d["output_data"] = (_revealed(p, "result") or {}).get("predictions")
+        if p.error_detail is not None: d["error"] = _revealed(p, "error_detail")   # the full message, to its owner only
     return d
 
 def get_prediction(engine, user_id: str, prediction_id: str) -> dict:
@@ -221,7 +225,7 @@ def list_predictions(engine, user_id: str, limit: int = 100, offset: int = 0) ->
     "The user's predictions, newest first, without their data."
     with read_scope(engine) as s:
         rows = s.execute(select(Prediction, MlModel.name).join(MlModel, MlModel.id == Prediction.model_id)
-                         .options(defer(Prediction.input_data), defer(Prediction.result))   # not shown: not decrypted
+                         .options(defer(Prediction.input_data), defer(Prediction.result), defer(Prediction.error_detail))  # not decrypted
                          .where(Prediction.user_id == user_id).order_by(Prediction.created_at.desc(), Prediction.id)
                          .limit(limit).offset(offset)).all()
         return [_job_dict(p, n, full=False) for p, n in rows]
@@ -288,8 +292,11 @@ class JobRunner:
         done = 0
         with write_scope(self.engine) as s:
             now = utcnow()
-            for job, result, error in outcomes:
-                vals = dict(status="completed", result=result) if error is None else dict(status="failed", error=error)
+            for job, result, error in outcomes:     # error: None, or (a message quoting no input, the full one or None)
+                if error is None: vals = dict(status="completed", result=seal(result, _OUT, job.id))
+                else:
+                    vals = dict(status="failed", error=error[0])
+                    if error[1] is not None: vals["error_detail"] = seal(error[1], _ERR, job.id)
                 won = s.execute(update(Prediction).where(Prediction.id == job.id, Prediction.lease_token == job.lease_token,
                                                          Prediction.status == "running")
                                 .values(finished_at=now, lease_until=None, **vals)).rowcount == 1
@@ -303,17 +310,17 @@ class JobRunner:
         if model_id not in self._models: self._models[model_id] = get_model(self.engine, model_id)
         return self._models[model_id]
 
-    def _outcomes(self, group: list[Prediction]) -> list[tuple]:
+    def _outcomes(self, group: list[Prediction], inputs: dict) -> list[tuple]:
         "Predict jobs of one model with one `predict` call: (job, result, None) each, or (job, None, error) for those that fail."
         try:
             model = self._model(group[0].model_id)
-            X = check_frame(pd.DataFrame([r for j in group for r in j.input_data]), model.input_schema)
+            X = check_frame(pd.DataFrame([r for j in group for r in inputs[j.id]]), model.input_schema)
             preds = predict_rows(model, X, self.model_dir)
         except Exception as e:                   # the batch failed: run each job alone so only the bad ones fail
-            if len(group) > 1: return [o for j in group for o in self._outcomes([j])]
+            if len(group) > 1: return [o for j in group for o in self._outcomes([j], inputs)]
             log.exception("prediction job %s failed", group[0].id)   # details stay in the log, not in the answer
-            msg = str(e) if isinstance(e, InvalidInput) else f"internal error ({type(e).__name__}); the charge is refunded"
-            return [(group[0], None, msg)]
+            if isinstance(e, InvalidInput): return [(group[0], None, (INPUT_REJECTED, str(e)))]   # str(e) may quote input
+            return [(group[0], None, (f"internal error ({type(e).__name__}); the charge is refunded", None))]
         out, i, name = [], 0, model.input_schema.get("output", {}).get("name", "prediction")
         for j in group:
             out.append((j, {"predictions": preds[i:i + j.n_rows], "output": name}, None)); i += j.n_rows
@@ -321,14 +328,15 @@ class JobRunner:
 
     def run_jobs(self, jobs: list[Prediction]) -> int:
         "Run claimed jobs and finish them together; returns how many were finished."
-        outcomes = [(j, None, f"gave up after {j.attempts - 1} interrupted attempts; the charge is refunded")
-                    for j in jobs if j.attempts > self.max_attempts]
-        outcomes += [(j, None, f"{j.input_data.message('the stored input')}; the charge is refunded")
-                     for j in jobs if j.attempts <= self.max_attempts and isinstance(j.input_data, Unreadable)]
-        todo = [j for j in jobs if j.attempts <= self.max_attempts and not isinstance(j.input_data, Unreadable)]
+        inputs = {j.id: unseal(j.input_data, _IN, j.id) for j in jobs if j.attempts <= self.max_attempts}
+        outcomes = [(j, None, (f"gave up after {j.attempts - 1} interrupted attempts; the charge is refunded", None))
+                    for j in jobs if j.id not in inputs]
+        outcomes += [(j, None, (f"{inputs[j.id].message('the stored input')}; the charge is refunded", None))
+                     for j in jobs if isinstance(inputs.get(j.id), Unreadable)]
+        todo = [j for j in jobs if j.id in inputs and not isinstance(inputs[j.id], Unreadable)]
         if self.delay[1] > 0 and todo: time.sleep(random.uniform(*self.delay))
         for model_id in dict.fromkeys(j.model_id for j in todo):
-            outcomes += self._outcomes([j for j in todo if j.model_id == model_id])
+            outcomes += self._outcomes([j for j in todo if j.model_id == model_id], inputs)
         try: return self._finish_all(outcomes)
         finally: self._tokens.difference_update({j.lease_token for j in jobs})
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..core import MlkitError, get_logger, settings
 from ..db import Base, Fixed, get_engine, session_scope
-from .crypto import ENCRYPTION_DEFAULTS, Encrypted
+from .crypto import ENCRYPTION_DEFAULTS, Sealed
 
 log = get_logger("marketplace")
 
@@ -162,10 +162,11 @@ class Prediction(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("mp_users.id"))
     model_id: Mapped[str] = mapped_column(ForeignKey("mp_models.id"))
     status: Mapped[str] = mapped_column(String(10), default="pending")
-    input_data: Mapped[list] = mapped_column(Encrypted("mp_predictions.input_data"))  # records validated against the schema; AES-GCM at rest
+    input_data: Mapped[dict] = mapped_column(Sealed("mp_predictions.input_data"))   # the validated records, sealed to the row
     n_rows: Mapped[int] = mapped_column(Integer)
-    result: Mapped[dict | None] = mapped_column(Encrypted("mp_predictions.result"), nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict | None] = mapped_column(Sealed("mp_predictions.result"), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)               # why it failed, quoting no input
+    error_detail: Mapped[dict | None] = mapped_column(Sealed("mp_predictions.error_detail"), nullable=True)  # the full message
     cost = mapped_column(Fixed(2), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
