@@ -11,7 +11,8 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin
+from fastcore.basics import patch
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -24,8 +25,8 @@ from ..core import DataError
 from ..models import InputTypeError, MlkitClassifier
 
 # %% auto #0
-__all__ = ['MODELS', 'FEATURES', 'NBSVM', 'valid_keys', 'check_config', 'make_features', 'make_estimator', 'TextClassifier',
-           'contributions', 'word_scores', 'top_ngrams']
+__all__ = ['MODELS', 'FEATURES', 'NBSVM', 'valid_keys', 'check_config', 'CharNgrams', 'WordNgrams', 'make_features',
+           'make_estimator', 'TextClassifier', 'contributions', 'word_scores', 'top_ngrams']
 
 # %% ../../nbs/31_text_models.ipynb #a5972cac
 class NBSVM(ClassifierMixin, BaseEstimator):
@@ -63,7 +64,7 @@ class NBSVM(ClassifierMixin, BaseEstimator):
 
 # %% ../../nbs/31_text_models.ipynb #c11e368b
 MODELS = {
-    "logistic": (LogisticRegression, {"C": 10.0, "max_iter": 1000}),
+    "logistic": (LogisticRegression, {"C": 10.0, "max_iter": 1000, "solver": "newton-cg"}),  # see "The solver"
     "svm": (LinearSVC, {"C": 0.5}),       # calibrated with CalibratedClassifierCV (sigmoid, 3 folds) for probabilities
     "nbsvm": (NBSVM, {}),
 }
@@ -109,6 +110,161 @@ def check_config(model: str, config: dict | None = None) -> dict:
     except InvalidParameterError as e: raise DataError(f"bad config for {model!r}: {e}") from None
     return full
 
+# %% ../../nbs/31_text_models.ipynb #c291a1a3
+_MAX_ALPHABET = 1446   # (1446 + 1) ** 6 < 2 ** 63: six characters of such an alphabet fit in one int64
+
+class CharNgrams(TransformerMixin, BaseEstimator):
+    "TF-IDF of character n-grams (2..max_n) inside word boundaries, as scikit-learn's `char_wb`, counted with numpy."
+    def __init__(self, max_n: int = 5, min_df: int = 1, max_features: int | None = None, sublinear_tf: bool = True,
+                 dtype=np.float32):
+        self.max_n, self.min_df, self.max_features, self.sublinear_tf, self.dtype = (
+            max_n, min_df, max_features, sublinear_tf, dtype)
+
+    def _chars(self, texts):
+        "(code points of the padded words end to end, word number of each character, text number of each word)."
+        split = [t.lower().split() for t in texts]
+        cp = np.frombuffer("".join(" " + "  ".join(ws) + " " if ws else "" for ws in split).encode("utf-32-le"),
+                           dtype=np.uint32)
+        start = np.r_[True, (cp[1:] == 32) & (cp[:-1] == 32)] if len(cp) else np.zeros(0, bool)   # "  " only between words
+        return cp, np.cumsum(start) - 1, np.repeat(np.arange(len(split)), [len(ws) for ws in split])
+
+    def __getstate__(self):
+        state = dict(super().__getstate__()); state.pop("_index", None)   # the hash index is rebuilt after loading
+        return state
+
+# %% ../../nbs/31_text_models.ipynb #be7ee628
+@patch
+def _codes(self: CharNgrams, texts, alphabet):
+    "(text number, int64 code) of every n-gram of length 2..max_n inside a padded word."
+    cp, wid, doc = self._chars(texts)
+    c = pd.Index(alphabet).get_indexer(cp).astype(np.int64) + 1   # 0: a character that fit never saw
+    base, h, ok, rows, codes = len(alphabet) + 1, c.copy(), c > 0, [], []
+    for n in range(2, self.max_n + 1):
+        h = h[:-1] * base + c[n - 1:]
+        ok = ok[:-1] & (c[n - 1:] > 0)
+        keep = ok & (wid[:len(h)] == wid[n - 1:])
+        rows.append(doc[wid[:len(h)][keep]]); codes.append(h[keep])
+    return np.concatenate(rows), np.concatenate(codes)
+
+# %% ../../nbs/31_text_models.ipynb #7ea54487
+@patch
+def fit_transform(self: CharNgrams, X, y=None):
+    "Learn the vocabulary and the IDF weights; return the TF-IDF matrix of `X`."
+    texts = list(X)
+    alphabet = np.unique(self._chars(texts)[0])
+    self.__dict__.pop("_index", None)
+    if len(alphabet) > _MAX_ALPHABET:
+        self.sk_ = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, self.max_n), min_df=self.min_df,
+                                   max_features=self.max_features, sublinear_tf=self.sublinear_tf, dtype=self.dtype)
+        return self.sk_.fit_transform(texts)
+    self.sk_, self.alphabet_ = None, alphabet
+    rows, codes = self._codes(texts, alphabet)
+    vocab, cols = np.unique(codes, return_inverse=True)
+    C = sparse.csr_matrix((np.ones(len(rows), dtype=self.dtype), (rows, cols)), shape=(len(texts), len(vocab)))
+    keep = np.flatnonzero(np.bincount(C.indices, minlength=len(vocab)) >= self.min_df)
+    if self.max_features is not None and len(keep) > self.max_features:
+        tf = np.asarray(C.sum(axis=0)).ravel()[keep]
+        keep = np.sort(keep[np.argsort(-tf, kind="stable")[:self.max_features]])
+    names = self._decode(vocab[keep])
+    order = np.argsort(names, kind="stable")
+    self.codes_, self.names_ = vocab[keep][order], names[order]
+    self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf)
+    return self.tfidf_.fit_transform(C[:, keep[order]]).astype(self.dtype, copy=False)
+
+@patch
+def fit(self: CharNgrams, X, y=None):
+    "Learn the vocabulary and the IDF weights."
+    self.fit_transform(X); return self
+
+# %% ../../nbs/31_text_models.ipynb #639ee663
+@patch(as_prop=True)
+def index_(self: CharNgrams) -> pd.Index:
+    "A hash index of the vocabulary's codes."
+    if self.__dict__.get("_index") is None: self.__dict__["_index"] = pd.Index(self.codes_)
+    return self.__dict__["_index"]
+
+@patch
+def transform(self: CharNgrams, X):
+    "The TF-IDF matrix of `X` over the fitted vocabulary."
+    texts = list(X)
+    if self.sk_ is not None: return self.sk_.transform(texts)
+    rows, codes = self._codes(texts, self.alphabet_)
+    cols = self.index_.get_indexer(codes)   # -1: not in the vocabulary
+    hit = cols >= 0
+    C = sparse.csr_matrix((np.ones(int(hit.sum()), dtype=self.dtype), (rows[hit], cols[hit])),
+                          shape=(len(texts), len(self.codes_)))
+    return self.tfidf_.transform(C).astype(self.dtype, copy=False)
+
+@patch
+def _decode(self: CharNgrams, codes) -> np.ndarray:
+    "The n-grams' text of int64 codes."
+    base, table = len(self.alphabet_) + 1, np.array([""] + [chr(a) for a in self.alphabet_], dtype="U1")
+    out = np.empty(len(codes), dtype=f"U{self.max_n}")
+    for n in range(2, self.max_n + 1):
+        at = np.flatnonzero((codes >= base ** (n - 1)) & (codes < base ** n))
+        digits, rest = np.empty((len(at), n), dtype=np.int64), codes[at]
+        for j in range(n - 1, -1, -1): digits[:, j], rest = rest % base, rest // base
+        out[at] = table[digits].view(f"U{n}").ravel()
+    return out
+
+@patch
+def get_feature_names_out(self: CharNgrams, input_features=None) -> np.ndarray:
+    "The n-grams of the columns."
+    return self.names_.astype(object) if self.sk_ is None else self.sk_.get_feature_names_out()
+
+# %% ../../nbs/31_text_models.ipynb #03a24c97
+_WORD = re.compile(r"(?u)\b\w\w+\b")
+
+class WordNgrams(TfidfVectorizer):
+    "scikit-learn's TF-IDF word n-gram vectorizer with a vectorised `transform`."
+    def _lookup(self):
+        "(word index, n-gram code index, base) over the vocabulary, or None when the shortcut does not apply."
+        if "_lookup_cache" in self.__dict__: return self.__dict__["_lookup_cache"]
+        out = None
+        plain = (self.analyzer == "word" and self.tokenizer is None and self.preprocessor is None and self.lowercase
+                 and self.stop_words is None and self.strip_accents is None and self.token_pattern == _WORD.pattern
+                 and self.ngram_range[0] == 1 and self.ngram_range[1] <= 3)
+        if plain:
+            grams = pd.Series(self.vocabulary_)   # n-gram -> column
+            parts = grams.index.str.split(" ")
+            lens = parts.str.len().to_numpy()
+            uni = grams[lens == 1]
+            base, words = len(grams) + 1, pd.Index(uni.index)
+            w = words.get_indexer([p for ps in parts for p in ps])
+            if (w >= 0).all():   # every word of every n-gram is a unigram column
+                digit, starts = uni.to_numpy()[w].astype(np.int64) + 1, np.r_[0, np.cumsum(lens)[:-1]]
+                codes = np.zeros(len(grams), dtype=np.int64)
+                for j in range(lens.max()):
+                    m = lens > j; codes[m] = codes[m] * base + digit[starts[m] + j]
+                out = (words, uni.to_numpy(), pd.Index(codes), grams.to_numpy(), base)
+        self.__dict__["_lookup_cache"] = out
+        return out
+
+    def __getstate__(self):
+        state = dict(super().__getstate__()); state.pop("_lookup_cache", None)
+        return state
+
+# %% ../../nbs/31_text_models.ipynb #a9187be2
+@patch
+def transform(self: WordNgrams, raw_documents):  # noqa: F811  (@patch binds the name too)
+    "The TF-IDF matrix of the texts over the fitted vocabulary."
+    lk = self._lookup()
+    if lk is None: return super(WordNgrams, self).transform(raw_documents)
+    words, uni_cols, index, gram_cols, base = lk
+    if isinstance(raw_documents, str): raise ValueError("Iterable over raw text documents expected, string object received.")
+    toks = [_WORD.findall(t.lower()) for t in raw_documents]
+    doc = np.repeat(np.arange(len(toks)), [len(t) for t in toks])
+    w = words.get_indexer([x for t in toks for x in t])
+    c = np.where(w >= 0, uni_cols[w] + 1, 0).astype(np.int64)   # 0: a word not in the vocabulary
+    rows, found, h, ok = [], [], c.copy(), c > 0
+    for n in range(1, self.ngram_range[1] + 1):
+        if n > 1: h, ok = h[:-1] * base + c[n - 1:], ok[:-1] & (c[n - 1:] > 0) & (doc[:len(h) - 1] == doc[n - 1:])
+        i = index.get_indexer(h[ok])
+        rows.append(doc[:len(h)][ok][i >= 0]); found.append(gram_cols[i[i >= 0]])
+    rows, cols = np.concatenate(rows), np.concatenate(found)
+    X = sparse.csr_matrix((np.ones(len(rows), dtype=self.dtype), (rows, cols)), shape=(len(toks), len(gram_cols)))
+    return self._tfidf.transform(X, copy=False)
+
 # %% ../../nbs/31_text_models.ipynb #5e94a22b
 def make_features(cfg: dict) -> FeatureUnion:
     "The feature union of a configuration: word (and character) n-grams, TF-IDF weighted."
@@ -119,9 +275,8 @@ def make_features(cfg: dict) -> FeatureUnion:
         if c: parts.append(("char", make_pipeline(HashingVectorizer(analyzer="char_wb", ngram_range=(2, c), n_features=2**20,
                                                                     alternate_sign=False, norm=None), TfidfTransformer(sublinear_tf=True))))
     else:
-        parts = [("word", TfidfVectorizer(ngram_range=(1, w), sublinear_tf=True, max_features=mf, dtype=np.float32))]
-        if c: parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, c), min_df=cfg["min_df"], sublinear_tf=True,
-                                                    max_features=mf, dtype=np.float32)))
+        parts = [("word", WordNgrams(ngram_range=(1, w), sublinear_tf=True, max_features=mf, dtype=np.float32))]
+        if c: parts.append(("char", CharNgrams(c, min_df=cfg["min_df"], max_features=mf)))
     return FeatureUnion(parts)
 
 def make_estimator(model: str, cfg: dict, seed: int):
