@@ -122,3 +122,15 @@ def test_market_demo_messages_through_gradio_client(market_client, tags):
     assert int(rows["days"][2]) >= 60 and rows["accuracy"][0].startswith("201")
     card = market_client.predict("^GSPC", "production", api_name="/model_card")
     assert {"accuracy", "baseline accuracy", "train end"} <= {r[0] for r in card["data"]}
+
+
+def test_queues_dashboard_refuses_a_guessed_date(server):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    c = Client(server + "/ui/queues/", verbose=False)
+    try:
+        with pytest.raises(AppError, match="start: write the date as YYYY-MM-DD"):
+            c.predict("nyc_departures", 1, "weekly", "01/06/2013", "", api_name="/show_queue")
+        md, *_ = c.predict("nyc_departures", 1, "weekly", "2013-06-01", "2013-08-31", api_name="/show_queue")
+        assert "All NYC departures" in md
+    finally: c.close()

@@ -29,7 +29,7 @@ def histogram(df: pd.DataFrame, bins: int = 30):
     "The seed's histogram of absolute errors."
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(df.abs_error, bins=bins, color="#4c72b0", edgecolor="white")
-    ax.set(xlabel="|y_true - y_pred|", ylabel="messages", title=f"Error distribution ({len(df)} scored)")
+    ax.set(xlabel="|y_true - y_pred| (progression points)", ylabel="messages", title=f"Error distribution ({len(df)} scored)")
     fig.tight_layout(); plt.close(fig)
     return fig
 
@@ -43,7 +43,8 @@ def rolling_error(df: pd.DataFrame, alerts: list, window: int = 50):
         for a in alerts:
             if a["message_id"] in pos: ax.axvline(pos[a["message_id"]], color="crimson", ls="--", lw=1)
         ax.legend(loc="upper left", fontsize=8)
-    ax.set(xlabel="message (scoring order)", ylabel="error", title=f"Rolling error ({len(alerts)} drift alert(s), dashed)")
+    ax.set(xlabel="message (scoring order)", ylabel="error (progression points)",
+           title=f"Rolling error ({len(alerts)} drift alert(s), dashed)")
     fig.tight_layout(); plt.close(fig)
     return fig
 
@@ -63,7 +64,8 @@ def refresh(run: str):
     s, df = summary(run), scores_frame(run)
     f = lambda v, fmt: "-" if v is None else format(v, fmt)
     text = (f"**{run}**: {s.produced}/{s.total} sent, **{s.scored} scored**, {s.pending} pending, {s.expired} expired, "
-            f"{s.duplicates} duplicates | MAE {f(s.mae, '.1f')} (unseen rows), rolling MAE {f(s.rolling_mae, '.1f')}, "
+            f"{s.duplicates} duplicates | errors in points of disease progression one year on (scale 25-346): "
+            f"MAE {f(s.mae, '.1f')} (unseen rows), rolling MAE {f(s.rolling_mae, '.1f')}, "
             f"RMSE {f(s.rolling_rmse, '.1f')} | throughput {f(s.throughput, '.0f')} msg/s, lag p50 {f(s.latency_p50_ms, '.0f')} ms, "
             f"p99 {f(s.latency_p99_ms, '.0f')} ms | drift alerts: {len(s.alerts)}"
             + (f" (first: {s.alerts[0]['detector']} at message {s.alerts[0]['message_id']})" if s.alerts else ""))

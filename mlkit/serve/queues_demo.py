@@ -19,7 +19,7 @@ from ..core import DataError, get_logger, settings
 from ..queues import analytics as A
 from ..queues.data import series
 from .queues import backend
-from .theme import LAUNCH
+from .theme import LAUNCH, parse_day
 
 log = get_logger("serve.queues_demo")
 
@@ -105,6 +105,8 @@ def forecast_figure(dataset, queue_id, granularity, horizon, levels="80,95", his
 @ui_errors
 def show_queue(dataset, queue_id, granularity, start, end):
     "Structure and statistics markdown and the three history charts of a queue."
+    days = [parse_day(x, w) for x, w in ((start, "start"), (end, "end"))]   # YYYY-MM-DD only: 01/06/2013 is refused
+    start, end = (None if d is None else str(d.date()) for d in days)
     data = backend().data(dataset or None)
     s = A.queue_stats(data, int(queue_id), start or None, end or None, granularity or None)
     st, ld, tm = s.structure, s.load, s.time
@@ -164,8 +166,8 @@ def build_demo() -> gr.Blocks:
             ds = gr.Dropdown(choices=["nyc_departures", "bank_calls"], value="nyc_departures", label="data set", allow_custom_value=True)
             q = gr.Dropdown(choices=[("All NYC departures (#1, level 1)", 1)], value=1, label="queue (tree)", allow_custom_value=True)   # ids are checked by the backend
             g = gr.Dropdown(choices=["5min", "hourly", "daily", "weekly"], value="daily", label="granularity", allow_custom_value=True)
-            start = gr.Textbox(label="start (optional)", placeholder="2013-06-01")
-            end = gr.Textbox(label="end (optional)", placeholder="2013-08-31")
+            start = gr.Textbox(label="start (YYYY-MM-DD, optional)", placeholder="2013-06-01", max_lines=1)
+            end = gr.Textbox(label="end (YYYY-MM-DD, optional)", placeholder="2013-08-31", max_lines=1)
         show = gr.Button("Show", variant="primary")
         info = gr.Markdown()
         hist = gr.Plot(label="history")

@@ -57,7 +57,8 @@ with gr.Blocks(title="mlkit recommender") as demo:
     genres_in = gr.CheckboxGroup(list(GENRES), label="Genres the user likes")
     go_btn = gr.Button("Recommend", variant="primary")
     why_out = gr.Markdown()
-    table_out = gr.Dataframe(headers=COLUMNS, label="Recommendations", wrap=True)
+    table_out = gr.Dataframe(headers=COLUMNS, wrap=True, label="Recommendations (predicted_rating and mean_rating in stars, "
+                             "0.5 to 5; n_ratings: how many MovieLens ratings the movie has)")
     go_btn.click(recommend_table, [user_in, genres_in, k_in], [why_out, table_out], api_name="recommend_table")
     gr.Examples(EXAMPLES, inputs=[user_in, genres_in, k_in], outputs=[why_out, table_out], fn=recommend_table, cache_examples=False)
 
