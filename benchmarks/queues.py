@@ -7,7 +7,8 @@
 2. bank_calls: rolling next-day cross-validation at five minutes (10 windows of 169 open slots; target < 60 s), then
    the default forecaster's 40 windows (40 days to calibrate the intervals on; see nbs/22_queues_forecast.ipynb);
 3. the same nyc cross-validation with AutoARIMA alone instead of Prophet: Prophet resolves from PyPI (prophet 1.5.0 with
-   cmdstanpy, `pip install --dry-run prophet`, 2026-11-27) but is not in mlkit's lock and nothing is installed at run time;
+   cmdstanpy, `pip install --dry-run prophet`, 2026-11-27) but is not in mlkit's lock and nothing is installed at run
+   time;
    MASE and time as ratios;
 4. a one-queue forecast through the HTTP API of `bentoml serve mlkit.serve.queues:QueuesService`: p50 once warm.
 
@@ -44,14 +45,16 @@ def coverage(bt, model: str) -> str:
     own = {L: bt.table.get(f"{model} own {L}% coverage") for L in (80, 95)}
     seq = getattr(bt, "coverage_sequential", {})
     return "; ".join(f"{L} %: " + (f"own {own[L].mean():.3f}, " if own[L] is not None else "")
-                     + f"calibrated held out {bt.coverage[L]['all']:.3f}, time-ordered {seq.get(L, {}).get('all', float('nan')):.3f}"
+                     + f"calibrated held out {bt.coverage[L]['all']:.3f}, time-ordered "
+                     f"{seq.get(L, {}).get('all', float('nan')):.3f}"
                      for L in (80, 95))
 
 
 def imports() -> float:
     "Import the forecasting libraries once, timed apart from the cross-validations."
     t = time.perf_counter()
-    import statsforecast.models, hierarchicalforecast.core, hierarchicalforecast.methods, utilsforecast.losses  # noqa: F401
+    import statsforecast.models, hierarchicalforecast.core, hierarchicalforecast.methods  # noqa: F401
+    import utilsforecast.losses  # noqa: F401
     return time.perf_counter() - t
 
 
@@ -84,7 +87,8 @@ def cv_time(name, before=False, **kw):
 def http_p50(port: int, n: int = 50) -> float:
     env = dict(os.environ, BENTOML_DO_NOT_TRACK="true")
     log = open(os.path.join(os.path.dirname(__file__), "..", "logs", "bench_queues_serve.log"), "w")
-    p = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve", "mlkit.serve.queues:QueuesService",
+    p = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "bentoml"), "serve",
+                          "mlkit.serve.queues:QueuesService",
                           "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         t0 = time.time()
@@ -96,7 +100,8 @@ def http_p50(port: int, n: int = 50) -> float:
                 raise SystemExit("bentoml serve did not get ready (see logs/bench_queues_serve.log)")
         body = json.dumps({"queue_id": 3, "horizon": 14}).encode()
         def call():
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/queues/forecast", body, {"Content-Type": "application/json"})
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/queues/forecast", body,
+                                         {"Content-Type": "application/json"})
             t = time.perf_counter(); urllib.request.urlopen(req, timeout=60).read(); return time.perf_counter() - t
         for _ in range(5): call()   # warm
         return statistics.median(call() for _ in range(n))
@@ -108,27 +113,33 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: nyc, arima, bank, http")
     ap.add_argument("--port", type=int, default=3917)
-    ap.add_argument("--before", action="store_true", help="also time the previous configuration (every window refitted)")
+    ap.add_argument("--before", action="store_true",
+                    help="also time the previous configuration (every window refitted)")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     s = None
     print(f"imports (once per process): {imports():.1f} s  [{load()}]")
     if "nyc" not in skip and a.before:
         s0, bt0 = cv_time("nyc_departures", before=True)
-        print(f"BEFORE nyc_departures CV (every window refitted) + reconciliation: {s0:.1f} s (CPU {bt0.cpu_seconds:.1f} s)  [{load()}]")
-        print("  MASE per level: " + "; ".join(f"L{i}: final {bt0.table.loc[i, bt0.reconciliation]:.3f}" for i in bt0.table.index))
+        print(f"BEFORE nyc_departures CV (every window refitted) + reconciliation: {s0:.1f} s (CPU "
+              f"{bt0.cpu_seconds:.1f} s)  [{load()}]")
+        print("  MASE per level: " + "; ".join(f"L{i}: final {bt0.table.loc[i, bt0.reconciliation]:.3f}"
+                                               for i in bt0.table.index))
     if "nyc" not in skip:
         s, bt = cv_time("nyc_departures")
         t = bt.table
-        print(f"nyc_departures CV (39 series, 3 x 28 days, fitted on the first window) + reconciliation: {s:.1f} s (CPU {bt.cpu_seconds:.1f} s) "
+        print(f"nyc_departures CV (39 series, 3 x 28 days, fitted on the first window) + reconciliation: {s:.1f} s "
+              f"(CPU {bt.cpu_seconds:.1f} s) "
               f"{target(s, 20, 's')}  [{load()}]")
         print(f"  reconciliation {bt.reconciliation}; MASE per level: " + "; ".join(
-            f"L{i}: final {t.loc[i, bt.reconciliation]:.3f} / AutoETS {t.loc[i, 'AutoETS']:.3f} / seasonal naive {t.loc[i, 'SeasonalNaive']:.3f}" for i in t.index))
+            f"L{i}: final {t.loc[i, bt.reconciliation]:.3f} / AutoETS {t.loc[i, 'AutoETS']:.3f} / seasonal naive "
+            f"{t.loc[i, 'SeasonalNaive']:.3f}" for i in t.index))
         print(f"  coverage: {coverage(bt, 'AutoETS')}")
     if "arima" not in skip and s is not None:
         s2, bt2 = cv_time("nyc_departures", models=("AutoARIMA", "SeasonalNaive"))
         m1, m2 = bt.table[bt.reconciliation].mean(), bt2.table["AutoARIMA"].mean()
-        print(f"AutoARIMA alone (Prophet resolves from PyPI but is not in the lock; nothing is installed here): {s2:.1f} s, mean MASE over levels "
+        print("AutoARIMA alone (Prophet resolves from PyPI but is not in the lock; nothing is installed here): "
+              f"{s2:.1f} s, mean MASE over levels "
               f"{m2:.3f}; ratios AutoARIMA / mlkit: time {s2 / s:.2f}, MASE {m2 / m1:.3f}  [{load()}]")
     if "bank" not in skip and a.before:
         s0, bt0 = cv_time("bank_calls", before=True, n_windows=10)

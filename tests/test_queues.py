@@ -64,7 +64,8 @@ def test_calibrated_intervals_cover_held_out_data():
     assert abs(cov[80]["all"] - 0.80) < 0.10 and abs(cov[95]["all"] - 0.95) < 0.06, cov
     r = fc.forecast(1, 10, levels=[50, 80, 95])
     assert len(r.values) == len(r.timestamps) == 10 and r.timestamps[0] == str((days[-1] + pd.Timedelta(days=1)).date())
-    for lo50, lo80, lo95, m, hi50, hi95 in zip(r.lower[50], r.lower[80], r.lower[95], r.values, r.upper[50], r.upper[95]):
+    for lo50, lo80, lo95, m, hi50, hi95 in zip(r.lower[50], r.lower[80], r.lower[95], r.values, r.upper[50],
+                                               r.upper[95]):
         assert 0 <= lo95 <= lo80 <= lo50 <= m <= hi50 <= hi95
     f, _ = fc.predict_all(10, [80])
     w = f.pivot(index="ds", columns="unique_id", values="mean")
@@ -87,7 +88,8 @@ def client(tmp_path_factory):
     from mlkit.store import using_home
     home = tmp_path_factory.mktemp("queues")
     with using_home(home):
-        train_default(home, ["nyc_departures"], forecasters={"nyc_departures": QueueForecaster("weekly", h=4, n_windows=2)})
+        train_default(home, ["nyc_departures"],
+                      forecasters={"nyc_departures": QueueForecaster("weekly", h=4, n_windows=2)})
         class Svc(Q.QueuesService.inner):
             def __init__(self):
                 self.queues = Q.use_backend(QueuesBackend(home=home, engine=f"sqlite:///{home}/q.db"))
@@ -101,19 +103,24 @@ def client(tmp_path_factory):
 
 def test_routes_answer_and_document_every_field(client):
     assert client.get("/queues/api/queues").json()["queues_by_level"]["2"][0]["name"] == "EWR"
-    r = client.get("/queues/api/historical", params={"queue_id": 2, "granularity": "weekly", "start_date": "2013-03-04", "end_date": "2013-03-17"})
+    r = client.get("/queues/api/historical",
+                   params={"queue_id": 2, "granularity": "weekly", "start_date": "2013-03-04",
+                           "end_date": "2013-03-17"})
     assert r.status_code == 200 and r.json()["timestamps"] == ["2013-03-04", "2013-03-11"]
     assert client.get("/queues/api/daily_average", params={"queue_id": 1}).json()["weekdays"][0] == "Monday"
     assert client.get("/queues/api/queue_stats", params={"queue_id": 1}).json()["structure"]["leaf_nodes"] == 35
-    assert client.get("/queues/api/sample_data", params={"df_type": "tickets", "format": "csv"}).text.startswith("queueId,date,new_tickets")
+    assert client.get("/queues/api/sample_data",
+                      params={"df_type": "tickets", "format": "csv"}).text.startswith("queueId,date,new_tickets")
     r = client.post("/queues/forecast", json={"queue_id": 1, "horizon": 5, "granularity": "weekly", "levels": [80, 95]})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert len(body["values"]) == 5 and [i["level"] for i in body["intervals"]] == [80, 95] and body["model_tag"].startswith("queues-nyc")
+    assert len(body["values"]) == 5 and [i["level"] for i in body["intervals"]] == [80, 95]
+    assert body["model_tag"].startswith("queues-nyc")
     paths = client.get("/docs.json").json()["paths"]
     assert "/queues/forecast" in paths
     api = client.get("/queues/api/openapi.json").json()
-    assert {"/queues", "/historical", "/daily_average", "/weekly_average/{queue_id}", "/queue_stats", "/upload"} <= set(api["paths"])
+    assert {"/queues", "/historical", "/daily_average", "/weekly_average/{queue_id}", "/queue_stats",
+            "/upload"} <= set(api["paths"])
 
 
 @pytest.mark.parametrize("payload, status, message", [
@@ -149,8 +156,10 @@ def test_hostile_uploads_are_refused_and_nothing_is_written(client, content, mes
 
 def test_good_upload_becomes_a_version_and_forecasts(client):
     days = pd.date_range("2017-01-02", periods=63)
-    csv = "queueId,date,new_tickets\n" + "".join(f"{q},{d.date()},{(d.dayofweek + 1) * q}\n" for q in (2, 3) for d in days)
-    files = {"file": ("t.csv", csv.encode(), "text/csv"), "hierarchy": ("h.csv", b"queueId,parentId,name\n1,,All\n2,1,A\n3,1,B\n", "text/csv")}
+    csv = "queueId,date,new_tickets\n" + "".join(f"{q},{d.date()},{(d.dayofweek + 1) * q}\n"
+                                                 for q in (2, 3) for d in days)
+    files = {"file": ("t.csv", csv.encode(), "text/csv"),
+             "hierarchy": ("h.csv", b"queueId,parentId,name\n1,,All\n2,1,A\n3,1,B\n", "text/csv")}
     r1 = client.post("/queues/api/upload", files=files, data={"name": "team-a"})
     r2 = client.post("/queues/api/upload", files=files, data={"name": "team-a"})
     assert r1.status_code == 200 and "team-a@1" in r1.json()["message"] and "team-a@2" in r2.json()["message"]
@@ -158,7 +167,8 @@ def test_good_upload_becomes_a_version_and_forecasts(client):
     assert (st["queues"], st["leaves"], st["periods"]) == (3, 2, 63)
     r = client.get("/queues/api/forecast", params={"queue_id": 1, "horizon": 7, "dataset": "team-a"})
     assert r.status_code == 200 and [round(v) for v in r.json()["values"]] == [5 * (i + 1) for i in range(7)]
-    assert client.get("/queues/api/data_status").json()["dataset"] == "nyc_departures"     # the bundled data is untouched
+    # the bundled data is untouched
+    assert client.get("/queues/api/data_status").json()["dataset"] == "nyc_departures"
     r = client.post("/queues/api/upload", files=files, data={"name": "nyc_departures"})
     assert r.status_code == 400 and "cannot be replaced" in r.json()["error"]
 
@@ -172,7 +182,8 @@ def test_dashboard_callbacks(client):
     assert "Held-out coverage" in ev and len(fig.data) == 4
     import gradio as gr
     with pytest.raises(gr.Error, match="valid granularities"): D.show_queue("nyc_departures", 3, "hourly", "", "")
-    with pytest.raises(gr.Error, match="levels must be numbers"): D.run_forecast("nyc_departures", 3, "weekly", 6, "80,x")
+    with pytest.raises(gr.Error, match="levels must be numbers"):
+        D.run_forecast("nyc_departures", 3, "weekly", 6, "80,x")
 
 
 def test_queue_forecast_report_renders(tmp_path):
@@ -181,13 +192,16 @@ def test_queue_forecast_report_renders(tmp_path):
     from conftest import ROOT
     from mlkit.reports import render, template_parameters
     tpl = ROOT / "nbs" / "reports" / "queue_forecast.ipynb"
-    assert set(template_parameters(tpl)) == {"dataset", "granularity", "queue_id", "horizon", "h", "n_windows", "refit", "seed"}
-    html = render(tpl, tmp_path / "qf.html", dict(dataset="nyc_departures", granularity="weekly", h=4, n_windows=2, refit=True)).read_text()
+    assert set(template_parameters(tpl)) == {"dataset", "granularity", "queue_id", "horizon", "h", "n_windows",
+                                             "refit", "seed"}
+    html = render(tpl, tmp_path / "qf.html",
+                  dict(dataset="nyc_departures", granularity="weekly", h=4, n_windows=2, refit=True)).read_text()
     for heading in ("Verdict", "The hierarchy", "History and weekday profile", "Cross-validation per level",
                     "The reconciled forecast with calibrated intervals", "Provenance", "held-out actuals", "BottomUp"):
         assert heading in html, heading
     assert len(re.findall(r"<img", html)) >= 2 and "R.verdict(" not in html
-    assert re.search(r"sha256 \| 1e291d3047719930ae7cfc640163f6e72dc835dc664ba7a9008f9747a34407dd", (tmp_path / "qf.ipynb").read_text())
+    assert re.search(r"sha256 \| 1e291d3047719930ae7cfc640163f6e72dc835dc664ba7a9008f9747a34407dd",
+                     (tmp_path / "qf.ipynb").read_text())
 
 
 def test_dashboard_over_gradio_client(client):

@@ -43,7 +43,7 @@ def period_start(ts: pd.DatetimeIndex, granularity: str) -> pd.DatetimeIndex:
     if granularity == "weekly": return ts.normalize() - pd.to_timedelta(ts.dayofweek, unit="D")
     return ts.floor(_FLOOR[granularity])
 
-# %% ../../nbs/20_queues_data.ipynb #4ace6383
+# %% ../../nbs/20_queues_data.ipynb #9f948452
 @dataclass(frozen=True, eq=False)
 class QueueData:
     "A hierarchy of queues and its leaves' load at the base granularity (a parent's load is the sum of its leaves)."
@@ -74,12 +74,14 @@ class QueueData:
                             f"valid granularities: {self.granularities()}")
         return granularity
 
+# %% ../../nbs/20_queues_data.ipynb #c9198f10
 def _hierarchy(ids, parents, names) -> pd.DataFrame:
     "The queue table with levels; a `SchemaError` lists unknown parents and cycles."
     q = pd.DataFrame({"name": list(names), "parent_id": pd.array(list(parents), dtype="Int64")},
                      index=pd.Index([int(i) for i in ids], name="id"))
     problems = []
-    if q.index.duplicated().any(): problems.append(f"queue ids listed twice: {sorted(set(q.index[q.index.duplicated()]))[:10]}")
+    if q.index.duplicated().any():
+        problems.append(f"queue ids listed twice: {sorted(set(q.index[q.index.duplicated()]))[:10]}")
     q = q[~q.index.duplicated()]
     bad = q.parent_id.dropna()[~q.parent_id.dropna().isin(q.index)]
     if len(bad): problems.append(f"{len(bad)} parentId(s) name no queue (e.g. queue {bad.index[0]} -> {bad.iloc[0]})")
@@ -101,14 +103,18 @@ def _hierarchy(ids, parents, names) -> pd.DataFrame:
     q["is_leaf"] = ~q.index.isin(q.parent_id.dropna().astype(int))
     return q[["name", "level", "parent_id", "is_leaf"]]
 
-def make_queue_data(name: str, queues: pd.DataFrame, loads: pd.DataFrame, base: str, source: str, sha256: str) -> QueueData:
+# %% ../../nbs/20_queues_data.ipynb #dc3dbb8d
+def make_queue_data(name: str, queues: pd.DataFrame, loads: pd.DataFrame, base: str, source: str,
+                    sha256: str) -> QueueData:
     "A `QueueData` after checking that every leaf has a load column and no parent has one."
     if base not in GRANULARITIES: raise DataError(f"unknown base granularity {base!r}; valid: {list(GRANULARITIES)}")
     leaves = set(queues.index[queues.is_leaf])
     problems = []
     if parents := sorted(set(loads.columns) - leaves):
-        problems.append(f"load given for queue(s) {parents[:10]} that are parents or not in the hierarchy; only leaves carry load")
-    if missing := sorted(leaves - set(loads.columns)): problems.append(f"leaf queue(s) {missing[:10]} have no load rows")
+        problems.append(f"load given for queue(s) {parents[:10]} that are parents or not in the hierarchy; only "
+                        "leaves carry load")
+    if missing := sorted(leaves - set(loads.columns)):
+        problems.append(f"leaf queue(s) {missing[:10]} have no load rows")
     if problems: raise SchemaError(problems, name)
     loads = loads.sort_index()[sorted(leaves)].fillna(0).astype("int64")
     return QueueData(name, queues, loads, base, source, sha256)
@@ -118,7 +124,8 @@ def _nyc_departures() -> QueueData:
     df = datasets.load("nyc_departures", validate=True)
     pairs = sorted(set(zip(df.origin, df.carrier)))
     origins = sorted({o for o, _ in pairs})
-    ids = {("all",): 1} | {(o,): 2 + i for i, o in enumerate(origins)} | {p: 2 + len(origins) + i for i, p in enumerate(pairs)}
+    ids = ({("all",): 1} | {(o,): 2 + i for i, o in enumerate(origins)}
+           | {p: 2 + len(origins) + i for i, p in enumerate(pairs)})
     queues = _hierarchy(ids.values(), [None] + [1] * len(origins) + [ids[(o,)] for o, _ in pairs],
                         ["All NYC departures"] + origins + [f"{o}/{c}" for o, c in pairs])
     df["leaf"] = [ids[p] for p in zip(df.origin, df.carrier)]
@@ -172,7 +179,8 @@ def series(data: QueueData, queue_id: int, granularity: str | None = None, start
     y = data.loads[list(_leaves_under(data, queue_id))].sum(axis=1)
     if g != data.base: y = y.groupby(period_start(y.index, g)).sum()
     y.index.name = "period"
-    if e is not None and e == e.normalize(): e = e + pd.Timedelta(days=1) - pd.Timedelta(1)   # a date includes its whole day
+    # a date includes its whole day
+    if e is not None and e == e.normalize(): e = e + pd.Timedelta(days=1) - pd.Timedelta(1)
     out = y.loc[s:e].rename(int(queue_id))
     if out.empty:
         raise DataError(f"queue {queue_id} has no {g} data between {start} and {end}; "
@@ -189,7 +197,8 @@ def hierarchy_frames(data: QueueData, granularity: str | None = None) -> tuple[p
         S.loc[str(i), [str(j) for j in _leaves_under(data, int(i))]] = 1.0
     L = data.loads if g == data.base else data.loads.groupby(period_start(data.loads.index, g)).sum()
     wide = pd.DataFrame(L.to_numpy(dtype=float) @ S.to_numpy().T, index=L.index, columns=S.index)
-    Y = wide.rename_axis("ds").rename_axis(columns="unique_id").stack().rename("y").reset_index()[["unique_id", "ds", "y"]]
+    Y = (wide.rename_axis("ds").rename_axis(columns="unique_id").stack().rename("y").reset_index()
+         [["unique_id", "ds", "y"]])
     tags = {f"level {lv}": np.array([str(i) for i in ids]) for lv, ids in data.queues.groupby("level").groups.items()}
     S_df = S.rename_axis("unique_id").reset_index()
     return Y, S_df, tags
@@ -199,28 +208,39 @@ LOAD_COLUMNS = ("queueId", "date", "new_tickets")
 HIERARCHY_COLUMNS = ("queueId", "parentId")          # and an optional "name"
 _FORMULA = re.compile(r"^[=+@\t\r]|^-[^0-9.]")
 
-def _read_csv(content: bytes, what: str, required: tuple, optional: tuple, max_bytes: int, problems: list) -> pd.DataFrame | None:
+def _read_csv(content: bytes, what: str, required: tuple, optional: tuple, max_bytes: int,
+              problems: list) -> pd.DataFrame | None:
     "A CSV of strings, or None after adding what is wrong with it to `problems`."
-    if not isinstance(content, (bytes, bytearray)): raise TypeError(f"{what} must be bytes (the file's content), got {type(content).__name__}")
-    if len(content) > max_bytes: problems.append(f"{what}: {len(content):,} bytes, over the limit of {max_bytes:,}"); return None
-    if not content.strip(): problems.append(f"{what}: the file is empty; expected a header {','.join(required)}"); return None
+    if not isinstance(content, (bytes, bytearray)):
+        raise TypeError(f"{what} must be bytes (the file's content), got {type(content).__name__}")
+    if len(content) > max_bytes:
+        problems.append(f"{what}: {len(content):,} bytes, over the limit of {max_bytes:,}"); return None
+    if not content.strip():
+        problems.append(f"{what}: the file is empty; expected a header {','.join(required)}"); return None
     try: text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as e: problems.append(f"{what}: not UTF-8 text (byte {e.start}); save the file as UTF-8 CSV"); return None
+    except UnicodeDecodeError as e:
+        problems.append(f"{what}: not UTF-8 text (byte {e.start}); save the file as UTF-8 CSV"); return None
     try: df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, csv.Error, ValueError) as e: problems.append(f"{what}: not a readable CSV ({e})"); return None
+    except (pd.errors.ParserError, csv.Error, ValueError) as e:
+        problems.append(f"{what}: not a readable CSV ({e})"); return None
     cols = [str(c).strip() for c in df.columns]
     df.columns = cols
-    if miss := [c for c in required if c not in cols]: problems.append(f"{what}: missing column(s) {miss}; got {cols}; expected {list(required)}")
-    if extra := [c for c in cols if c not in required + optional]: problems.append(f"{what}: unexpected column(s) {extra}; allowed: {list(required + optional)}")
+    if miss := [c for c in required if c not in cols]:
+        problems.append(f"{what}: missing column(s) {miss}; got {cols}; expected {list(required)}")
+    if extra := [c for c in cols if c not in required + optional]:
+        problems.append(f"{what}: unexpected column(s) {extra}; allowed: {list(required + optional)}")
     cells = df.stack()
     if (f := cells[cells.str.match(_FORMULA)]).size:
-        problems.append(f"{what}: {f.size} cell(s) look like spreadsheet formulas (e.g. {f.iloc[0][:20]!r} in row {f.index[0][0] + 2}); remove them")
+        problems.append(f"{what}: {f.size} cell(s) look like spreadsheet formulas (e.g. {f.iloc[0][:20]!r} in row "
+                        f"{f.index[0][0] + 2}); remove them")
     return None if miss or extra else df
 
 def _ints(s: pd.Series, what: str, problems: list, nullable: bool = False) -> pd.Series:
     v = pd.to_numeric(s.replace("", np.nan if nullable else "x"), errors="coerce")
     bad = v.isna() & ~(s.eq("") if nullable else False) | (v.notna() & (v % 1 != 0))
-    if bad.any(): problems.append(f"{what}: {int(bad.sum())} value(s) are not integers (e.g. {s[bad].iloc[0]!r} in row {bad.idxmax() + 2})")
+    if bad.any():
+        problems.append(f"{what}: {int(bad.sum())} value(s) are not integers (e.g. {s[bad].iloc[0]!r} in row "
+                        f"{bad.idxmax() + 2})")
     return v.where(~bad).astype("Int64")
 
 def _plain(problem: str) -> str:
@@ -245,24 +265,29 @@ def parse_upload(content: bytes,                    # the load CSV: queueId,date
     max_rows = max_rows or settings.getint("queues", "max_upload_rows")
     problems: list[str] = []
     df = _read_csv(content, "load file", LOAD_COLUMNS, (), max_bytes, problems)
-    h = _read_csv(hierarchy, "hierarchy file", HIERARCHY_COLUMNS, ("name",), max_bytes, problems) if hierarchy is not None else None
+    h = _read_csv(hierarchy, "hierarchy file", HIERARCHY_COLUMNS, ("name",), max_bytes,
+                  problems) if hierarchy is not None else None
     if df is not None:
         if len(df) > max_rows: problems.append(f"load file: {len(df):,} rows, over the limit of {max_rows:,}")
         if df.empty: problems.append("load file: no rows under the header")
         qid = _ints(df.queueId, "load file: queueId", problems)
         n = _ints(df.new_tickets, "load file: new_tickets", problems)
         ts = pd.to_datetime(df.date, errors="coerce", format="mixed")
-        if (bad := ts.isna()).any(): problems.append(f"load file: {int(bad.sum())} date(s) cannot be read (e.g. {df.date[bad].iloc[0]!r}); use ISO dates such as 2017-01-01 or 2017-01-01 08:05")
+        if (bad := ts.isna()).any():
+            problems.append(f"load file: {int(bad.sum())} date(s) cannot be read (e.g. {df.date[bad].iloc[0]!r}); use "
+                            "ISO dates such as 2017-01-01 or 2017-01-01 08:05")
         frame = pd.DataFrame({"queueId": qid, "date": ts, "new_tickets": n}).dropna()
         frame.index = frame.index + 2          # CSV line numbers (the header is line 1)
         if len(frame) == len(df) and len(df):
             try: validate(frame.astype({"queueId": "int64", "new_tickets": "int64"}),
-                          Schema({"queueId": Column("int", min=1), "date": Column("datetime"), "new_tickets": Column("int", min=0)},
+                          Schema({"queueId": Column("int", min=1), "date": Column("datetime"),
+                                  "new_tickets": Column("int", min=0)},
                                  key=["queueId", "date"], name="load file"))
             except SchemaError as e: problems += [f"load file: {_plain(p)}" for p in e.problems]
     queues = None
     if h is not None:
-        hq, hp = _ints(h.queueId, "hierarchy file: queueId", problems), _ints(h.parentId, "hierarchy file: parentId", problems, nullable=True)
+        hq = _ints(h.queueId, "hierarchy file: queueId", problems)
+        hp = _ints(h.parentId, "hierarchy file: parentId", problems, nullable=True)
         if not problems:
             try: queues = _hierarchy(hq, hp, h["name"] if "name" in h else [f"Queue {i}" for i in hq])
             except SchemaError as e: problems += [f"hierarchy file: {p}" for p in e.problems]
@@ -308,8 +333,11 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 def _check_name(name) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
-        raise DataError(f"data set name must be 1-48 lowercase letters, digits, '-' or '_' (starting with a letter or digit), got {name!r}")
-    if name in BUNDLED: raise DataError(f"{name!r} is a bundled data set and cannot be replaced; choose another name (bundled: {list(BUNDLED)})")
+        raise DataError("data set name must be 1-48 lowercase letters, digits, '-' or '_' (starting with a letter or "
+                        f"digit), got {name!r}")
+    if name in BUNDLED:
+        raise DataError(f"{name!r} is a bundled data set and cannot be replaced; choose another name (bundled: "
+                        f"{list(BUNDLED)})")
     return name
 
 def save_upload(data: QueueData, name: str, engine=None) -> str:
@@ -322,7 +350,8 @@ def save_upload(data: QueueData, name: str, engine=None) -> str:
         ds = QueueDataset(name=name, version=v, base=data.base, sha256=data.sha256, rows=len(long))
         s.add(ds); s.flush()
         s.execute(insert(QueueNode), [dict(dataset_id=ds.id, queue_id=int(i), name=str(r["name"]),
-                                           parent_id=None if pd.isna(r.parent_id) else int(r.parent_id)) for i, r in data.queues.iterrows()])
+                                           parent_id=None if pd.isna(r.parent_id) else int(r.parent_id)) for i,
+                                      r in data.queues.iterrows()])
         s.execute(insert(QueueLoad), [dict(dataset_id=ds.id, queue_id=int(q), period=p.to_pydatetime(), load=int(n))
                                       for p, q, n in zip(long.period, long.queue_id, long["load"])])
     log.info("saved upload %s@%d (%d queues, %d load rows)", name, v, len(data.queues), len(long))
@@ -348,13 +377,16 @@ def load_upload(ref: str, engine=None) -> QueueData:
         ds = s.scalars(q.limit(1)).first()
         if ds is None or (v and not v.isdigit()): nodes = None
         else:
-            nodes = s.execute(select(QueueNode.queue_id, QueueNode.name, QueueNode.parent_id).where(QueueNode.dataset_id == ds.id)).all()
-            loads = s.execute(select(QueueLoad.period, QueueLoad.queue_id, QueueLoad.load).where(QueueLoad.dataset_id == ds.id)).all()
+            nodes = s.execute(select(QueueNode.queue_id, QueueNode.name,
+                                     QueueNode.parent_id).where(QueueNode.dataset_id == ds.id)).all()
+            loads = s.execute(select(QueueLoad.period, QueueLoad.queue_id,
+                                     QueueLoad.load).where(QueueLoad.dataset_id == ds.id)).all()
     if nodes is None:
         known = list_uploads(engine).ref.tolist()
         raise DataError(f"unknown data set {ref!r}; bundled: {list(BUNDLED)}; uploaded: {known[-20:]}")
     queues = _hierarchy([n[0] for n in nodes], [n[2] for n in nodes], [n[1] for n in nodes])
-    L = pd.DataFrame(loads, columns=["period", "queue_id", "load"]).pivot(index="period", columns="queue_id", values="load")
+    L = pd.DataFrame(loads, columns=["period", "queue_id", "load"])
+    L = L.pivot(index="period", columns="queue_id", values="load")
     L.columns.name = None
     return make_queue_data(f"{ds.name}@{ds.version}", queues, L, ds.base, "upload", ds.sha256)
 

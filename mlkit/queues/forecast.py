@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from scipy.stats import norm
 
 from ..core import DataError, get_logger, package_versions, settings
@@ -24,7 +25,8 @@ __all__ = ['log', 'MODEL_NAMES', 'RECONCILERS', 'Z80', 'seasons', 'future_period
            'default_forecaster']
 
 # %% ../../nbs/22_queues_forecast.ipynb #eff4dd8e
-_STEP = {"5min": pd.Timedelta(minutes=5), "hourly": pd.Timedelta(hours=1), "daily": pd.Timedelta(days=1), "weekly": pd.Timedelta(days=7)}
+_STEP = {"5min": pd.Timedelta(minutes=5), "hourly": pd.Timedelta(hours=1), "daily": pd.Timedelta(days=1),
+         "weekly": pd.Timedelta(days=7)}
 
 def _index(data: QueueData, granularity: str) -> pd.DatetimeIndex:
     idx = data.loads.index
@@ -34,10 +36,12 @@ def _slots(idx: pd.DatetimeIndex, granularity: str) -> set:
     "The (weekday, time of day) slots that are open, from the last four weeks of the calendar."
     if granularity == "weekly": return {None}
     recent = idx[idx > idx[-1] - pd.Timedelta(days=28)]
-    return {(d, t) for d, t in zip(recent.dayofweek, recent - recent.normalize())} if granularity != "daily" else set(recent.dayofweek)
+    return {(d, t) for d,
+            t in zip(recent.dayofweek,
+                     recent - recent.normalize())} if granularity != "daily" else set(recent.dayofweek)
 
 def seasons(data: QueueData, granularity: str | None = None) -> list[int]:
-    "Season lengths in open periods: a day (sub-daily data) and a week; those longer than a third of the series are dropped."
+    "Season lengths in open periods: a day (sub-daily data) and a week, dropping those over a third of the series."
     g = data.check_granularity(granularity or data.base)
     idx = _index(data, g)
     if g == "weekly": out = [52]
@@ -55,7 +59,8 @@ def _future(idx: pd.DatetimeIndex, granularity: str, h: int) -> pd.DatetimeIndex
     slots, step, out, t = _slots(idx, granularity), _STEP[granularity], [], idx[-1]
     while len(out) < h:
         t = t + step
-        key = None if granularity == "weekly" else t.dayofweek if granularity == "daily" else (t.dayofweek, t - t.normalize())
+        key = (None if granularity == "weekly" else t.dayofweek if granularity == "daily"
+               else (t.dayofweek, t - t.normalize()))
         if key in slots: out.append(t)
     return pd.DatetimeIndex(out)
 
@@ -66,7 +71,8 @@ RECONCILERS = ("BottomUp", "MinTrace(ols)", "MinTrace(wls_struct)")
 def make_models(names, season: list[int]) -> list:
     "statsforecast model objects for `names` at the given season lengths (MSTL takes all of them)."
     from statsforecast.models import MSTL, AutoARIMA, AutoETS, SeasonalNaive
-    if bad := [n for n in names if n not in MODEL_NAMES]: raise DataError(f"unknown model(s) {bad}; valid models: {list(MODEL_NAMES)}")
+    if bad := [n for n in names if n not in MODEL_NAMES]:
+        raise DataError(f"unknown model(s) {bad}; valid models: {list(MODEL_NAMES)}")
     s0 = season[0]
     # statsmodels' STL evaluates its loess smoothers at every point (jump 1); R's stl, behind forecast::mstl, at every
     # ceil(window / 10)-th point and interpolates. A jump of a tenth of the shortest season is finer than R's for every
@@ -97,7 +103,8 @@ def _long(data: QueueData, granularity: str) -> tuple[pd.DataFrame, pd.DataFrame
     return Y, S, tags, idx
 
 def cross_validate(data: QueueData, granularity: str | None = None, h: int | None = None, n_windows: int | None = None,
-                   models=None, input_size: int | None = None, n_jobs: int = 1, refit: bool | int = True) -> pd.DataFrame:
+                   models=None, input_size: int | None = None, n_jobs: int = 1,
+                   refit: bool | int = True) -> pd.DataFrame:
     "Out-of-sample forecasts of every queue and candidate over `n_windows` rolling origins of `h` steps."
     from statsforecast import StatsForecast
     g = data.check_granularity(granularity or data.base)
@@ -107,7 +114,8 @@ def cross_validate(data: QueueData, granularity: str | None = None, h: int | Non
     Y, _, _, _ = _long(data, g)
     n = Y.ds.max() + 1
     if n - h * n_windows < 2 * max(seasons(data, g)):
-        raise DataError(f"{n} {g} periods are too few for {n_windows} windows of {h} steps after two seasons; lower h or n_windows")
+        raise DataError(f"{n} {g} periods are too few for {n_windows} windows of {h} steps after two seasons; lower h "
+                        "or n_windows")
     sf = StatsForecast(models=make_models(models, seasons(data, g)), freq=1, n_jobs=n_jobs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,12 +137,13 @@ def score_table(cv: pd.DataFrame, data: QueueData, granularity: str | None = Non
     Y, _, _, _ = _long(data, g)
     models = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y") and "-" not in c]
     m = _mase(cv, Y, models, seasons(data, g)[0])
-    cov = pd.DataFrame({c: ((cv.y >= cv[f"{c}-lo-80"]) & (cv.y <= cv[f"{c}-hi-80"])).groupby(cv.unique_id).mean() for c in models})
+    cov = pd.DataFrame({c: ((cv.y >= cv[f"{c}-lo-80"]) & (cv.y <= cv[f"{c}-hi-80"])).groupby(cv.unique_id).mean()
+                        for c in models})
     out = pd.concat({"mase": m, "coverage80": cov}, axis=1)
     out.index = out.index.astype(int); out.index.name = "queue_id"
     return out.sort_index()
 
-# %% ../../nbs/22_queues_forecast.ipynb #44e20314
+# %% ../../nbs/22_queues_forecast.ipynb #629e94a5
 @dataclass
 class Backtest:
     "The evidence behind a forecaster: choices, per-level scores against seasonal naive and measured coverage."
@@ -146,13 +155,34 @@ class Backtest:
     table: pd.DataFrame                    # per level: MASE of each candidate, of the reconciled forecast, coverage
     per_series: pd.DataFrame               # per queue: MASE per candidate and reconciled, chosen model
     scores: dict[str, np.ndarray]          # hierarchy level -> normalised absolute errors |y - mean| / sigma
-    coverage: dict[int, dict[str, float]]  # nominal level -> {hierarchy level: coverage, each window scored with q from the others}
+    coverage: dict[int, dict[str, float]]  # nominal level -> {hierarchy level: coverage}, q from the other windows
     seconds: float
-    coverage_sequential: dict = field(default_factory=dict)   # the same, each window scored with q from earlier windows only
+    coverage_sequential: dict = field(default_factory=dict)   # the same, q from earlier windows only
 
+# %% ../../nbs/22_queues_forecast.ipynb #bc0bac20
+def _choose(cv: pd.DataFrame, Y: pd.DataFrame, season: int) -> tuple[list[str], pd.DataFrame, dict]:
+    "The candidates in `cv`, their MASE per series, and each series' winner (seasonal naive wins a tie)."
+    models = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y") and "-" not in c]
+    base_m = _mase(cv, Y, models, season)
+    order = ["SeasonalNaive"] + [m for m in models if m != "SeasonalNaive"] if "SeasonalNaive" in models else models
+    return models, base_m, base_m[order].fillna(np.inf).idxmin(axis=1).to_dict()
+
+# %% ../../nbs/22_queues_forecast.ipynb #7bb12e2b
 def _sigma(cv: pd.DataFrame, model: str) -> np.ndarray:
-    return np.maximum((cv[f"{model}-hi-80"] - cv[f"{model}-lo-80"]).to_numpy() / (2 * Z80), 0.5)   # at least half a ticket
+    "The model's standard error per row, from its 80 % interval (at least half a ticket)."
+    return np.maximum((cv[f"{model}-hi-80"] - cv[f"{model}-lo-80"]).to_numpy() / (2 * Z80), 0.5)
 
+# %% ../../nbs/22_queues_forecast.ipynb #31ea3db9
+def _chosen_forecasts(cv: pd.DataFrame, models: list[str], chosen: dict) -> pd.DataFrame:
+    "Each row's chosen mean (`base`) and scale (`sigma`), beside its actual."
+    pick = cv.unique_id.map(chosen).to_numpy()
+    cols = {m: cv[m].to_numpy() for m in models}
+    base = np.choose([models.index(p) for p in pick], [cols[m] for m in models]) if len(models) > 1 else cols[models[0]]
+    sig = np.zeros(len(cv))
+    for m in models: sig = np.where(pick == m, _sigma(cv, m), sig)
+    return cv[["unique_id", "ds", "cutoff", "y"]].assign(base=base, sigma=sig)
+
+# %% ../../nbs/22_queues_forecast.ipynb #1a937ae7
 def _reconcile(base: pd.DataFrame, S: pd.DataFrame, tags: dict, methods) -> pd.DataFrame:
     "Reconciled means (one column per method) of `base` (unique_id, ds, base), clipped coherently at 0."
     from hierarchicalforecast.core import HierarchicalReconciliation
@@ -173,68 +203,73 @@ def _reconcile(base: pd.DataFrame, S: pd.DataFrame, tags: dict, methods) -> pd.D
             r[m] = w.stack().reindex(pd.MultiIndex.from_arrays([r.ds, r.unique_id])).to_numpy()
     return r
 
-def _levels_of(data: QueueData) -> pd.Series:
-    return data.queues.level.rename(index=str)
+def _levels_of_q(queues: pd.DataFrame) -> pd.Series: return queues.level.rename(index=str)
+def _levels_of(data: QueueData) -> pd.Series: return _levels_of_q(data.queues)
 
+# %% ../../nbs/22_queues_forecast.ipynb #99a065fa
+def _held_out(rec: pd.DataFrame, windows, calib, L: float) -> dict[str, float]:
+    "Coverage per level of the windows in `windows`, each scored with q learned on `calib(c)` (never window c itself)."
+    hits = {}
+    for c in windows:
+        past, now = rec[calib(c)], rec[rec.cutoff == c]
+        q = past.groupby("level").z.quantile(L / 100, interpolation="higher").clip(lower=norm.ppf(0.5 + L / 200))
+        inside = now.z.to_numpy() <= q.reindex(now.level).to_numpy()
+        for lev, v in zip(now.level, inside): hits.setdefault(str(lev), []).append(v)
+    if not hits: return {}
+    return {k: float(np.mean(v)) for k, v in hits.items()} | {"all": float(np.mean(sum(hits.values(), [])))}
+
+# %% ../../nbs/22_queues_forecast.ipynb #92c577dd
+def _coverage_columns(cv: pd.DataFrame, models: list[str], lv: pd.Series, L: float, held: dict,
+                      seq: dict) -> pd.DataFrame:
+    "Per hierarchy level: each model's own coverage at L and the calibrated coverage, held out and time-ordered."
+    out = {}
+    for m in models:
+        if f"{m}-lo-{L}" in cv.columns:
+            inside = (cv.y >= cv[f"{m}-lo-{L}"]) & (cv.y <= cv[f"{m}-hi-{L}"])
+            out[f"{m} own {L}% coverage"] = inside.groupby(cv.unique_id.map(lv)).mean()
+    out[f"calibrated {L}% coverage (held out)"] = pd.Series({int(k): v for k, v in held.items() if k != "all"})
+    out[f"calibrated {L}% coverage (time-ordered)"] = pd.Series({int(k): v for k, v in seq.items() if k != "all"})
+    return pd.DataFrame(out)
+
+# %% ../../nbs/22_queues_forecast.ipynb #f8ee07e9
 def evaluate(cv: pd.DataFrame, data: QueueData, granularity: str | None = None, reconcilers=RECONCILERS) -> Backtest:
     "Choose each series' model and the reconciliation method from `cv`; measure held-out interval coverage."
     t0 = time.perf_counter()
     g = granularity or data.base
     Y, S, tags, _ = _long(data, g)
-    models = [c for c in cv.columns if c not in ("unique_id", "ds", "cutoff", "y") and "-" not in c]
-    base_m = _mase(cv, Y, models, seasons(data, g)[0])
-    order = ["SeasonalNaive"] + [m for m in models if m != "SeasonalNaive"] if "SeasonalNaive" in models else models
-    chosen = base_m[order].fillna(np.inf).idxmin(axis=1).to_dict()
-    pick = cv.unique_id.map(chosen).to_numpy()
-    cols = {m: cv[m].to_numpy() for m in models}
-    cv = cv.assign(base=np.choose([models.index(p) for p in pick], [cols[m] for m in models]) if len(models) > 1 else cols[models[0]])
-    sig = np.zeros(len(cv))
-    for m in models: sig = np.where(pick == m, _sigma(cv, m), sig)
-    cv["sigma"] = sig
-    single = len(data.queues) == 1
-    methods = [] if single else list(reconcilers)
-    rec = cv[["unique_id", "ds", "cutoff", "y", "base", "sigma"]].copy()
+    season = seasons(data, g)[0]
+    models, base_m, chosen = _choose(cv, Y, season)
+    rec = _chosen_forecasts(cv, models, chosen)
+    methods = [] if len(data.queues) == 1 else list(reconcilers)
     if methods:
         parts = [_reconcile(w[["unique_id", "ds", "base"]], S, tags, methods).set_index(["unique_id", "ds"])[methods]
                  for _, w in rec.groupby("cutoff")]
         rec = rec.join(pd.concat(parts), on=["unique_id", "ds"])
-        rec_m = _mase(rec.drop(columns=["base", "sigma"]), Y, methods, seasons(data, g)[0])
+        rec_m = _mase(rec.drop(columns=["base", "sigma"]), Y, methods, season)
     else: rec_m = pd.DataFrame(index=base_m.index)
     lv = _levels_of(data)
     per = pd.concat([base_m, rec_m], axis=1)
     per["level"] = lv.reindex(per.index).to_numpy()
     table = per.groupby("level").mean()
-    method = table[methods].mean().fillna(np.inf).idxmin() if methods else "none"   # inf: a series with no seasonal error
+    # inf: a series with no seasonal error
+    method = table[methods].mean().fillna(np.inf).idxmin() if methods else "none"
     final = rec[method] if methods else rec.base.clip(lower=0)   # as the forecasts are
-    z = np.abs(rec.y - final).to_numpy() / rec.sigma.to_numpy()
-    rec["z"], rec["final"], rec["level"] = z, final, lv.reindex(rec.unique_id).to_numpy()
+    rec["z"] = np.abs(rec.y - final).to_numpy() / rec.sigma.to_numpy()
+    rec["final"], rec["level"] = final, lv.reindex(rec.unique_id).to_numpy()
     scores = {str(k): np.sort(v.to_numpy()) for k, v in rec.groupby("level").z}
     cutoffs = sorted(rec.cutoff.unique())
     coverage, sequential = {}, {}
-    def held_out(windows, calib, L):
-        "Coverage per level of the windows in `windows`, each scored with q learned on `calib(c)` (never window c itself)."
-        hits = {}
-        for c in windows:
-            past, now = rec[calib(c)], rec[rec.cutoff == c]
-            q = past.groupby("level").z.quantile(L / 100, interpolation="higher").clip(lower=norm.ppf(0.5 + L / 200))
-            inside = now.z.to_numpy() <= q.reindex(now.level).to_numpy()
-            for lev, v in zip(now.level, inside): hits.setdefault(str(lev), []).append(v)
-        return {k: float(np.mean(v)) for k, v in hits.items()} | {"all": float(np.mean(sum(hits.values(), [])))} if hits else {}
     for L in (80, 95):
-        coverage[L] = held_out(cutoffs, lambda c: rec.cutoff != c, L)             # leave one window out: q from the other windows
-        sequential[L] = held_out(cutoffs[1:], lambda c: rec.cutoff < c, L)        # time-ordered: q from the earlier windows only
-        for m in models:
-            if f"{m}-lo-{L}" in cv.columns:
-                table[f"{m} own {L}% coverage"] = ((cv.y >= cv[f"{m}-lo-{L}"]) & (cv.y <= cv[f"{m}-hi-{L}"])).groupby(cv.unique_id.map(lv)).mean()
-        table[f"calibrated {L}% coverage (held out)"] = pd.Series({int(k): v for k, v in coverage[L].items() if k != "all"})
-        table[f"calibrated {L}% coverage (time-ordered)"] = pd.Series({int(k): v for k, v in sequential[L].items() if k != "all"})
+        coverage[L] = _held_out(rec, cutoffs, lambda c: rec.cutoff != c, L)        # leave one window out
+        sequential[L] = _held_out(rec, cutoffs[1:], lambda c: rec.cutoff < c, L)   # earlier windows only
+        table = pd.concat([table, _coverage_columns(cv, models, lv, L, coverage[L], sequential[L])], axis=1)
     table.index.name = "level"
     per["chosen"] = per.index.map(chosen)
     per.index = per.index.astype(int); per = per.sort_index(); per.index.name = "queue_id"
     return Backtest(g, int(cv.ds.max() - cv.cutoff.max()), len(cutoffs), {int(k): v for k, v in chosen.items()}, method,
                     table, per, scores, coverage, time.perf_counter() - t0, sequential)
 
-# %% ../../nbs/22_queues_forecast.ipynb #d1b01cd6
+# %% ../../nbs/22_queues_forecast.ipynb #1d08089b
 @dataclass
 class ForecastResult:
     "A queue's forecast: values and interval bounds per open period, the model and the cross-validation behind it."
@@ -252,45 +287,25 @@ class ForecastResult:
         for L in self.lower: d[f"lo-{L}"], d[f"hi-{L}"] = self.lower[L], self.upper[L]
         return d
 
+# %% ../../nbs/22_queues_forecast.ipynb #fb170200
 def check_levels(levels) -> list[int | float]:
     "Interval levels as numbers in (0, 100)."
     levels = [levels] if isinstance(levels, (int, float)) else list(levels)
     for L in levels:
         if isinstance(L, bool) or not isinstance(L, (int, float, np.integer, np.floating)) or not 0 < L < 100 or L != L:
-            raise DataError(f"interval levels must be numbers strictly between 0 and 100 (percent), e.g. [80, 95]; got {L!r}")
+            raise DataError("interval levels must be numbers strictly between 0 and 100 (percent), e.g. [80, 95]; "
+                            f"got {L!r}")
     # one spelling per level: 80.0 and 80 are the same level (the HTTP schema sends floats), and statsforecast names the
     # columns lo-80; mixed spellings shared a cache entry and then missed its columns (KeyError 'lo-80.0', a 503)
     return sorted({int(L) if float(L).is_integer() else float(L) for L in levels})
 
+# %% ../../nbs/22_queues_forecast.ipynb #41db53d9
 class QueueForecaster:
     "Forecasts of every queue of a `QueueData` at one granularity; see the module text for what `fit` decides."
     def __init__(self, granularity: str | None = None, models=None, h: int | None = None, n_windows: int | None = None,
                  input_size: int | None = None, reconcilers=RECONCILERS, n_jobs: int = 1, cv_refit: bool | int = True):
         self.granularity, self.models, self.h, self.n_windows = granularity, models, h, n_windows
         self.input_size, self.reconcilers, self.n_jobs, self.cv_refit = input_size, reconcilers, n_jobs, cv_refit
-
-    def fit(self, data: QueueData):
-        from statsforecast import StatsForecast
-        t0 = time.perf_counter()
-        g = data.check_granularity(self.granularity or data.base)
-        models = tuple(self.models or default_models(data, g))
-        cv = cross_validate(data, g, self.h, self.n_windows, models, self.input_size, self.n_jobs,
-                            self.cv_refit)
-        self.backtest_ = evaluate(cv, data, g, self.reconcilers)
-        Y, self.S_, self.tags_, self.index_ = _long(data, g)
-        if self.input_size: Y = Y[Y.ds > Y.ds.max() - self.input_size]
-        self.sf_ = StatsForecast(models=make_models(models, seasons(data, g)), freq=1, n_jobs=self.n_jobs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore"); self.sf_.fit(df=Y)
-        self.data_name_, self.granularity_, self.models_ = data.name, g, models
-        self.queues_ = data.queues.copy()
-        self.max_h_ = self._max_h(g)
-        self.provenance_ = dict(dataset=data.name, sha256=data.sha256, source=data.source, granularity=g, models=list(models),
-                                h=self.backtest_.h, n_windows=self.backtest_.n_windows, input_size=self.input_size,
-                                versions=package_versions(("statsforecast", "hierarchicalforecast", "utilsforecast")))
-        self.fit_seconds_ = time.perf_counter() - t0
-        log.info("fitted queue forecaster %s/%s in %.1f s (reconciliation %s)", data.name, g, self.fit_seconds_, self.backtest_.reconciliation)
-        return self
 
     @staticmethod
     def _max_h(g: str) -> int:
@@ -300,8 +315,38 @@ class QueueForecaster:
     def _check_fitted(self):
         if not hasattr(self, "sf_"): raise DataError("QueueForecaster is not fitted: call fit(data) first")
 
-# %% ../../nbs/22_queues_forecast.ipynb #2b3bbc22
-def _predict_all(self: QueueForecaster, h: int, levels) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
+# %% ../../nbs/22_queues_forecast.ipynb #18a0174a
+@patch
+def fit(self: QueueForecaster, data: QueueData):
+    "Cross-validate, choose models and reconciliation, calibrate, then fit the chosen candidates on the whole history."
+    from statsforecast import StatsForecast
+    t0 = time.perf_counter()
+    g = data.check_granularity(self.granularity or data.base)
+    models = tuple(self.models or default_models(data, g))
+    cv = cross_validate(data, g, self.h, self.n_windows, models, self.input_size, self.n_jobs,
+                        self.cv_refit)
+    self.backtest_ = evaluate(cv, data, g, self.reconcilers)
+    Y, self.S_, self.tags_, self.index_ = _long(data, g)
+    if self.input_size: Y = Y[Y.ds > Y.ds.max() - self.input_size]
+    self.sf_ = StatsForecast(models=make_models(models, seasons(data, g)), freq=1, n_jobs=self.n_jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore"); self.sf_.fit(df=Y)
+    self.data_name_, self.granularity_, self.models_ = data.name, g, models
+    self.queues_ = data.queues.copy()
+    self.max_h_ = self._max_h(g)
+    self.provenance_ = dict(dataset=data.name, sha256=data.sha256, source=data.source, granularity=g,
+                            models=list(models),
+                            h=self.backtest_.h, n_windows=self.backtest_.n_windows, input_size=self.input_size,
+                            cv_refit=self.cv_refit,
+                            versions=package_versions(("statsforecast", "hierarchicalforecast", "utilsforecast")))
+    self.fit_seconds_ = time.perf_counter() - t0
+    log.info("fitted queue forecaster %s/%s in %.1f s (reconciliation %s)", data.name, g, self.fit_seconds_,
+             self.backtest_.reconciliation)
+    return self
+
+# %% ../../nbs/22_queues_forecast.ipynb #eb4820ed
+@patch
+def predict_all(self: QueueForecaster, h: int, levels) -> tuple[pd.DataFrame, pd.DatetimeIndex]:
     "Reconciled means and calibrated bounds of every queue, `h` open periods ahead."
     self._check_fitted()
     if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or not 1 <= h <= self.max_h_:
@@ -309,7 +354,8 @@ def _predict_all(self: QueueForecaster, h: int, levels) -> tuple[pd.DataFrame, p
                         f"({settings.getint('queues', 'max_horizon_days')} days), got {h!r}")
     levels = check_levels(levels)
     key, cache = (int(h), tuple(levels)), self.__dict__.setdefault("_cache", {})
-    if key in cache: return cache[key]          # the whole hierarchy is forecast once per (h, levels); treat it as read-only
+    # the whole hierarchy is forecast once per (h, levels); treat it as read-only
+    if key in cache: return cache[key]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore"); f = self.sf_.predict(h=int(h), level=[80])
     f = f.reset_index() if "unique_id" not in f.columns else f
@@ -320,41 +366,45 @@ def _predict_all(self: QueueForecaster, h: int, levels) -> tuple[pd.DataFrame, p
         sel = pick == m
         f.loc[sel, "base"] = f.loc[sel, m]; f.loc[sel, "sigma"] = _sigma(f.loc[sel], m)
     if bt.reconciliation != "none":
-        r = _reconcile(f[["unique_id", "ds", "base"]], self.S_, self.tags_, [bt.reconciliation]).set_index(["unique_id", "ds"])
+        r = _reconcile(f[["unique_id", "ds", "base"]], self.S_, self.tags_,
+                       [bt.reconciliation]).set_index(["unique_id", "ds"])
         f["mean"] = r[bt.reconciliation].reindex(pd.MultiIndex.from_arrays([f.unique_id, f.ds])).to_numpy()
     else: f["mean"] = f.base.clip(lower=0)
     lv = _levels_of_q(self.queues_).reindex(f.unique_id).to_numpy()
     for L in levels:
-        q = np.array([max(np.quantile(bt.scores[str(x)], L / 100, method="higher"), norm.ppf(0.5 + L / 200)) for x in lv])
+        q = np.array([max(np.quantile(bt.scores[str(x)], L / 100, method="higher"),
+                          norm.ppf(0.5 + L / 200)) for x in lv])
         f[f"lo-{L}"] = np.maximum(f["mean"] - q * f.sigma, 0); f[f"hi-{L}"] = f["mean"] + q * f.sigma
     if len(cache) >= 32: cache.pop(next(iter(cache)))
     cache[key] = (f, _future(self.index_, self.granularity_, int(h)))
     return cache[key]
 
-def _levels_of_q(queues: pd.DataFrame) -> pd.Series: return queues.level.rename(index=str)
-
-def _forecast(self: QueueForecaster, queue_id: int, h: int, levels=(80, 95)) -> ForecastResult:
+# %% ../../nbs/22_queues_forecast.ipynb #78327157
+@patch
+def forecast(self: QueueForecaster, queue_id: int, h: int, levels=(80, 95)) -> ForecastResult:
     "The forecast of one queue, with its model and its cross-validation evidence."
     self._check_fitted()
-    if isinstance(queue_id, bool) or not isinstance(queue_id, (int, np.integer)) or int(queue_id) not in self.queues_.index:
-        raise DataError(f"unknown queue_id {queue_id!r} for {self.data_name_!r}; valid ids: {list(self.queues_.index)[:50]}")
-    f, future = _predict_all(self, h, levels)
+    if isinstance(queue_id, bool) or not isinstance(queue_id,
+                                                    (int, np.integer)) or int(queue_id) not in self.queues_.index:
+        raise DataError(f"unknown queue_id {queue_id!r} for {self.data_name_!r}; valid ids: "
+                        f"{list(self.queues_.index)[:50]}")
+    f, future = self.predict_all(h, levels)
     one = f[f.unique_id == str(int(queue_id))].sort_values("ds")
     levels = check_levels(levels)
     bt, per = self.backtest_, self.backtest_.per_series.loc[int(queue_id)]
     lvl = str(int(self.queues_.level[int(queue_id)]))
     evidence = dict(model_mase=float(per[per.chosen]), seasonal_naive_mase=float(per.get("SeasonalNaive", np.nan)),
-                    reconciled_mase=float(per[bt.reconciliation]) if bt.reconciliation != "none" else float(per[per.chosen]),
+                    reconciled_mase=float(per[bt.reconciliation] if bt.reconciliation != "none" else per[per.chosen]),
                     coverage_80=bt.coverage.get(80, {}).get(lvl), coverage_95=bt.coverage.get(95, {}).get(lvl),
                     windows=bt.n_windows, window_h=bt.h, dataset=self.data_name_)
     ts = future
-    iso = list(ts.strftime("%Y-%m-%d")) if self.granularity_ in ("daily", "weekly") else list(ts.strftime("%Y-%m-%dT%H:%M:%S"))
+    fmt = "%Y-%m-%d" if self.granularity_ in ("daily", "weekly") else "%Y-%m-%dT%H:%M:%S"
+    iso = list(ts.strftime(fmt))
     return ForecastResult(int(queue_id), self.granularity_, iso, [float(v) for v in one["mean"]],
-                          {L: [float(v) for v in one[f"lo-{L}"]] for L in levels}, {L: [float(v) for v in one[f"hi-{L}"]] for L in levels},
-                          f"{per.chosen} + {bt.reconciliation}" if bt.reconciliation != "none" else str(per.chosen), evidence)
-
-QueueForecaster.predict_all = _predict_all
-QueueForecaster.forecast = _forecast
+                          {L: [float(v) for v in one[f"lo-{L}"]] for L in levels},
+                          {L: [float(v) for v in one[f"hi-{L}"]] for L in levels},
+                          f"{per.chosen} + {bt.reconciliation}" if bt.reconciliation != "none" else str(per.chosen),
+                          evidence)
 
 # %% ../../nbs/22_queues_forecast.ipynb #cb357f6b
 def default_forecaster(name: str) -> QueueForecaster:
@@ -362,5 +412,6 @@ def default_forecaster(name: str) -> QueueForecaster:
     if name == "bank_calls": return QueueForecaster("5min", h=169, n_windows=40, input_size=169 * 5 * 6,
                                                     cv_refit=False)
     if name == "nyc_departures": return QueueForecaster("daily", h=settings.getint("queues", "cv_horizon"),
-                                                        n_windows=settings.getint("queues", "cv_windows"), cv_refit=False)
+                                                        n_windows=settings.getint("queues", "cv_windows"),
+                                                        cv_refit=False)
     raise DataError(f"no default forecaster for {name!r}; valid: ['nyc_departures', 'bank_calls']")

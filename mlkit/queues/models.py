@@ -34,8 +34,10 @@ def model_name(dataset: str, granularity: str) -> str:
 
 def _summary(fc: QueueForecaster) -> dict:
     bt = fc.backtest_
-    table = {str(k): {c: (None if pd.isna(v) else round(float(v), 4)) for c, v in row.items()} for k, row in bt.table.iterrows()}
-    return {"reconciliation": bt.reconciliation, "table": table, "coverage": {str(k): v for k, v in bt.coverage.items()},
+    table = {str(k): {c: (None if pd.isna(v) else round(float(v), 4)) for c, v in row.items()} for k,
+             row in bt.table.iterrows()}
+    return {"reconciliation": bt.reconciliation, "table": table,
+            "coverage": {str(k): v for k, v in bt.coverage.items()},
             "chosen": {str(k): v for k, v in bt.chosen.items()}, "fit_seconds": round(fc.fit_seconds_, 1)}
 
 def save_forecaster(fc: QueueForecaster, home=None, promote: bool = True) -> str:
@@ -44,7 +46,8 @@ def save_forecaster(fc: QueueForecaster, home=None, promote: bool = True) -> str
     name = model_name(fc.data_name_, fc.granularity_)
     meta = store._json_safe({"provenance": fc.provenance_, "metrics": _summary(fc), "git_commit": git_commit()})
     with bentoml.models.create(name, labels={"framework": "mlkit-queues", "dataset": fc.data_name_.replace("@", "-v"),
-                                             "granularity": fc.granularity_}, metadata=meta, _model_store=store._store(home)) as bm:
+                                             "granularity": fc.granularity_}, metadata=meta,
+                               _model_store=store._store(home)) as bm:
         joblib.dump(fc, Path(bm.path) / _FILE)
     tag = str(bm.tag)
     if promote: store.promote(tag, home=home, reason="queues forecaster")
@@ -62,7 +65,7 @@ def load_forecaster(dataset: str, granularity: str, home=None) -> tuple[QueueFor
 
 # %% ../../nbs/23_queues_models.ipynb #a2d1c72e
 def train_default(home=None, names=None, force: bool = False, forecasters: dict | None = None) -> dict[str, str]:
-    "Fit and store the default forecaster of each bundled data set unless an identical one is in production; `{name: tag}`."
+    "Fit and store each bundled data set's default forecaster unless an identical one is in production: `{name: tag}`."
     out = {}
     for n in names or list(DEFAULT_GRANULARITY):
         data = load_queues(n)
@@ -71,8 +74,10 @@ def train_default(home=None, names=None, force: bool = False, forecasters: dict 
         cur = store.production_tag(model_name(n, g), home)
         if cur and not force:
             old = bentoml.models.get(cur, _model_store=store._store(home)).info.metadata.get("provenance", {})
-            if old.get("sha256") == data.sha256 and old.get("h") == (fc.h or settings.getint("queues", "cv_horizon")) \
-               and old.get("n_windows") == (fc.n_windows or settings.getint("queues", "cv_windows")) and old.get("input_size") == fc.input_size:
+            same = (old.get("sha256") == data.sha256 and old.get("input_size") == fc.input_size
+                    and old.get("h") == (fc.h or settings.getint("queues", "cv_horizon"))
+                    and old.get("n_windows") == (fc.n_windows or settings.getint("queues", "cv_windows")))
+            if same:
                 log.info("%s is up to date (%s)", model_name(n, g), cur); out[n] = cur; continue
         t = time.perf_counter()
         out[n] = save_forecaster(fc.fit(data), home)
@@ -89,7 +94,8 @@ class QueuesBackend:
         self._fc: dict[tuple[str, str], tuple[QueueForecaster, str]] = {}
         self._lock = threading.RLock()
         self.missing: list[str] = []
-        for n, g in DEFAULT_GRANULARITY.items():      # load what the store holds; a missing model is reported, not fatal
+        # load what the store holds; a missing model is reported, not fatal
+        for n, g in DEFAULT_GRANULARITY.items():
             try: self._fc[(n, g)] = load_forecaster(n, g, home)
             except DataError as e: self.missing.append(str(e)); log.warning("%s", e)
 
@@ -115,7 +121,8 @@ class QueuesBackend:
             self._fc[key] = (fc, f"fitted on demand for {data.name}")
             return self._fc[key]
 
-    def forecast(self, queue_id: int, horizon: int, granularity: str | None = None, levels=(80, 95), dataset: str | None = None) -> tuple[ForecastResult, str]:
+    def forecast(self, queue_id: int, horizon: int, granularity: str | None = None, levels=(80, 95),
+                 dataset: str | None = None) -> tuple[ForecastResult, str]:
         fc, tag = self.forecaster(dataset, granularity)
         self.data(dataset).check_queue(queue_id)
         return fc.forecast(queue_id, horizon, levels), tag

@@ -29,33 +29,35 @@ def get_forecaster(data: QueueData, granularity: str | None = None, h: int | Non
             fc, tag = load_forecaster(data.name, g, home)
             return fc, f"model store, {tag}"
         except DataError as e: log.info("%s; fitting one now", e)
-    fc = default_forecaster(data.name) if data.name in DEFAULT_GRANULARITY and g == DEFAULT_GRANULARITY[data.name] and not (h or n_windows) \
-        else QueueForecaster(g, h=h, n_windows=n_windows)
+    default = data.name in DEFAULT_GRANULARITY and g == DEFAULT_GRANULARITY[data.name] and not (h or n_windows)
+    fc = default_forecaster(data.name) if default else QueueForecaster(g, h=h, n_windows=n_windows)
     return fc.fit(data), "fitted for this report"
 
 # %% ../../nbs/24_queues_report.ipynb #af0946ff
 def cv_table(fc: QueueForecaster) -> pd.DataFrame:
-    "Per hierarchy level: MASE of each candidate and of the chosen reconciliation, relative to seasonal naive, and coverage."
+    "Per hierarchy level: MASE of each candidate and of the reconciliation, relative to seasonal naive, and coverage."
     bt = fc.backtest_
     t = bt.table.copy()
     final = bt.reconciliation if bt.reconciliation != "none" else None
     if final is None:   # one queue: the chosen model is the forecast
-        t["final"] = [bt.per_series[bt.per_series.level == lv].apply(lambda r: r[r.chosen], axis=1).mean() for lv in t.index]
+        per = bt.per_series
+        t["final"] = [per[per.level == lv].apply(lambda r: r[r.chosen], axis=1).mean() for lv in t.index]
     else: t["final"] = t[final]
     if "SeasonalNaive" in t: t["final / seasonal naive"] = t["final"] / t["SeasonalNaive"]
     t = t.rename(columns={"final": f"final ({fc.backtest_.reconciliation})"})
     t.insert(0, "queues", bt.per_series.groupby("level").size())
     return t
 
+# %% ../../nbs/24_queues_report.ipynb #c6603617
 def verdict(fc: QueueForecaster) -> str:
-    "A plain-language verdict: accuracy against seasonal naive per level, the reconciliation that won, and interval coverage."
+    "A plain verdict: accuracy against seasonal naive per level, the reconciliation that won, and interval coverage."
     bt, t = fc.backtest_, cv_table(fc)
     ratio = t.get("final / seasonal naive")
     lines = [f"**{fc.data_name_}, {fc.granularity_}**: {bt.n_windows} rolling windows of {bt.h} periods."]
     if ratio is not None:
         better = (ratio < 1).all()
-        lines.append(f"The final forecast is {'better than' if better else 'NOT better than'} seasonal naive at every level "
-                     f"(MASE ratio {', '.join(f'level {i}: {v:.3f}' for i, v in ratio.items())}).")
+        lines.append(f"The final forecast is {'better than' if better else 'NOT better than'} seasonal naive at every "
+                     f"level (MASE ratio {', '.join(f'level {i}: {v:.3f}' for i, v in ratio.items())}).")
     if bt.reconciliation != "none":
         m = t[[c for c in t.columns if c.startswith(("BottomUp", "MinTrace"))]].mean().sort_values()
         lines.append(f"Reconciliation: **{bt.reconciliation}** won (mean MASE over levels: "
@@ -63,30 +65,36 @@ def verdict(fc: QueueForecaster) -> str:
         base = [c for c in ("AutoETS", "MSTL", "AutoARIMA") if c in t.columns]
         if base:
             worse = [i for i in t.index if t.loc[i, bt.reconciliation] > t.loc[i, base[0]] + 1e-12]
-            lines.append(f"Against unreconciled {base[0]}: " + ("at or below it at every level." if not worse else f"worse at level(s) {worse}."))
-    if not hasattr(bt, "coverage_sequential"):   # stored before both measures existed: its `coverage` is the time-ordered one
+            lines.append(f"Against unreconciled {base[0]}: "
+                         + ("at or below it at every level." if not worse else f"worse at level(s) {worse}."))
+    # stored before both measures existed: its `coverage` is the time-ordered one
+    if not hasattr(bt, "coverage_sequential"):
         bt = copy.copy(bt); bt.coverage_sequential, bt.coverage = bt.coverage, {}
-        lines.append("This forecaster was stored before the held-out (other windows) coverage was measured; retrain it (`make train`) "
-                     "for that figure. Its time-ordered coverage follows.")
+        lines.append("This forecaster was stored before the held-out (other windows) coverage was measured; retrain "
+                     "it (`make train`) for that figure. Its time-ordered coverage follows.")
     seq = bt.coverage_sequential
     for L in (80, 95):
         c = seq.get(L, {}).get("all")
-        if c is not None and not bt.coverage: lines.append(f"Calibrated {L} % intervals, time-ordered: **{100 * c:.1f} %**.")
+        if c is not None and not bt.coverage:
+            lines.append(f"Calibrated {L} % intervals, time-ordered: **{100 * c:.1f} %**.")
     for L in (80, 95):
         c = bt.coverage.get(L, {}).get("all")
         if c is None: continue
         ok = abs(c - L / 100) <= 0.05
-        own = [t[k].mean() for k in t.columns if k.endswith(f"own {L}% coverage") and k.split(" ")[0] in bt.chosen.values()]
-        lines.append(f"Calibrated {L} % intervals covered **{100 * c:.1f} %** of held-out actuals (each window scored with the calibration "
-                     "of the other windows): "
-                     + ("within 5 points of nominal" if ok else f"{'under' if c < L / 100 else 'over'}-coverage beyond 5 points: read them with care")
+        own = [t[k].mean() for k in t.columns
+               if k.endswith(f"own {L}% coverage") and k.split(" ")[0] in bt.chosen.values()]
+        lines.append(f"Calibrated {L} % intervals covered **{100 * c:.1f} %** of held-out actuals (each window scored "
+                     "with the calibration of the other windows): "
+                     + ("within 5 points of nominal" if ok else f"{'under' if c < L / 100 else 'over'}-coverage "
+                        "beyond 5 points: read them with care")
                      + (f"; the chosen model's own interval covered {100 * own[0]:.1f} %" if own else "")
                      + (f"; time-ordered (each window calibrated on the earlier ones only): {100 * seq[L]['all']:.1f} %"
                         if seq.get(L, {}).get("all") is not None else "") + ".")
     return "\n\n".join(lines)
 
 # %% ../../nbs/24_queues_report.ipynb #d2949448
-def plot_forecast(fc: QueueForecaster, data: QueueData, queue_id: int, h: int, levels=(80, 95), history: int = 120, ax=None):
+def plot_forecast(fc: QueueForecaster, data: QueueData, queue_id: int, h: int, levels=(80, 95), history: int = 120,
+                  ax=None):
     "History and the reconciled forecast of a queue with its calibrated interval bands."
     import matplotlib.pyplot as plt
     from mlkit.queues.data import series
@@ -98,5 +106,6 @@ def plot_forecast(fc: QueueForecaster, data: QueueData, queue_id: int, h: int, l
     for L, a in zip(sorted(r.lower, reverse=True), (0.2, 0.35, 0.5)):
         ax.fill_between(t, r.lower[L], r.upper[L], alpha=a, color="C0", lw=0, label=f"{L:g} % interval")
     ax.plot(t, r.values, color="C0", lw=1.5, label=f"forecast ({r.model})")
-    ax.set_title(f"{data.queues.name[queue_id]} (queue {queue_id}), {fc.granularity_}"); ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"{data.queues.name[queue_id]} (queue {queue_id}), {fc.granularity_}")
+    ax.legend(loc="upper left", fontsize=8)
     return ax
