@@ -33,28 +33,38 @@ __all__ = ['log', 'ModelName', 'DataName', 'SplitName', 'UploadSplit', 'TRAIN_HI
            'TextModelInUse', 'call', 'unavailable', 'stats_out', 'models_out', 'remove_out', 'job_out', 'fit_out',
            'rest_models', 'rest_statistics', 'rest_remove', 'rest_job', 'TextBodyGuard', 'TextAPI', 'TextService']
 
-# %% ../../nbs/94_serve_text.ipynb #95990f82
+# %% ../../nbs/94_serve_text.ipynb #f3c8ff8c
 ModelName = Literal["logistic", "svm", "nbsvm"]
 DataName = Literal[tuple(TEXT_SETS)]
 SplitName = Literal[SPLIT_METHODS]
-UploadSplit = Literal["auto", "random"]   # uploaded texts have no published split and no groups
+UploadSplit = Literal["auto", "random"]  # uploaded texts have no published split and no groups
 TRAIN_HINT = "train the default text model with `mlkit train` (or `make train`), or fit one with POST /text/fit"
 EXAMPLE_TEXT = "The plot is thin, but the performances are a joy to watch."
+
 
 class Averages(BaseModel):
     precision: float
     recall: float
     f1_score: float
 
+# %% ../../nbs/94_serve_text.ipynb #5b5c209b
 class ClassMetrics(Averages):
     support: int
 
+# %% ../../nbs/94_serve_text.ipynb #c9a4ef15
 class ReportOut(BaseModel):
-    "Held-out metrics (the seed's ClassificationReport, with the confusion matrix and the majority-class baseline)."
-    roc_auc: float | None = Field(description="ROC AUC on the held-out texts (one-vs-rest macro average for 3+ classes)", examples=[0.91])
+    "Held-out metrics (per class and averaged, with the confusion matrix and the majority-class baseline)."
+
+    roc_auc: float | None = Field(
+        description="ROC AUC on the held-out texts (one-vs-rest macro average for 3+ classes)", examples=[0.91]
+    )
     accuracy: float = Field(examples=[0.80])
-    accuracy_ci: list[float | None] = Field(description="95 % bootstrap interval of the accuracy", examples=[[0.78, 0.82]])
-    baseline_accuracy: float = Field(description="accuracy of predicting the most frequent training class", examples=[0.53])
+    accuracy_ci: list[float | None] = Field(
+        description="95 % bootstrap interval of the accuracy", examples=[[0.78, 0.82]]
+    )
+    baseline_accuracy: float = Field(
+        description="accuracy of predicting the most frequent training class", examples=[0.53]
+    )
     macro_avg: Averages
     weighted_avg: Averages
     classes: dict[str, ClassMetrics]
@@ -62,8 +72,10 @@ class ReportOut(BaseModel):
     labels: list[str]
     n_test: int
 
+# %% ../../nbs/94_serve_text.ipynb #79a08c2b
 class StatsOut(BaseModel):
     "A stored text model: what it is, how it was made and how it scored on held-out texts."
+
     model_id: str = Field(examples=["abc123def456"])
     tag: str
     model: str
@@ -74,15 +86,19 @@ class StatsOut(BaseModel):
     created: str
     report: ReportOut
 
+# %% ../../nbs/94_serve_text.ipynb #b7db8c36
 class FitOut(BaseModel):
     "A fit: done (with the model id and its report) or running as a job (poll /text/job)."
+
     status: Literal["done", "queued", "running"]
     model_id: str | None = Field(None, description="id of the stored model when the fit is done")
     job_id: str | None = Field(None, description="id of the background job when the fit runs as one")
     report: ReportOut | None = None
 
+# %% ../../nbs/94_serve_text.ipynb #3726eeef
 class JobOut(BaseModel):
     "The state of a fit job."
+
     job_id: str
     status: Literal["queued", "running", "done", "failed"]
     step: str = Field(examples=["fitting logistic on 10,000 texts x 200,000 n-grams"])
@@ -93,18 +109,22 @@ class JobOut(BaseModel):
     error: str | None
     request: dict[str, Any]
 
+# %% ../../nbs/94_serve_text.ipynb #34d69d82
 class Contribution(BaseModel):
     ngram: str
     kind: str = Field(description="word or char n-gram")
     contribution: float = Field(description="the n-gram's term in the predicted class's linear score")
 
+# %% ../../nbs/94_serve_text.ipynb #fac15732
 class PredictOut(BaseModel):
     "The class of one text, the probabilities of all classes and the n-grams that pushed the decision most."
+
     model_id: str
     label: str = Field(examples=["fresh"])
     probabilities: dict[str, float] = Field(examples=[{"fresh": 0.71, "plot": 0.05, "rotten": 0.24}])
     contributions: list[Contribution]
 
+# %% ../../nbs/94_serve_text.ipynb #cb512900
 class ModelRow(BaseModel):
     model_id: str
     model: str | None
@@ -115,218 +135,374 @@ class ModelRow(BaseModel):
     roc_auc: float | None
     baseline_accuracy: float | None
 
+# %% ../../nbs/94_serve_text.ipynb #4b060e4a
 class RemoveOut(BaseModel):
     status: Literal["success"]
     message: str = Field(examples=["model abc123 was successfully removed"])
 
-# %% ../../nbs/94_serve_text.ipynb #ede67aae
+# %% ../../nbs/94_serve_text.ipynb #d2a77bfe
 class TextInputError(InvalidArgument):
     "A text request that cannot be answered as asked (HTTP 400): the message says what was expected and what is valid."
 
+# %% ../../nbs/94_serve_text.ipynb #0c737651
 class TextModelNotFound(TextInputError):
     "An unknown text model or job id (HTTP 404)."
+
     error_code = HTTPStatus.NOT_FOUND
 
+# %% ../../nbs/94_serve_text.ipynb #d3ff4fbe
 class TextModelInUse(TextInputError):
     "The production text model cannot be removed (HTTP 409)."
+
     error_code = HTTPStatus.CONFLICT
 
+# %% ../../nbs/94_serve_text.ipynb #ec5f2972
 def _clean(v):
     "NaN and infinities as None (JSON has no NaN)."
-    if isinstance(v, float) and not math.isfinite(v): return None
-    if isinstance(v, dict): return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_clean(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
     return v
 
+# %% ../../nbs/94_serve_text.ipynb #cc599b4f
 def call(fn, *args, **kwargs):
-    "Run a registry call; its errors become TextInputError (400), TextModelNotFound (404), TextModelInUse (409) or ServiceUnavailable (503)."
-    try: return fn(*args, **kwargs)
-    except R.NoProductionModel as e: raise ServiceUnavailable(f"{e} (or fit one with POST /text/fit)") from None
-    except R.ModelNotFound as e: raise TextModelNotFound(str(e)) from None
-    except R.ModelInUse as e: raise TextModelInUse(str(e)) from None
-    except (DataError, TypeError, ValueError) as e: raise TextInputError(str(e)) from None
+    "Run a registry call; errors become TextInputError 400, TextModelNotFound 404, TextModelInUse 409, 503."
+    try:
+        return fn(*args, **kwargs)
+    except R.NoProductionModel as e:
+        raise ServiceUnavailable(f"{e} (or fit one with POST /text/fit)") from None
+    except R.ModelNotFound as e:
+        raise TextModelNotFound(str(e)) from None
+    except R.ModelInUse as e:
+        raise TextModelInUse(str(e)) from None
+    except (DataError, TypeError, ValueError) as e:
+        raise TextInputError(str(e)) from None
 
+# %% ../../nbs/94_serve_text.ipynb #0e548ffb
 def unavailable(e: ServiceUnavailable) -> JSONResponse:
     return JSONResponse({"error": e.message}, status_code=503)
 
-# %% ../../nbs/94_serve_text.ipynb #28260382
-def stats_out(model_id: str) -> StatsOut: return StatsOut(**_clean(call(R.statistics, model_id).to_dict()))
+# %% ../../nbs/94_serve_text.ipynb #10e9ec51
+def stats_out(model_id: str) -> StatsOut:
+    return StatsOut(**_clean(call(R.statistics, model_id).to_dict()))
 
+# %% ../../nbs/94_serve_text.ipynb #202d6b3e
 def models_out() -> list[ModelRow]:
     df = call(R.list_models)
     return [ModelRow(**_clean({**r, "created": str(r["created"])})) for r in df.to_dict("records")]
 
+# %% ../../nbs/94_serve_text.ipynb #7190fdfb
 def remove_out(model_id: str) -> RemoveOut:
     call(R.remove, model_id)
     return RemoveOut(status="success", message=f"model {model_id} was successfully removed")
 
-def job_out(job_id: str) -> JobOut: return JobOut(**call(R.job, job_id).to_dict())
+# %% ../../nbs/94_serve_text.ipynb #28dfdb11
+def job_out(job_id: str) -> JobOut:
+    return JobOut(**call(R.job, job_id).to_dict())
 
+# %% ../../nbs/94_serve_text.ipynb #f883ba7e
 def fit_out(model: str, config: dict, data: str, split: str, wait: bool | None) -> FitOut:
     "Fit now (small data, or `wait`) or start a job (more than settings text.sync_fit_rows texts)."
-    if wait is None: wait = len(call(R.resolve_data, data)) <= settings.getint("text", "sync_fit_rows")
+    if wait is None:
+        wait = len(call(R.resolve_data, data)) <= settings.getint("text", "sync_fit_rows")
     if wait:
         r = call(R.fit, model, config, data, split=split)
         return FitOut(status="done", model_id=r.model_id, report=ReportOut(**_clean(r.report.to_dict())))
     j = call(R.start_fit, model, config, data, split=split)
     return FitOut(status=j.status, job_id=j.job_id)
 
+# %% ../../nbs/94_serve_text.ipynb #9918de37
 def _rest_error(e: InvalidArgument) -> JSONResponse:
     return JSONResponse({"status": "error", "message": str(e.message)}, status_code=int(e.error_code))
 
-# %% ../../nbs/94_serve_text.ipynb #8499711f
-rest = FastAPI(title="mlkit text classifiers (REST)", description="GET and DELETE routes of the text domain; the JSON API is under /text/.")
+# %% ../../nbs/94_serve_text.ipynb #197e8b26
+rest = FastAPI(
+    title="mlkit text classifiers (REST)",
+    description="GET and DELETE routes of the text domain; the JSON API is under /text/.",
+)
+
 
 @rest.get("/models", response_model=list[ModelRow], summary="List the stored text models")
-def rest_models(): return models_out()
+def rest_models():
+    return models_out()
 
-@rest.get("/statistics/{model_id}", response_model=StatsOut, summary="Held-out classification report of a model",
-          responses={404: {"description": "unknown model id"}})
+# %% ../../nbs/94_serve_text.ipynb #f89f4737
+@rest.get(
+    "/statistics/{model_id}",
+    response_model=StatsOut,
+    summary="Held-out classification report of a model",
+    responses={404: {"description": "unknown model id"}},
+)
 def rest_statistics(model_id: str):
-    try: return stats_out(model_id)
-    except InvalidArgument as e: return _rest_error(e)
+    try:
+        return stats_out(model_id)
+    except InvalidArgument as e:
+        return _rest_error(e)
 
-@rest.delete("/models/{model_id}", response_model=RemoveOut, summary="Remove a model (not the production one)",
-             responses={404: {"description": "unknown model id"}, 409: {"description": "the model is in production"}})
+# %% ../../nbs/94_serve_text.ipynb #7789180c
+@rest.delete(
+    "/models/{model_id}",
+    response_model=RemoveOut,
+    summary="Remove a model (not the production one)",
+    responses={404: {"description": "unknown model id"}, 409: {"description": "the model is in production"}},
+)
 def rest_remove(model_id: str):
-    try: return remove_out(model_id)
-    except InvalidArgument as e: return _rest_error(e)
+    try:
+        return remove_out(model_id)
+    except InvalidArgument as e:
+        return _rest_error(e)
 
-@rest.get("/jobs/{job_id}", response_model=JobOut, summary="State of a fit job", responses={404: {"description": "unknown job id"}})
+# %% ../../nbs/94_serve_text.ipynb #b995a675
+@rest.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="State of a fit job",
+    responses={404: {"description": "unknown job id"}},
+)
 def rest_job(job_id: str):
-    try: return job_out(job_id)
-    except InvalidArgument as e: return _rest_error(e)
+    try:
+        return job_out(job_id)
+    except InvalidArgument as e:
+        return _rest_error(e)
 
 # %% ../../nbs/94_serve_text.ipynb #8d492526
-FILE_FIELDS = {"/text/predict_csv": ("file",), "/text/fit_csv": ("file",)}   # the multipart parts that carry a file, per route
+FILE_FIELDS = {
+    "/text/predict_csv": ("file",),
+    "/text/fit_csv": ("file",),
+}  # the multipart parts that carry a file, per route
+
 
 class TextBodyGuard:
     "ASGI middleware: POST bodies under `prefix` that BentoML could not parse are answered 4xx with a JSON message."
-    def __init__(self, app, prefix: str = "/text/", skip: tuple = ("/text/api",), max_bytes: int | None = None,
-                 max_field_bytes: int = 1024 * 1024):   # Starlette's limit for one non-file form field
-        self.app, self.prefix, self.skip, self.max_bytes, self.max_field_bytes = app, prefix, tuple(skip), max_bytes, max_field_bytes
+
+    def __init__(
+        self,
+        app,
+        prefix: str = "/text/",
+        skip: tuple = ("/text/api",),
+        max_bytes: int | None = None,
+        max_field_bytes: int = 1024 * 1024,
+    ):  # Starlette's limit for one non-file form field
+        self.app, self.prefix, self.skip, self.max_bytes, self.max_field_bytes = (
+            app,
+            prefix,
+            tuple(skip),
+            max_bytes,
+            max_field_bytes,
+        )
 
     async def _answer(self, send, status: int, message: str):
         code = {400: "bad_request", 413: "payload_too_large", 415: "unsupported_media_type"}[status]
         data = json.dumps({"error": code, "message": message, "detail": None}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
 
     async def _problem(self, scope, body: bytes) -> tuple[int, str] | None:
         "The status and message for a multipart body that cannot be read, or None."
         from starlette.datastructures import Headers, UploadFile
         from starlette.formparsers import MultiPartException, MultiPartParser
+
         async def stream():
             yield body
-        try: form = await MultiPartParser(Headers(scope=scope), stream(), max_part_size=len(body) + 1).parse()
-        except MultiPartException as e: return 400, f"the multipart body cannot be read: {e.message}"
+
+        try:
+            form = await MultiPartParser(Headers(scope=scope), stream(), max_part_size=len(body) + 1).parse()
+        except MultiPartException as e:
+            return 400, f"the multipart body cannot be read: {e.message}"
         files = FILE_FIELDS.get(scope.get("path", ""), ())
         try:
             for k, v in form.multi_items():
                 if k in files and not isinstance(v, UploadFile):
-                    return 400, f"the {k!r} part must be a file upload (a multipart part with a filename), got a plain form field"
+                    return (
+                        400,
+                        f"the {k!r} part must be a file upload (a multipart part with a filename), got a plain "
+                        "form field",
+                    )
                 if isinstance(v, UploadFile):
                     raw = await v.read()
-                    if k in files: continue
-                    try: raw.decode("utf-8")
-                    except UnicodeDecodeError as e: return 400, f"form part {k!r} must be UTF-8 text; byte {e.start} is not ({e.reason})"
+                    if k in files:
+                        continue
+                    try:
+                        raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        return 400, f"form part {k!r} must be UTF-8 text; byte {e.start} is not ({e.reason})"
                     v = raw
                 n = len(v) if isinstance(v, bytes) else len(v.encode("utf-8"))
                 if n > self.max_field_bytes:
-                    return 413, (f"form field {k!r} has {n:,} bytes; a form field takes at most {self.max_field_bytes:,} "
-                                 "(send a long text as JSON, or a file as the 'file' part)")
-        finally: await form.close()
+                    return 413, (
+                        f"form field {k!r} has {n:,} bytes; a form field takes at most {self.max_field_bytes:,} "
+                        "(send a long text as JSON, or a file as the 'file' part)"
+                    )
+        finally:
+            await form.close()
         return None
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(self.prefix) or path.startswith(self.skip):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not path.startswith(self.prefix)
+            or path.startswith(self.skip)
+        ):
             return await self.app(scope, receive, send)
         limit = self.max_bytes or settings.getint("text", "max_csv_bytes") + 1024 * 1024
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         if ctype not in ("", "application/json", "multipart/form-data"):
-            return await self._answer(send, 415, f"{path} takes a JSON body (Content-Type: application/json), or multipart/form-data "
-                                                 f"for a file upload; got {ctype!r}")
-        try: length = int(headers.get(b"content-length", b"0") or 0)
-        except ValueError: return await self._answer(send, 400, "the Content-Length header must be an integer")
-        if length > limit: return await self._answer(send, 413, f"the body has {length:,} bytes; at most {limit:,} are accepted")
-        if ctype != "multipart/form-data": return await self.app(scope, receive, send)
+            return await self._answer(
+                send,
+                415,
+                f"{path} takes a JSON body (Content-Type: application/json), or multipart/form-data "
+                f"for a file upload; got {ctype!r}",
+            )
+        try:
+            length = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            return await self._answer(send, 400, "the Content-Length header must be an integer")
+        if length > limit:
+            return await self._answer(send, 413, f"the body has {length:,} bytes; at most {limit:,} are accepted")
+        if ctype != "multipart/form-data":
+            return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
             msg = await receive()
-            if msg["type"] == "http.disconnect": return
-            chunks.append(msg.get("body", b"")); size += len(chunks[-1]); more = msg.get("more_body", False)
-            if size > limit: return await self._answer(send, 413, f"the body has more than {limit:,} bytes; at most {limit:,} are accepted")
+            if msg["type"] == "http.disconnect":
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            more = msg.get("more_body", False)
+            if size > limit:
+                return await self._answer(
+                    send, 413, f"the body has more than {limit:,} bytes; at most {limit:,} are accepted"
+                )
         body = b"".join(chunks)
-        if problem := await self._problem(scope, body): return await self._answer(send, *problem)
+        if problem := await self._problem(scope, body):
+            return await self._answer(send, *problem)
         sent = False
+
         async def replay():
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
+
         await self.app(scope, replay, send)
 
-# %% ../../nbs/94_serve_text.ipynb #12ea3675
-ModelId = Annotated[str | None, Field(None, description="id of a stored text model (GET /text/api/models); omit it for the production model",
-                                      examples=[None])]
+# %% ../../nbs/94_serve_text.ipynb #2e036031
+ModelId = Annotated[
+    str | None,
+    Field(
+        None,
+        description="id of a stored text model (GET /text/api/models); omit it for the production model",
+        examples=[None],
+    ),
+]
 CsvFile = Annotated[Path, ContentType("text/csv")]
 
+
 class TextAPI:
-    "Text classification (seed 003, NLP): fit, inspect, remove and apply text classifiers from the model store."
+    "Text classification: fit, inspect, remove and apply text classifiers from the model store."
+
     asgi_apps = [(rest, "/text/api")]
-    asgi_middlewares = [(TextBodyGuard, {})]      # for the entry service: apply each with add_asgi_middleware(cls, **options)
+    asgi_middlewares = [
+        (TextBodyGuard, {})
+    ]  # for the entry service: apply each with add_asgi_middleware(cls, **options)
 
     def __init__(self):
-        super().__init__()                      # the entry service inherits several domains' mixins
-        try: self.text_default = R.load(None)[2]   # the production model, loaded once per worker; never trained here
+        super().__init__()  # the entry service inherits several domains' mixins
+        try:
+            self.text_default = R.load(None)[2]  # the production model, loaded once per worker; never trained here
         except DataError as e:
             self.text_default = None
             log.warning("no production text model: %s", e)
 
     @bentoml.api(route="/text/fit")
-    def text_fit(self, model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM", examples=["logistic"]),
-                 config: dict[str, Any] = Field({}, description="estimator parameters (C, solver, class_weight, ...) and feature settings "
-                                                "(word_ngrams, char_ngrams, min_df, hashing, max_features); unknown keys are a 400 listing the valid ones",
-                                                examples=[{"C": 10, "solver": "lbfgs"}]),
-                 data: DataName = Field("rotten_tomatoes", description=f"bundled data set: {TEXT_SETS}", examples=["fine_food_reviews"]),
-                 split: SplitName = Field("auto", description="auto: the published split, else grouped by movie/product, else random"),
-                 wait: bool | None = Field(None, description="true: answer when fitted; false: start a job; null: a job for more than "
-                                           "settings text.sync_fit_rows texts")) -> FitOut:
-        "Fit a text classifier, score it on held-out texts and store it; returns its id (or the id of the job that fits it)."
+    def text_fit(
+        self,
+        model: ModelName = Field(
+            "logistic", description="logistic regression, calibrated linear SVM, or NB-SVM", examples=["logistic"]
+        ),
+        config: dict[str, Any] = Field(
+            {},
+            description="estimator parameters (C, solver, class_weight, ...) and feature settings "
+            "(word_ngrams, char_ngrams, min_df, hashing, max_features); unknown keys are a 400 listing the valid ones",
+            examples=[{"C": 10, "solver": "lbfgs"}],
+        ),
+        data: DataName = Field(
+            "rotten_tomatoes", description=f"bundled data set: {TEXT_SETS}", examples=["fine_food_reviews"]
+        ),
+        split: SplitName = Field(
+            "auto", description="auto: the published split, else grouped by movie/product, else random"
+        ),
+        wait: bool | None = Field(
+            None,
+            description="true: answer when fitted; false: start a job; null: a job for more than "
+            "settings text.sync_fit_rows texts",
+        ),
+    ) -> FitOut:
+        "Fit a text classifier, score it on held-out texts and store it; returns its id (or its fit job's id)."
         return fit_out(model, config, data, split, wait)
 
     @bentoml.api(route="/text/fit_csv")
-    def text_fit_csv(self, file: CsvFile, text_col: str = Field("text", description="the column with the texts", examples=["text"]),
-                     label_col: str = Field("label", description="the column with the classes", examples=["label"]),
-                     model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
-                     config: dict[str, Any] = Field({}, description="as for /text/fit (a JSON object in a multipart field)", examples=[{"C": 10}]),
-                     split: UploadSplit = Field("auto", description="auto or random: a stratified random test part (uploads have no groups)"),
-                     wait: bool | None = Field(None, description="as for /text/fit")) -> FitOut:
-        "Fit a text classifier on an uploaded UTF-8 CSV (a text column and a label column); every problem of the file is listed in one 400."
+    def text_fit_csv(
+        self,
+        file: CsvFile,
+        text_col: str = Field("text", description="the column with the texts", examples=["text"]),
+        label_col: str = Field("label", description="the column with the classes", examples=["label"]),
+        model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
+        config: dict[str, Any] = Field(
+            {}, description="as for /text/fit (a JSON object in a multipart field)", examples=[{"C": 10}]
+        ),
+        split: UploadSplit = Field(
+            "auto", description="auto or random: a stratified random test part (uploads have no groups)"
+        ),
+        wait: bool | None = Field(None, description="as for /text/fit"),
+    ) -> FitOut:
+        "Fit a text classifier on an uploaded UTF-8 CSV (text and label columns); one 400 lists every problem of "
+        "the file."
         limit = settings.getint("text", "max_csv_bytes")
-        if (n := Path(file).stat().st_size) > limit: raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
+        if (n := Path(file).stat().st_size) > limit:
+            raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
         return fit_out(model, config, call(R.resolve_data, Path(file).read_bytes(), text_col, label_col), split, wait)
 
     @bentoml.api(route="/text/fit_records")
-    def text_fit_records(self, records: list[dict[str, Any]] = Field(min_length=1,
-                                                                      description="the labelled texts, one object per text",
-                                                                      examples=[[{"body": "the printer is jammed", "team": "hardware"},
-                                                                                 {"body": "I cannot log in", "team": "account"}]]),
-                         text_col: str = Field("text", description="the key with the texts", examples=["body"]),
-                         label_col: str = Field("label", description="the key with the classes", examples=["team"]),
-                         model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
-                         config: dict[str, Any] = Field({}, description="as for /text/fit", examples=[{"C": 10}]),
-                         split: UploadSplit = Field("auto", description="auto or random: a stratified random test part (uploads have no groups)"),
-                         wait: bool | None = Field(None, description="as for /text/fit")) -> FitOut:
-        "Fit a text classifier on labelled texts sent as JSON records with named text and label keys; every problem is listed in one 400."
+    def text_fit_records(
+        self,
+        records: list[dict[str, Any]] = Field(
+            min_length=1,
+            description="the labelled texts, one object per text",
+            examples=[
+                [{"body": "the printer is jammed", "team": "hardware"}, {"body": "I cannot log in", "team": "account"}]
+            ],
+        ),
+        text_col: str = Field("text", description="the key with the texts", examples=["body"]),
+        label_col: str = Field("label", description="the key with the classes", examples=["team"]),
+        model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
+        config: dict[str, Any] = Field({}, description="as for /text/fit", examples=[{"C": 10}]),
+        split: UploadSplit = Field(
+            "auto", description="auto or random: a stratified random test part (uploads have no groups)"
+        ),
+        wait: bool | None = Field(None, description="as for /text/fit"),
+    ) -> FitOut:
+        "Fit a text classifier on labelled texts sent as JSON records (named text and label keys); one 400 lists "
+        "every problem."
         return fit_out(model, config, call(R.resolve_data, records, text_col, label_col), split, wait)
 
     @bentoml.api(route="/text/job")
-    def text_job(self, job_id: str = Field(description="id returned by /text/fit", examples=["0123456789ab"])) -> JobOut:
+    def text_job(
+        self, job_id: str = Field(description="id returned by /text/fit", examples=["0123456789ab"])
+    ) -> JobOut:
         "The state of a fit job: status, current step, fraction done, and the model id when done."
         return job_out(job_id)
 
@@ -346,28 +522,46 @@ class TextAPI:
         return remove_out(model_id)
 
     @bentoml.api(route="/text/predict")
-    def text_predict(self, text: str = Field(min_length=1, description="the text to classify (at most settings text.max_text_chars characters)",
-                                             examples=[EXAMPLE_TEXT]),
-                     model_id: ModelId = None) -> PredictOut:
+    def text_predict(
+        self,
+        text: str = Field(
+            min_length=1,
+            description="the text to classify (at most settings text.max_text_chars characters)",
+            examples=[EXAMPLE_TEXT],
+        ),
+        model_id: ModelId = None,
+    ) -> PredictOut:
         "Classify one text: the label, the class probabilities and the n-grams that pushed the decision most."
-        try: return PredictOut(**call(R.predict, text, model_id).to_dict())
-        except ServiceUnavailable as e: return unavailable(e)
+        try:
+            return PredictOut(**call(R.predict, text, model_id).to_dict())
+        except ServiceUnavailable as e:
+            return unavailable(e)
 
     @bentoml.api(route="/text/predict_csv")
-    def text_predict_csv(self, file: CsvFile, text_col: str = Field("text", description="the column with the texts"),
-                         model_id: ModelId = None) -> CsvFile:
-        "Classify every row of an uploaded UTF-8 CSV; returns the CSV with predicted_label and prob_<class> columns added."
+    def text_predict_csv(
+        self,
+        file: CsvFile,
+        text_col: str = Field("text", description="the column with the texts"),
+        model_id: ModelId = None,
+    ) -> CsvFile:
+        "Classify every row of an uploaded UTF-8 CSV; returns it with predicted_label and prob_<class> columns added."
         limit = settings.getint("text", "max_csv_bytes")
-        if (n := Path(file).stat().st_size) > limit: raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
-        try: out = call(R.predict_csv, Path(file).read_bytes(), text_col, model_id)
-        except ServiceUnavailable as e: return unavailable(e)
+        if (n := Path(file).stat().st_size) > limit:
+            raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
+        try:
+            out = call(R.predict_csv, Path(file).read_bytes(), text_col, model_id)
+        except ServiceUnavailable as e:
+            return unavailable(e)
         path = Path(tempfile.mkdtemp(prefix="mlkit-text-")) / "predictions.csv"
         path.write_bytes(out)
         return path
 
+# %% ../../nbs/94_serve_text.ipynb #a0cef5d3
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 120})
 @bentoml.asgi_app(rest, path="/text/api")
 class TextService(TextAPI):
     "The text domain alone (tests, a separate deployment, or `bentoml.depends`)."
 
-for _mw, _opts in TextAPI.asgi_middlewares: TextService.add_asgi_middleware(_mw, **_opts)
+
+for _mw, _opts in TextAPI.asgi_middlewares:
+    TextService.add_asgi_middleware(_mw, **_opts)

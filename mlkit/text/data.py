@@ -21,225 +21,363 @@ from ..core import ConfigError, DataError, settings
 __all__ = ['TEXT_SETS', 'SPLIT_METHODS', 'check_text', 'TextData', 'load_text', 'frame_sha256', 'from_frame', 'read_csv_bytes',
            'UploadError', 'check_upload', 'Split', 'split_text']
 
-# %% ../../nbs/30_text_data.ipynb #22ddde2a
-def _limit(key: str) -> int: return settings.getint("text", key)
+# %% ../../nbs/30_text_data.ipynb #5e4e174b
+def _limit(key: str) -> int:
+    return settings.getint("text", key)
 
-def check_text(text,                       # one text to classify
-               max_chars: int | None = None,  # longest text accepted; None: settings text.max_text_chars
-               ) -> str:
+# %% ../../nbs/30_text_data.ipynb #7bfbab4e
+def check_text(
+    text,  # one text to classify
+    max_chars: int | None = None,  # longest text accepted; None: settings text.max_text_chars
+) -> str:
     "A non-empty, not too long string, or a `DataError`/`TypeError` saying what was expected."
     max_chars = max_chars or _limit("max_text_chars")
     if isinstance(text, bytes):
-        try: text = text.decode("utf-8")
-        except UnicodeDecodeError as e: raise DataError(f"text must be UTF-8; byte {e.start} is not valid UTF-8 ({e.reason})") from None
-    if not isinstance(text, str): raise TypeError(f"text must be a string, got {type(text).__name__}")
-    if not text.strip(): raise DataError("text is empty; expected at least one non-blank character")
-    if len(text) > max_chars: raise DataError(f"text has {len(text):,} characters; at most {max_chars:,} are accepted (settings text.max_text_chars)")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"text must be UTF-8; byte {e.start} is not valid UTF-8 ({e.reason})") from None
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    if not text.strip():
+        raise DataError("text is empty; expected at least one non-blank character")
+    if len(text) > max_chars:
+        raise DataError(
+            f"text has {len(text):,} characters; at most {max_chars:,} are accepted (settings text.max_text_chars)"
+        )
     return text
 
 # %% ../../nbs/30_text_data.ipynb #6bcb742b
 @dataclass
 class TextData:
     "Labelled texts with provenance: `frame` has the columns text, label, group, split."
+
     name: str
     frame: pd.DataFrame
-    sha256: str                         # of the bundled file, or of the uploaded frame's values
-    source: str                         # where the texts come from
+    sha256: str  # of the bundled file, or of the uploaded frame's values
+    source: str  # where the texts come from
     description: str = ""
-    dropped: dict = field(default_factory=dict)   # rows left out while loading, by reason
+    dropped: dict = field(default_factory=dict)  # rows left out while loading, by reason
 
     @property
-    def classes(self) -> list[str]: return sorted(self.frame["label"].unique().tolist())
-    def __len__(self) -> int: return len(self.frame)
+    def classes(self) -> list[str]:
+        return sorted(self.frame["label"].unique().tolist())
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
     def __repr__(self) -> str:
         counts = self.frame["label"].value_counts().to_dict()
         return f"TextData({self.name!r}, {len(self)} texts, classes {counts}, dropped {self.dropped})"
 
-# %% ../../nbs/30_text_data.ipynb #0aa097e3
+# %% ../../nbs/30_text_data.ipynb #547729b9
 TEXT_SETS = {
-    "rotten_tomatoes": "Rotten Tomatoes: fresh / rotten review snippets and plot synopses (3 classes), grouped by movie",
+    "rotten_tomatoes": (
+        "Rotten Tomatoes: fresh / rotten review snippets and plot synopses (3 classes), grouped "
+        "by movie"
+    ),
     "rotten_tomatoes_polarity": "Rotten Tomatoes review snippets only: fresh vs rotten, grouped by movie",
-    "fine_food_reviews": "Amazon fine food reviews: great (5 stars) vs other, with the published training/testing split",
+    "fine_food_reviews": (
+        "Amazon fine food reviews: great (5 stars) vs other, with the published "
+        "training/testing split"
+    ),
 }
+
 
 def _bundled(name: str) -> TextData:
     if name.startswith("rotten_tomatoes"):
         raw, src = datasets.load("rotten_tomatoes"), datasets.info("rotten_tomatoes")
-        df = pd.DataFrame({"text": raw["text"], "label": raw["category"].astype(str), "group": raw["movie_name"], "split": None})
-        if name == "rotten_tomatoes_polarity": df = df[df["label"] != "plot"]
+        df = pd.DataFrame(
+            {"text": raw["text"], "label": raw["category"].astype(str), "group": raw["movie_name"], "split": None}
+        )
+        if name == "rotten_tomatoes_polarity":
+            df = df[df["label"] != "plot"]
     else:
         raw, src = datasets.load("fine_food_reviews"), datasets.info("fine_food_reviews")
-        df = pd.DataFrame({"text": raw["review"], "label": raw["score"].astype(str), "group": raw["product"],
-                           "split": raw["split"].astype(str).map({"training": "train", "testing": "test"})})
+        df = pd.DataFrame(
+            {
+                "text": raw["review"],
+                "label": raw["score"].astype(str),
+                "group": raw["product"],
+                "split": raw["split"].astype(str).map({"training": "train", "testing": "test"}),
+            }
+        )
     return df, src
 
-def load_text(name: str = "rotten_tomatoes",  # one of `TEXT_SETS`
-              ) -> TextData:
+# %% ../../nbs/30_text_data.ipynb #c5ef6991
+def load_text(
+    name: str = "rotten_tomatoes",  # one of `TEXT_SETS`
+) -> TextData:
     "A bundled text classification task as `TextData` (offline, sha256 checked)."
-    if name not in TEXT_SETS: raise DataError(f"unknown text data set {name!r}; valid names: {list(TEXT_SETS)}")
+    if name not in TEXT_SETS:
+        raise DataError(f"unknown text data set {name!r}; valid names: {list(TEXT_SETS)}")
     df, src = _bundled(name)
     empty = df["text"].isna() | (df["text"].fillna("").str.strip() == "")
     df = df[~empty].reset_index(drop=True)
-    return TextData(name, df, src.sha256, f"{src.source} ({src.licence})", TEXT_SETS[name], {"empty text": int(empty.sum())})
+    return TextData(
+        name, df, src.sha256, f"{src.source} ({src.licence})", TEXT_SETS[name], {"empty text": int(empty.sum())}
+    )
 
-# %% ../../nbs/30_text_data.ipynb #7aeb0364
+# %% ../../nbs/30_text_data.ipynb #094df628
 def frame_sha256(df: pd.DataFrame) -> str:
     "SHA-256 of a frame's values and column names."
     h = hashlib.sha256(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
     h.update(repr(list(df.columns)).encode())
     return h.hexdigest()
 
+# %% ../../nbs/30_text_data.ipynb #6e9af3a3
 def _column(df: pd.DataFrame, col: str, what: str) -> pd.Series:
     if not isinstance(col, str) or col not in df.columns:
-        raise DataError(f"the {what} column {col!r} is not in the data; columns present: {[str(c) for c in df.columns]}")
+        raise DataError(
+            f"the {what} column {col!r} is not in the data; columns present: {[str(c) for c in df.columns]}"
+        )
     return df[col]
 
-def from_frame(df: pd.DataFrame,
-               text_col: str = "text",       # column with the texts
-               label_col: str = "label",     # column with the classes
-               group_col: str | None = None, # optional column whose values must not be split across train and test
-               name: str = "upload") -> TextData:
+# %% ../../nbs/30_text_data.ipynb #c88f272b
+def from_frame(
+    df: pd.DataFrame,
+    text_col: str = "text",  # column with the texts
+    label_col: str = "label",  # column with the classes
+    group_col: str | None = None,  # optional column whose values must not be split across train and test
+    name: str = "upload",
+) -> TextData:
     "A user's labelled texts as `TextData`, checked."
-    if not isinstance(df, pd.DataFrame): raise TypeError(f"data must be a pandas DataFrame, got {type(df).__name__}")
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"data must be a pandas DataFrame, got {type(df).__name__}")
     text, label = _column(df, text_col, "text"), _column(df, label_col, "label")
     group = _column(df, group_col, "group") if group_col else None
-    out = pd.DataFrame({"text": text.astype("string").astype(object), "label": label.astype("string").astype(object),
-                        "group": group if group is not None else None, "split": None})
+    out = pd.DataFrame(
+        {
+            "text": text.astype("string").astype(object),
+            "label": label.astype("string").astype(object),
+            "group": group if group is not None else None,
+            "split": None,
+        }
+    )
     bad = out["text"].isna() | (out["text"].fillna("").str.strip() == "")
     nolabel = out["label"].isna()
     out = out[~bad & ~nolabel].reset_index(drop=True)
     counts = out["label"].value_counts()
     if len(counts) < 2:
-        raise DataError(f"the label column {label_col!r} has {len(counts)} class(es) {counts.index.tolist()} among the texts; "
-                        "a classifier needs at least two")
+        raise DataError(
+            f"the label column {label_col!r} has {len(counts)} class(es) {counts.index.tolist()} among the texts; "
+            "a classifier needs at least two"
+        )
     if (few := counts[counts < 2]).size:
-        raise DataError(f"class(es) {few.index.tolist()} have a single text; every class needs at least two (one to train, one to test)")
-    return TextData(name, out, frame_sha256(out), "user data", dropped={"empty text": int(bad.sum()), "missing label": int((nolabel & ~bad).sum())})
+        raise DataError(
+            f"class(es) {few.index.tolist()} have a single text; every class needs at least two (one to train, "
+            "one to test)"
+        )
+    return TextData(
+        name,
+        out,
+        frame_sha256(out),
+        "user data",
+        dropped={"empty text": int(bad.sum()), "missing label": int((nolabel & ~bad).sum())},
+    )
 
-def read_csv_bytes(raw: bytes,                     # the uploaded file's bytes
-                   max_bytes: int | None = None,   # None: settings text.max_csv_bytes
-                   max_rows: int | None = None,    # None: settings text.max_csv_rows
-                   ) -> pd.DataFrame:
+# %% ../../nbs/30_text_data.ipynb #f2188436
+def read_csv_bytes(
+    raw: bytes,  # the uploaded file's bytes
+    max_bytes: int | None = None,  # None: settings text.max_csv_bytes
+    max_rows: int | None = None,  # None: settings text.max_csv_rows
+) -> pd.DataFrame:
     "Parse uploaded CSV bytes (UTF-8) into a frame of strings, within the size limits."
-    if not isinstance(raw, (bytes, bytearray)): raise TypeError(f"the CSV must be given as bytes, got {type(raw).__name__}")
+    if not isinstance(raw, (bytes, bytearray)):
+        raise TypeError(f"the CSV must be given as bytes, got {type(raw).__name__}")
     max_bytes, max_rows = max_bytes or _limit("max_csv_bytes"), max_rows or _limit("max_csv_rows")
-    if len(raw) > max_bytes: raise DataError(f"the CSV has {len(raw):,} bytes; at most {max_bytes:,} are accepted (settings text.max_csv_bytes)")
-    try: text = bytes(raw).decode("utf-8-sig")
-    except UnicodeDecodeError as e: raise DataError(f"the CSV must be UTF-8 text; byte {e.start} is not valid UTF-8 ({e.reason})") from None
-    if not text.strip(): raise DataError("the CSV is empty; expected a header row and at least one data row")
-    try: df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, csv.Error, ValueError) as e: raise DataError(f"the file is not a readable CSV: {e}") from None
-    if df.empty: raise DataError(f"the CSV has a header {list(df.columns)} but no data rows")
-    if len(df) > max_rows: raise DataError(f"the CSV has {len(df):,} rows; at most {max_rows:,} are accepted (settings text.max_csv_rows)")
+    if len(raw) > max_bytes:
+        raise DataError(
+            f"the CSV has {len(raw):,} bytes; at most {max_bytes:,} are accepted (settings text.max_csv_bytes)"
+        )
+    try:
+        text = bytes(raw).decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"the CSV must be UTF-8 text; byte {e.start} is not valid UTF-8 ({e.reason})") from None
+    if not text.strip():
+        raise DataError("the CSV is empty; expected a header row and at least one data row")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, csv.Error, ValueError) as e:
+        raise DataError(f"the file is not a readable CSV: {e}") from None
+    if df.empty:
+        raise DataError(f"the CSV has a header {list(df.columns)} but no data rows")
+    if len(df) > max_rows:
+        raise DataError(f"the CSV has {len(df):,} rows; at most {max_rows:,} are accepted (settings text.max_csv_rows)")
     return df
 
-# %% ../../nbs/30_text_data.ipynb #9d38e92e
+# %% ../../nbs/30_text_data.ipynb #29e5bd1d
 class UploadError(DataError):
     "Labelled texts that cannot be trained on; `problems` lists every problem found."
+
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
-        super().__init__(f"the training data has {len(self.problems)} problem(s): " + "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1)))
+        super().__init__(
+            f"the training data has {len(self.problems)} problem(s): "
+            + "; ".join(f"({i}) {p}" for i, p in enumerate(self.problems, 1))
+        )
 
+# %% ../../nbs/30_text_data.ipynb #ff2bc16f
 def _min_class_rows() -> int:
-    try: return _limit("min_class_rows")
-    except ConfigError: return 5      # a settings.ini written before the key existed
+    try:
+        return _limit("min_class_rows")
+    except ConfigError:
+        return 5  # a settings.ini written before the key existed
 
+# %% ../../nbs/30_text_data.ipynb #1bb0a5af
 def _upload_frame(data, max_bytes: int, problems: list) -> pd.DataFrame | None:
-    "A frame of strings from CSV bytes, records or a frame; problems that stop the reading are appended and None returned."
-    if isinstance(data, pd.DataFrame): return data
+    "Strings from CSV bytes, records or a frame; problems that stop the reading are appended, then None returned."
+    if isinstance(data, pd.DataFrame):
+        return data
     if isinstance(data, (list, tuple)):
-        if not data: problems.append("no records; expected a list of objects such as {\"text\": ..., \"label\": ...}"); return None
+        if not data:
+            problems.append('no records; expected a list of objects such as {"text": ..., "label": ...}')
+            return None
         if bad := [i for i, r in enumerate(data) if not isinstance(r, dict)][:5]:
-            problems.append(f"every record must be an object of column -> value; records {bad} are not"); return None
+            problems.append(f"every record must be an object of column -> value; records {bad} are not")
+            return None
         return pd.DataFrame.from_records(list(data))
     if not isinstance(data, (bytes, bytearray)):
         raise TypeError(f"training data must be CSV bytes, a list of records or a DataFrame; got {type(data).__name__}")
     if len(data) > max_bytes:
-        problems.append(f"the CSV has {len(data):,} bytes; at most {max_bytes:,} are accepted (settings text.max_csv_bytes)"); return None
-    try: text = bytes(data).decode("utf-8-sig")
+        problems.append(
+            f"the CSV has {len(data):,} bytes; at most {max_bytes:,} are accepted (settings text.max_csv_bytes)"
+        )
+        return None
+    try:
+        text = bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError as e:
         problems.append(f"the CSV must be UTF-8 text; byte {e.start} is not valid UTF-8 ({e.reason})")
-        text = bytes(data).decode("utf-8-sig", errors="replace")     # read on, to report the other problems too
-    if not text.strip(): problems.append("the CSV is empty; expected a header row and data rows"); return None
-    try: return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, csv.Error, ValueError) as e: problems.append(f"the file is not a readable CSV: {e}"); return None
+        text = bytes(data).decode("utf-8-sig", errors="replace")  # read on, to report the other problems too
+    if not text.strip():
+        problems.append("the CSV is empty; expected a header row and data rows")
+        return None
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, csv.Error, ValueError) as e:
+        problems.append(f"the file is not a readable CSV: {e}")
+        return None
 
-def check_upload(data,                            # CSV bytes, a list of records (dicts) or a DataFrame
-                 text_col: str = "text",          # column with the texts
-                 label_col: str = "label",        # column with the classes
-                 min_per_class: int | None = None,  # fewest texts per class; None: settings text.min_class_rows
-                 max_bytes: int | None = None, max_rows: int | None = None,   # None: settings text.max_csv_bytes / max_csv_rows
-                 name: str = "upload") -> TextData:
+# %% ../../nbs/30_text_data.ipynb #4a141085
+def check_upload(
+    data,  # CSV bytes, a list of records (dicts) or a DataFrame
+    text_col: str = "text",  # column with the texts
+    label_col: str = "label",  # column with the classes
+    min_per_class: int | None = None,  # fewest texts per class; None: settings text.min_class_rows
+    max_bytes: int | None = None,
+    max_rows: int | None = None,  # None: settings text.max_csv_bytes / max_csv_rows
+    name: str = "upload",
+) -> TextData:
     "User-supplied labelled texts as `TextData`, or one `UploadError` listing every problem found."
     min_per_class = min_per_class or _min_class_rows()
-    max_bytes, max_rows, max_chars = max_bytes or _limit("max_csv_bytes"), max_rows or _limit("max_csv_rows"), _limit("max_text_chars")
+    max_bytes, max_rows, max_chars = (
+        max_bytes or _limit("max_csv_bytes"),
+        max_rows or _limit("max_csv_rows"),
+        _limit("max_text_chars"),
+    )
     problems: list[str] = []
     for what, col in (("text", text_col), ("label", label_col)):
-        if not isinstance(col, str) or not col.strip(): raise TypeError(f"{what}_col must be a column name (a non-empty string), got {col!r}")
+        if not isinstance(col, str) or not col.strip():
+            raise TypeError(f"{what}_col must be a column name (a non-empty string), got {col!r}")
     df = _upload_frame(data, max_bytes, problems)
-    if df is None: raise UploadError(problems)
+    if df is None:
+        raise UploadError(problems)
     cols = [str(c) for c in df.columns]
-    if len(df) == 0: problems.append(f"there are no data rows (columns: {cols})")
-    if len(df) > max_rows: problems.append(f"there are {len(df):,} rows; at most {max_rows:,} are accepted (settings text.max_csv_rows)")
-    if text_col == label_col: problems.append(f"the text and label columns must differ, both are {text_col!r}")
-    missing = [f"the {w} column {c!r} is not in the data" for w, c in (("text", text_col), ("label", label_col)) if c not in df.columns]
-    if missing: problems.append(f"{' and '.join(missing)}; columns present: {cols}")
+    if len(df) == 0:
+        problems.append(f"there are no data rows (columns: {cols})")
+    if len(df) > max_rows:
+        problems.append(f"there are {len(df):,} rows; at most {max_rows:,} are accepted (settings text.max_csv_rows)")
+    if text_col == label_col:
+        problems.append(f"the text and label columns must differ, both are {text_col!r}")
+    missing = [
+        f"the {w} column {c!r} is not in the data"
+        for w, c in (("text", text_col), ("label", label_col))
+        if c not in df.columns
+    ]
+    if missing:
+        problems.append(f"{' and '.join(missing)}; columns present: {cols}")
     elif text_col != label_col and len(df):
         text, label = df[text_col].astype("string"), df[label_col].astype("string")
         empty_text, no_label = text.fillna("").str.strip() == "", label.fillna("").str.strip() == ""
         if (long := text.str.len().fillna(0) > max_chars).any():
-            problems.append(f"{int(long.sum())} text(s) are longer than {max_chars:,} characters (first at row {int(np.flatnonzero(long)[0])}; "
-                            "settings text.max_text_chars)")
+            problems.append(
+                f"{int(long.sum())} text(s) are longer than {max_chars:,} characters (first at row "
+                f"{int(np.flatnonzero(long)[0])}; "
+                "settings text.max_text_chars)"
+            )
         counts = label[~empty_text & ~no_label].value_counts()
         if len(counts) < 2:
-            problems.append(f"the label column {label_col!r} has {len(counts)} class(es) {counts.index.tolist()[:5]} among the rows with a "
-                            "text; a classifier needs at least two")
+            problems.append(
+                f"the label column {label_col!r} has {len(counts)} class(es) {counts.index.tolist()[:5]} among "
+                "the rows with a "
+                "text; a classifier needs at least two"
+            )
         if (few := counts[counts < min_per_class]).size:
-            problems.append(f"every class needs at least {min_per_class} texts (settings text.min_class_rows); too few: "
-                            f"{dict(list(few.astype(int).items())[:10])}")
-    if problems: raise UploadError(problems)
+            problems.append(
+                f"every class needs at least {min_per_class} texts (settings text.min_class_rows); too few: "
+                f"{dict(list(few.astype(int).items())[:10])}"
+            )
+    if problems:
+        raise UploadError(problems)
     keep = df[~empty_text & ~no_label]
     td = from_frame(keep, text_col, label_col, name=name)
     td.dropped = {"empty text": int(empty_text.sum()), "missing label": int((no_label & ~empty_text).sum())}
     td.name = f"{name}-{td.sha256[:8]}"
     return td
 
-# %% ../../nbs/30_text_data.ipynb #86ff2801
+# %% ../../nbs/30_text_data.ipynb #95088ec6
 SPLIT_METHODS = ("auto", "published", "grouped", "random")
+
 
 @dataclass
 class Split:
     "A train/test partition of `TextData`; `method` is published, grouped or random."
+
     train: pd.DataFrame
     test: pd.DataFrame
     method: str
     seed: int
     test_size: float
 
-    def __repr__(self): return f"Split({self.method}, train {len(self.train)}, test {len(self.test)}, seed {self.seed})"
+    def __repr__(self):
+        return f"Split({self.method}, train {len(self.train)}, test {len(self.test)}, seed {self.seed})"
 
-def split_text(data: TextData,
-               method: str = "auto",            # one of SPLIT_METHODS; auto: published, else grouped, else random
-               test_size: float | None = None,  # share of texts (or groups) held out; None: settings text.test_size
-               seed: int | None = None) -> Split:
+# %% ../../nbs/30_text_data.ipynb #8179a248
+def split_text(
+    data: TextData,
+    method: str = "auto",  # one of SPLIT_METHODS; auto: published, else grouped, else random
+    test_size: float | None = None,  # share of texts (or groups) held out; None: settings text.test_size
+    seed: int | None = None,
+) -> Split:
     "Hold out a test part: the published one, whole groups, or a stratified random share."
-    if method not in SPLIT_METHODS: raise DataError(f"unknown split method {method!r}; valid: {list(SPLIT_METHODS)}")
+    if method not in SPLIT_METHODS:
+        raise DataError(f"unknown split method {method!r}; valid: {list(SPLIT_METHODS)}")
     test_size = float(settings.get("text", "test_size")) if test_size is None else test_size
-    if not (isinstance(test_size, (int, float)) and 0 < test_size < 1): raise DataError(f"test_size must be a number in (0, 1), got {test_size!r}")
+    if not (isinstance(test_size, (int, float)) and 0 < test_size < 1):
+        raise DataError(f"test_size must be a number in (0, 1), got {test_size!r}")
     seed = settings.getint("compute", "seed") if seed is None else int(seed)
     df = data.frame
-    has_split, has_group = df["split"].notna().all() and set(df["split"]) == {"train", "test"}, df["group"].notna().any()
-    if method == "auto": method = "published" if has_split else "grouped" if has_group else "random"
+    has_split, has_group = (
+        df["split"].notna().all() and set(df["split"]) == {"train", "test"},
+        df["group"].notna().any(),
+    )
+    if method == "auto":
+        method = "published" if has_split else "grouped" if has_group else "random"
     if method == "published":
-        if not has_split: raise DataError(f"{data.name} has no published train/test split; use 'grouped' or 'random'")
+        if not has_split:
+            raise DataError(f"{data.name} has no published train/test split; use 'grouped' or 'random'")
         tr, te = np.flatnonzero(df["split"] == "train"), np.flatnonzero(df["split"] == "test")
     elif method == "grouped":
-        if not has_group: raise DataError(f"{data.name} has no group column; use 'random'")
+        if not has_group:
+            raise DataError(f"{data.name} has no group column; use 'random'")
         groups = df["group"].where(df["group"].notna(), "_row_" + df.index.astype(str))
         tr, te = next(GroupShuffleSplit(1, test_size=test_size, random_state=seed).split(df, groups=groups))
     else:
         tr, te = train_test_split(np.arange(len(df)), test_size=test_size, random_state=seed, stratify=df["label"])
     train, test = df.iloc[np.sort(tr)].reset_index(drop=True), df.iloc[np.sort(te)].reset_index(drop=True)
     if missing := sorted(set(df["label"]) - set(train["label"])):
-        raise DataError(f"class(es) {missing} have no text in the training part of the {method} split; add texts or use another split")
+        raise DataError(
+            f"class(es) {missing} have no text in the training part of the {method} split; add texts or use "
+            "another split"
+        )
     return Split(train, test, method, seed, test_size)

@@ -31,8 +31,14 @@ __all__ = ['MODELS', 'FEATURES', 'NBSVM', 'valid_keys', 'check_config', 'CharNgr
 # %% ../../nbs/31_text_models.ipynb #a5972cac
 class NBSVM(ClassifierMixin, BaseEstimator):
     "Wang & Manning's NB-SVM (logistic variant): log-count-ratio scaled binary n-grams and a linear model per class."
-    _parameter_constraints = {"C": [Interval(Real, 0, None, closed="neither")], "alpha": [Interval(Real, 0, None, closed="neither")],
-                              "ngram_max": [Interval(Integral, 1, 3, closed="both")], "max_iter": [Interval(Integral, 1, None, closed="left")]}
+
+    _parameter_constraints = {
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "ngram_max": [Interval(Integral, 1, 3, closed="both")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(self, C: float = 1.0, alpha: float = 1.0, ngram_max: int = 2, max_iter: int = 1000):
         self.C, self.alpha, self.ngram_max, self.max_iter = C, alpha, ngram_max, max_iter
 
@@ -44,9 +50,12 @@ class NBSVM(ClassifierMixin, BaseEstimator):
         targets = self.classes_[1:] if len(self.classes_) == 2 else self.classes_
         self.r_, self.models_ = [], []
         for c in targets:
-            p = self.alpha + np.asarray(B[y == c].sum(axis=0)).ravel(); q = self.alpha + np.asarray(B[y != c].sum(axis=0)).ravel()
+            p = self.alpha + np.asarray(B[y == c].sum(axis=0)).ravel()
+            q = self.alpha + np.asarray(B[y != c].sum(axis=0)).ravel()
             r = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
-            self.models_.append(LogisticRegression(C=self.C, max_iter=self.max_iter).fit(B @ sparse.diags(r), (y == c).astype(int)))
+            self.models_.append(
+                LogisticRegression(C=self.C, max_iter=self.max_iter).fit(B @ sparse.diags(r), (y == c).astype(int))
+            )
             self.r_.append(r)
         return self
 
@@ -57,79 +66,120 @@ class NBSVM(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         d = self.decision_function(X)
         p = 1 / (1 + np.exp(-d))
-        if len(self.classes_) == 2: return np.column_stack([1 - p[:, 0], p[:, 0]])
+        if len(self.classes_) == 2:
+            return np.column_stack([1 - p[:, 0], p[:, 0]])
         return p / p.sum(axis=1, keepdims=True)
 
-    def predict(self, X): return self.classes_[self.predict_proba(X).argmax(axis=1)]
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
-# %% ../../nbs/31_text_models.ipynb #c11e368b
+# %% ../../nbs/31_text_models.ipynb #0bc18083
 MODELS = {
     "logistic": (LogisticRegression, {"C": 10.0, "max_iter": 1000, "solver": "newton-cg"}),  # see "The solver"
-    "svm": (LinearSVC, {"C": 0.5}),       # calibrated with CalibratedClassifierCV (sigmoid, 3 folds) for probabilities
+    "svm": (LinearSVC, {"C": 0.5}),  # calibrated with CalibratedClassifierCV (sigmoid, 3 folds) for probabilities
     "nbsvm": (NBSVM, {}),
 }
-FEATURES = {"word_ngrams": 2,      # word n-grams of length 1..word_ngrams (1-3)
-            "char_ngrams": 5,      # character n-grams (inside word boundaries) of length 2..char_ngrams (0: none, 3-6)
-            "min_df": 2,           # ignore character n-grams seen in fewer texts
-            "hashing": False,      # hash words and characters into 2**20 columns (large inputs; no n-gram names)
-            "max_features": None}  # keep the most frequent n-grams of each kind (None: all)
+FEATURES = {
+    "word_ngrams": 2,  # word n-grams of length 1..word_ngrams (1-3)
+    "char_ngrams": 5,  # character n-grams (inside word boundaries) of length 2..char_ngrams (0: none, 3-6)
+    "min_df": 2,  # ignore character n-grams seen in fewer texts
+    "hashing": False,  # hash words and characters into 2**20 columns (large inputs; no n-gram names)
+    "max_features": None,
+}  # keep the most frequent n-grams of each kind (None: all)
 _HIDDEN = {"verbose", "n_jobs", "warm_start", "random_state"}
 
+
 def _feature_check(k, v):
-    ok = {"word_ngrams": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 3,
-          "char_ngrams": lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or 3 <= v <= 6),
-          "min_df": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100,
-          "hashing": lambda v: isinstance(v, bool),
-          "max_features": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 100)}[k]
+    ok = {
+        "word_ngrams": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 3,
+        "char_ngrams": lambda v: isinstance(v, int) and not isinstance(v, bool) and (v == 0 or 3 <= v <= 6),
+        "min_df": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100,
+        "hashing": lambda v: isinstance(v, bool),
+        "max_features": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 100),
+    }[k]
     if not ok(v):
-        what = {"word_ngrams": "an integer in [1, 3]", "char_ngrams": "0 or an integer in [3, 6]", "min_df": "an integer in [1, 100]",
-                "hashing": "true or false", "max_features": "null or an integer >= 100"}[k]
+        what = {
+            "word_ngrams": "an integer in [1, 3]",
+            "char_ngrams": "0 or an integer in [3, 6]",
+            "min_df": "an integer in [1, 100]",
+            "hashing": "true or false",
+            "max_features": "null or an integer >= 100",
+        }[k]
         raise DataError(f"config key {k!r} must be {what}, got {v!r}")
 
+# %% ../../nbs/31_text_models.ipynb #4db24741
 def valid_keys(model: str) -> list[str]:
     "The config keys `model` accepts."
-    if model not in MODELS: raise DataError(f"unknown model {model!r}; valid models: {list(MODELS)}")
+    if model not in MODELS:
+        raise DataError(f"unknown model {model!r}; valid models: {list(MODELS)}")
     est = MODELS[model][0]
     keys = [k for k in est().get_params() if k not in _HIDDEN]
     return sorted(keys + (["word_ngrams"] if model == "nbsvm" else list(FEATURES)))
 
+# %% ../../nbs/31_text_models.ipynb #85af9a7f
 def check_config(model: str, config: dict | None = None) -> dict:
     "The full configuration (defaults + `config`), validated; a `DataError` lists the valid keys or the valid values."
-    if not isinstance(model, str): raise TypeError(f"model must be a string, one of {list(MODELS)}; got {type(model).__name__}")
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a string, one of {list(MODELS)}; got {type(model).__name__}")
     model = model.lower()
     keys = valid_keys(model)
     config = {} if config is None else config
-    if not isinstance(config, dict): raise TypeError(f"config must be a dict of parameters, got {type(config).__name__}")
-    if bad := sorted(set(config) - set(keys)): raise DataError(f"unknown config key(s) {bad} for {model!r}; valid keys: {keys}")
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict of parameters, got {type(config).__name__}")
+    if bad := sorted(set(config) - set(keys)):
+        raise DataError(f"unknown config key(s) {bad} for {model!r}; valid keys: {keys}")
     est_cls, defaults = MODELS[model]
     full = {**defaults, **({k: v for k, v in FEATURES.items()} if model != "nbsvm" else {}), **config}
-    if model == "nbsvm" and "word_ngrams" in full: full["ngram_max"] = full.pop("word_ngrams")
-    for k in [k for k in full if k in FEATURES]: _feature_check(k, full[k])
+    if model == "nbsvm" and "word_ngrams" in full:
+        full["ngram_max"] = full.pop("word_ngrams")
+    for k in [k for k in full if k in FEATURES]:
+        _feature_check(k, full[k])
     est = est_cls(**{k: v for k, v in full.items() if k not in FEATURES})
-    try: est._validate_params()
-    except InvalidParameterError as e: raise DataError(f"bad config for {model!r}: {e}") from None
+    try:
+        est._validate_params()
+    except InvalidParameterError as e:
+        raise DataError(f"bad config for {model!r}: {e}") from None
     return full
 
 # %% ../../nbs/31_text_models.ipynb #c291a1a3
-_MAX_ALPHABET = 1446   # (1446 + 1) ** 6 < 2 ** 63: six characters of such an alphabet fit in one int64
+_SMALL = 32  # up to this many texts, transform looks n-grams up in a dict (one text per request)
+_MAX_ALPHABET = 1446  # (1446 + 1) ** 6 < 2 ** 63: six characters of such an alphabet fit in one int64
+
 
 class CharNgrams(TransformerMixin, BaseEstimator):
     "TF-IDF of character n-grams (2..max_n) inside word boundaries, as scikit-learn's `char_wb`, counted with numpy."
-    def __init__(self, max_n: int = 5, min_df: int = 1, max_features: int | None = None, sublinear_tf: bool = True,
-                 dtype=np.float32):
+
+    def __init__(
+        self,
+        max_n: int = 5,
+        min_df: int = 1,
+        max_features: int | None = None,
+        sublinear_tf: bool = True,
+        dtype=np.float32,
+    ):
         self.max_n, self.min_df, self.max_features, self.sublinear_tf, self.dtype = (
-            max_n, min_df, max_features, sublinear_tf, dtype)
+            max_n,
+            min_df,
+            max_features,
+            sublinear_tf,
+            dtype,
+        )
 
     def _chars(self, texts):
         "(code points of the padded words end to end, word number of each character, text number of each word)."
         split = [t.lower().split() for t in texts]
-        cp = np.frombuffer("".join(" " + "  ".join(ws) + " " if ws else "" for ws in split).encode("utf-32-le"),
-                           dtype=np.uint32)
-        start = np.r_[True, (cp[1:] == 32) & (cp[:-1] == 32)] if len(cp) else np.zeros(0, bool)   # "  " only between words
+        cp = np.frombuffer(
+            "".join(" " + "  ".join(ws) + " " if ws else "" for ws in split).encode("utf-32-le"), dtype=np.uint32
+        )
+        start = (
+            np.r_[True, (cp[1:] == 32) & (cp[:-1] == 32)] if len(cp) else np.zeros(0, bool)
+        )  # "  " only between words
         return cp, np.cumsum(start) - 1, np.repeat(np.arange(len(split)), [len(ws) for ws in split])
 
     def __getstate__(self):
-        state = dict(super().__getstate__()); state.pop("_index", None)   # the hash index is rebuilt after loading
+        state = dict(super().__getstate__())
+        state.pop("_index", None)
+        state.pop("_vocab", None)  # the hash index is rebuilt after loading
         return state
 
 # %% ../../nbs/31_text_models.ipynb #be7ee628
@@ -137,25 +187,33 @@ class CharNgrams(TransformerMixin, BaseEstimator):
 def _codes(self: CharNgrams, texts, alphabet):
     "(text number, int64 code) of every n-gram of length 2..max_n inside a padded word."
     cp, wid, doc = self._chars(texts)
-    c = pd.Index(alphabet).get_indexer(cp).astype(np.int64) + 1   # 0: a character that fit never saw
+    c = pd.Index(alphabet).get_indexer(cp).astype(np.int64) + 1  # 0: a character that fit never saw
     base, h, ok, rows, codes = len(alphabet) + 1, c.copy(), c > 0, [], []
     for n in range(2, self.max_n + 1):
-        h = h[:-1] * base + c[n - 1:]
-        ok = ok[:-1] & (c[n - 1:] > 0)
-        keep = ok & (wid[:len(h)] == wid[n - 1:])
-        rows.append(doc[wid[:len(h)][keep]]); codes.append(h[keep])
+        h = h[:-1] * base + c[n - 1 :]
+        ok = ok[:-1] & (c[n - 1 :] > 0)
+        keep = ok & (wid[: len(h)] == wid[n - 1 :])
+        rows.append(doc[wid[: len(h)][keep]])
+        codes.append(h[keep])
     return np.concatenate(rows), np.concatenate(codes)
 
-# %% ../../nbs/31_text_models.ipynb #7ea54487
+# %% ../../nbs/31_text_models.ipynb #84a2019c
 @patch
 def fit_transform(self: CharNgrams, X, y=None):
     "Learn the vocabulary and the IDF weights; return the TF-IDF matrix of `X`."
     texts = list(X)
     alphabet = np.unique(self._chars(texts)[0])
     self.__dict__.pop("_index", None)
+    self.__dict__.pop("_vocab", None)
     if len(alphabet) > _MAX_ALPHABET:
-        self.sk_ = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, self.max_n), min_df=self.min_df,
-                                   max_features=self.max_features, sublinear_tf=self.sublinear_tf, dtype=self.dtype)
+        self.sk_ = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(2, self.max_n),
+            min_df=self.min_df,
+            max_features=self.max_features,
+            sublinear_tf=self.sublinear_tf,
+            dtype=self.dtype,
+        )
         return self.sk_.fit_transform(texts)
     self.sk_, self.alphabet_ = None, alphabet
     rows, codes = self._codes(texts, alphabet)
@@ -164,49 +222,76 @@ def fit_transform(self: CharNgrams, X, y=None):
     keep = np.flatnonzero(np.bincount(C.indices, minlength=len(vocab)) >= self.min_df)
     if self.max_features is not None and len(keep) > self.max_features:
         tf = np.asarray(C.sum(axis=0)).ravel()[keep]
-        keep = np.sort(keep[np.argsort(-tf, kind="stable")[:self.max_features]])
+        keep = np.sort(keep[np.argsort(-tf, kind="stable")[: self.max_features]])
     names = self._decode(vocab[keep])
     order = np.argsort(names, kind="stable")
     self.codes_, self.names_ = vocab[keep][order], names[order]
     self.tfidf_ = TfidfTransformer(sublinear_tf=self.sublinear_tf)
     return self.tfidf_.fit_transform(C[:, keep[order]]).astype(self.dtype, copy=False)
 
+# %% ../../nbs/31_text_models.ipynb #535b994e
 @patch
 def fit(self: CharNgrams, X, y=None):
     "Learn the vocabulary and the IDF weights."
-    self.fit_transform(X); return self
+    self.fit_transform(X)
+    return self
 
-# %% ../../nbs/31_text_models.ipynb #639ee663
+# %% ../../nbs/31_text_models.ipynb #8d9098f7
 @patch(as_prop=True)
 def index_(self: CharNgrams) -> pd.Index:
     "A hash index of the vocabulary's codes."
-    if self.__dict__.get("_index") is None: self.__dict__["_index"] = pd.Index(self.codes_)
+    if self.__dict__.get("_index") is None:
+        self.__dict__["_index"] = pd.Index(self.codes_)
     return self.__dict__["_index"]
 
+
+@patch(as_prop=True)
+def vocab_(self: CharNgrams) -> dict:
+    "n-gram -> column, for a few texts at a time."
+    if self.__dict__.get("_vocab") is None:
+        self.__dict__["_vocab"] = dict(zip(self.names_.tolist(), range(len(self.names_))))
+    return self.__dict__["_vocab"]
+
+# %% ../../nbs/31_text_models.ipynb #646724cb
 @patch
 def transform(self: CharNgrams, X):
     "The TF-IDF matrix of `X` over the fitted vocabulary."
     texts = list(X)
-    if self.sk_ is not None: return self.sk_.transform(texts)
-    rows, codes = self._codes(texts, self.alphabet_)
-    cols = self.index_.get_indexer(codes)   # -1: not in the vocabulary
-    hit = cols >= 0
-    C = sparse.csr_matrix((np.ones(int(hit.sum()), dtype=self.dtype), (rows[hit], cols[hit])),
-                          shape=(len(texts), len(self.codes_)))
+    if self.sk_ is not None:
+        return self.sk_.transform(texts)
+    if len(texts) <= _SMALL:  # a few texts: a dict lookup per n-gram beats numpy's fixed costs
+        vocab, rows, cols = self.vocab_, [], []
+        for r, t in enumerate(texts):
+            for w in t.lower().split():
+                w = f" {w} "
+                for n in range(2, self.max_n + 1):
+                    for i in range(len(w) - n + 1):
+                        if (j := vocab.get(w[i : i + n])) is not None:
+                            rows.append(r)
+                            cols.append(j)
+        rows, cols = np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
+    else:
+        rows, codes = self._codes(texts, self.alphabet_)
+        cols = self.index_.get_indexer(codes)  # -1: not in the vocabulary
+        rows, cols = rows[cols >= 0], cols[cols >= 0]
+    C = sparse.csr_matrix((np.ones(len(rows), dtype=self.dtype), (rows, cols)), shape=(len(texts), len(self.codes_)))
     return self.tfidf_.transform(C).astype(self.dtype, copy=False)
 
+# %% ../../nbs/31_text_models.ipynb #ed379f88
 @patch
 def _decode(self: CharNgrams, codes) -> np.ndarray:
     "The n-grams' text of int64 codes."
     base, table = len(self.alphabet_) + 1, np.array([""] + [chr(a) for a in self.alphabet_], dtype="U1")
     out = np.empty(len(codes), dtype=f"U{self.max_n}")
     for n in range(2, self.max_n + 1):
-        at = np.flatnonzero((codes >= base ** (n - 1)) & (codes < base ** n))
+        at = np.flatnonzero((codes >= base ** (n - 1)) & (codes < base**n))
         digits, rest = np.empty((len(at), n), dtype=np.int64), codes[at]
-        for j in range(n - 1, -1, -1): digits[:, j], rest = rest % base, rest // base
+        for j in range(n - 1, -1, -1):
+            digits[:, j], rest = rest % base, rest // base
         out[at] = table[digits].view(f"U{n}").ravel()
     return out
 
+# %% ../../nbs/31_text_models.ipynb #df8a588e
 @patch
 def get_feature_names_out(self: CharNgrams, input_features=None) -> np.ndarray:
     "The n-grams of the columns."
@@ -215,33 +300,46 @@ def get_feature_names_out(self: CharNgrams, input_features=None) -> np.ndarray:
 # %% ../../nbs/31_text_models.ipynb #03a24c97
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
+
 class WordNgrams(TfidfVectorizer):
     "scikit-learn's TF-IDF word n-gram vectorizer with a vectorised `transform`."
+
     def _lookup(self):
         "(word index, n-gram code index, base) over the vocabulary, or None when the shortcut does not apply."
-        if "_lookup_cache" in self.__dict__: return self.__dict__["_lookup_cache"]
+        if "_lookup_cache" in self.__dict__:
+            return self.__dict__["_lookup_cache"]
         out = None
-        plain = (self.analyzer == "word" and self.tokenizer is None and self.preprocessor is None and self.lowercase
-                 and self.stop_words is None and self.strip_accents is None and self.token_pattern == _WORD.pattern
-                 and self.ngram_range[0] == 1 and self.ngram_range[1] <= 3)
+        plain = (
+            self.analyzer == "word"
+            and self.tokenizer is None
+            and self.preprocessor is None
+            and self.lowercase
+            and self.stop_words is None
+            and self.strip_accents is None
+            and self.token_pattern == _WORD.pattern
+            and self.ngram_range[0] == 1
+            and self.ngram_range[1] <= 3
+        )
         if plain:
-            grams = pd.Series(self.vocabulary_)   # n-gram -> column
+            grams = pd.Series(self.vocabulary_)  # n-gram -> column
             parts = grams.index.str.split(" ")
             lens = parts.str.len().to_numpy()
             uni = grams[lens == 1]
             base, words = len(grams) + 1, pd.Index(uni.index)
             w = words.get_indexer([p for ps in parts for p in ps])
-            if (w >= 0).all():   # every word of every n-gram is a unigram column
+            if (w >= 0).all():  # every word of every n-gram is a unigram column
                 digit, starts = uni.to_numpy()[w].astype(np.int64) + 1, np.r_[0, np.cumsum(lens)[:-1]]
                 codes = np.zeros(len(grams), dtype=np.int64)
                 for j in range(lens.max()):
-                    m = lens > j; codes[m] = codes[m] * base + digit[starts[m] + j]
+                    m = lens > j
+                    codes[m] = codes[m] * base + digit[starts[m] + j]
                 out = (words, uni.to_numpy(), pd.Index(codes), grams.to_numpy(), base)
         self.__dict__["_lookup_cache"] = out
         return out
 
     def __getstate__(self):
-        state = dict(super().__getstate__()); state.pop("_lookup_cache", None)
+        state = dict(super().__getstate__())
+        state.pop("_lookup_cache", None)
         return state
 
 # %% ../../nbs/31_text_models.ipynb #a9187be2
@@ -249,64 +347,103 @@ class WordNgrams(TfidfVectorizer):
 def transform(self: WordNgrams, raw_documents):  # noqa: F811  (@patch binds the name too)
     "The TF-IDF matrix of the texts over the fitted vocabulary."
     lk = self._lookup()
-    if lk is None: return super(WordNgrams, self).transform(raw_documents)
+    if lk is None:
+        return super(WordNgrams, self).transform(raw_documents)
     words, uni_cols, index, gram_cols, base = lk
-    if isinstance(raw_documents, str): raise ValueError("Iterable over raw text documents expected, string object received.")
+    if isinstance(raw_documents, str):
+        raise ValueError("Iterable over raw text documents expected, string object received.")
+    raw_documents = list(raw_documents)
+    if len(raw_documents) <= _SMALL:  # a few texts: scikit-learn's dict lookups beat numpy's fixed costs
+        return super(WordNgrams, self).transform(raw_documents)
     toks = [_WORD.findall(t.lower()) for t in raw_documents]
     doc = np.repeat(np.arange(len(toks)), [len(t) for t in toks])
     w = words.get_indexer([x for t in toks for x in t])
-    c = np.where(w >= 0, uni_cols[w] + 1, 0).astype(np.int64)   # 0: a word not in the vocabulary
+    c = np.where(w >= 0, uni_cols[w] + 1, 0).astype(np.int64)  # 0: a word not in the vocabulary
     rows, found, h, ok = [], [], c.copy(), c > 0
     for n in range(1, self.ngram_range[1] + 1):
-        if n > 1: h, ok = h[:-1] * base + c[n - 1:], ok[:-1] & (c[n - 1:] > 0) & (doc[:len(h) - 1] == doc[n - 1:])
+        if n > 1:
+            h, ok = h[:-1] * base + c[n - 1 :], ok[:-1] & (c[n - 1 :] > 0) & (doc[: len(h) - 1] == doc[n - 1 :])
         i = index.get_indexer(h[ok])
-        rows.append(doc[:len(h)][ok][i >= 0]); found.append(gram_cols[i[i >= 0]])
+        rows.append(doc[: len(h)][ok][i >= 0])
+        found.append(gram_cols[i[i >= 0]])
     rows, cols = np.concatenate(rows), np.concatenate(found)
     X = sparse.csr_matrix((np.ones(len(rows), dtype=self.dtype), (rows, cols)), shape=(len(toks), len(gram_cols)))
     return self._tfidf.transform(X, copy=False)
 
-# %% ../../nbs/31_text_models.ipynb #5e94a22b
+# %% ../../nbs/31_text_models.ipynb #0cf2da0f
 def make_features(cfg: dict) -> FeatureUnion:
     "The feature union of a configuration: word (and character) n-grams, TF-IDF weighted."
     w, c, mf = cfg["word_ngrams"], cfg["char_ngrams"], cfg["max_features"]
     if cfg["hashing"]:
-        parts = [("word", make_pipeline(HashingVectorizer(ngram_range=(1, w), n_features=2**20, alternate_sign=False, norm=None),
-                                        TfidfTransformer(sublinear_tf=True)))]
-        if c: parts.append(("char", make_pipeline(HashingVectorizer(analyzer="char_wb", ngram_range=(2, c), n_features=2**20,
-                                                                    alternate_sign=False, norm=None), TfidfTransformer(sublinear_tf=True))))
+        parts = [
+            (
+                "word",
+                make_pipeline(
+                    HashingVectorizer(ngram_range=(1, w), n_features=2**20, alternate_sign=False, norm=None),
+                    TfidfTransformer(sublinear_tf=True),
+                ),
+            )
+        ]
+        if c:
+            parts.append(
+                (
+                    "char",
+                    make_pipeline(
+                        HashingVectorizer(
+                            analyzer="char_wb", ngram_range=(2, c), n_features=2**20, alternate_sign=False, norm=None
+                        ),
+                        TfidfTransformer(sublinear_tf=True),
+                    ),
+                )
+            )
     else:
         parts = [("word", WordNgrams(ngram_range=(1, w), sublinear_tf=True, max_features=mf, dtype=np.float32))]
-        if c: parts.append(("char", CharNgrams(c, min_df=cfg["min_df"], max_features=mf)))
+        if c:
+            parts.append(("char", CharNgrams(c, min_df=cfg["min_df"], max_features=mf)))
     return FeatureUnion(parts)
 
+# %% ../../nbs/31_text_models.ipynb #660dba56
 def make_estimator(model: str, cfg: dict, seed: int):
     "The unfitted estimator of a checked configuration (the SVM wrapped for calibrated probabilities)."
     est_cls, _ = MODELS[model]
     params = {k: v for k, v in cfg.items() if k not in FEATURES}
-    if "random_state" in est_cls().get_params(): params["random_state"] = seed
+    if "random_state" in est_cls().get_params():
+        params["random_state"] = seed
     est = est_cls(**params)
     return CalibratedClassifierCV(est, cv=3, method="sigmoid", ensemble=False) if model == "svm" else est
 
-# %% ../../nbs/31_text_models.ipynb #8f8b4c4d
+# %% ../../nbs/31_text_models.ipynb #b5f8303e
 def _texts(X) -> pd.Series:
     "Texts as a Series of str; a frame needs a `text` column."
-    if isinstance(X, str): raise InputTypeError("X must be a list of texts, got a single string; wrap it in a list")
+    if isinstance(X, str):
+        raise InputTypeError("X must be a list of texts, got a single string; wrap it in a list")
     if isinstance(X, pd.DataFrame):
-        if "text" not in X.columns: raise DataError(f"X needs a 'text' column; columns present: {[str(c) for c in X.columns]}")
+        if "text" not in X.columns:
+            raise DataError(f"X needs a 'text' column; columns present: {[str(c) for c in X.columns]}")
         X = X["text"]
-    if not isinstance(X, (list, tuple, np.ndarray, pd.Series)): raise InputTypeError(f"X must be a list of texts or a Series, got {type(X).__name__}")
+    if not isinstance(X, (list, tuple, np.ndarray, pd.Series)):
+        raise InputTypeError(f"X must be a list of texts or a Series, got {type(X).__name__}")
     s = pd.Series(X, dtype=object).reset_index(drop=True)
-    if len(s) == 0: raise DataError("X has no texts")
+    if len(s) == 0:
+        raise DataError("X has no texts")
     if (bad := s.map(lambda t: not isinstance(t, str))).any():
-        raise InputTypeError(f"X must hold strings; row {int(np.flatnonzero(bad)[0])} is {type(s[bad].iloc[0]).__name__}")
+        raise InputTypeError(
+            f"X must hold strings; row {int(np.flatnonzero(bad)[0])} is {type(s[bad].iloc[0]).__name__}"
+        )
     return s
 
+# %% ../../nbs/31_text_models.ipynb #20097613
 class TextClassifier(MlkitClassifier):
     "Text classifier: TF-IDF n-grams + logistic regression or calibrated linear SVM, or NB-SVM."
+
     name = "text"
-    def __init__(self, model: str = "logistic",   # one of MODELS
-                 config: dict | None = None,       # estimator parameters and feature settings (see `check_config`)
-                 random_state: int | None = None): # None: settings compute.seed
+
+    def __init__(
+        self,
+        model: str = "logistic",  # one of MODELS
+        config: dict | None = None,  # estimator parameters and feature settings (see `check_config`)
+        random_state: int | None = None,
+    ):  # None: settings compute.seed
         self.model, self.config, self.random_state = model, config, random_state
 
     def fit(self, X, y, progress=None):
@@ -334,22 +471,25 @@ class TextClassifier(MlkitClassifier):
         self._check_fitted()
         return _texts(X)
 
-    def _proba(self, texts): return self.pipeline_.predict_proba(texts)
+    def _proba(self, texts):
+        return self.pipeline_.predict_proba(texts)
 
     def __getstate__(self):
-        state = dict(super().__getstate__())   # a copy: object.__getstate__ returns the instance's own __dict__
-        state.pop("_linear_cache", None)   # a cache of `contributions`, rebuilt after loading
+        state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the instance's own __dict__
+        state.pop("_linear_cache", None)  # a cache of `contributions`, rebuilt after loading
         return state
 
-# %% ../../nbs/31_text_models.ipynb #817e2af1
+# %% ../../nbs/31_text_models.ipynb #d89529ac
 def _linear_parts(clf: TextClassifier):
-    "(transform, feature names, weight matrix with one row per class) of a fitted text classifier; computed once per model."
+    "(transform, n-gram names, one weight row per class) of a fitted text classifier; computed once per model."
     cached = clf.__dict__.get("_linear_cache")
-    if cached is not None and cached[0] is clf.pipeline_: return cached[1]
+    if cached is not None and cached[0] is clf.pipeline_:
+        return cached[1]
     out = _compute_linear_parts(clf)
-    clf.__dict__["_linear_cache"] = (clf.pipeline_, out)   # names of ~10^5 n-grams: built once, not per request
+    clf.__dict__["_linear_cache"] = (clf.pipeline_, out)  # names of ~10^5 n-grams: built once, not per request
     return out
 
+# %% ../../nbs/31_text_models.ipynb #6448d1bd
 def _compute_linear_parts(clf: TextClassifier):
     if clf.model == "nbsvm":
         nb = clf.pipeline_[-1]
@@ -357,23 +497,33 @@ def _compute_linear_parts(clf: TextClassifier):
         W = np.vstack([m.coef_[0] * r for m, r in zip(nb.models_, nb.r_)])
         return nb.vectorizer_.transform, names, (np.vstack([-W[0], W[0]]) if len(clf.classes_) == 2 else W)
     feats, est = clf.pipeline_["features"], clf.pipeline_["model"]
-    if isinstance(est, CalibratedClassifierCV): est = est.calibrated_classifiers_[0].estimator
+    if isinstance(est, CalibratedClassifierCV):
+        est = est.calibrated_classifiers_[0].estimator
     W = est.coef_
-    if W.shape[0] == 1: W = np.vstack([-W[0], W[0]])
-    try: names = feats.get_feature_names_out()
-    except (AttributeError, ValueError): names = np.array([f"hash_{i}" for i in range(W.shape[1])], dtype=object)
+    if W.shape[0] == 1:
+        W = np.vstack([-W[0], W[0]])
+    try:
+        names = feats.get_feature_names_out()
+    except (AttributeError, ValueError):
+        names = np.array([f"hash_{i}" for i in range(W.shape[1])], dtype=object)
     return feats.transform, names, W
 
-def contributions(clf: TextClassifier, text: str,
-                  label=None,    # class to explain; None: the predicted one
-                  top: int = 10) -> pd.DataFrame:
+# %% ../../nbs/31_text_models.ipynb #e70a3379
+def contributions(
+    clf: TextClassifier,
+    text: str,
+    label=None,  # class to explain; None: the predicted one
+    top: int = 10,
+) -> pd.DataFrame:
     "The n-grams of `text` that pushed the score of `label` most (positive) and least (negative)."
     clf._check_fitted()
     transform, names, W = _linear_parts(clf)
     x = transform([text]).tocsr()
     classes = list(clf.classes_)
-    if label is None: label = clf.predict([text])[0]
-    if label not in classes: raise DataError(f"unknown class {label!r}; classes of this model: {classes}")
+    if label is None:
+        label = clf.predict([text])[0]
+    if label not in classes:
+        raise DataError(f"unknown class {label!r}; classes of this model: {classes}")
     c = W[classes.index(label)][x.indices] * x.data
     df = pd.DataFrame({"ngram": names[x.indices], "contribution": c})
     df["kind"] = df["ngram"].str.split("__").str[0].where(df["ngram"].str.contains("__"), "word")
@@ -384,15 +534,18 @@ def contributions(clf: TextClassifier, text: str,
 # %% ../../nbs/31_text_models.ipynb #b228f023
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
+
 def word_scores(clf: TextClassifier, text: str, label=None) -> list[tuple[str, float | None]]:
     "The text cut into words (with the text between them) and each word's contribution to `label` (None for gaps)."
     full = contributions(clf, text, label, top=10**9)
     word, char = defaultdict(float), {}
     for g, v, k in full[["ngram", "contribution", "kind"]].itertuples(index=False):
-        if k == "char": char[g] = v
+        if k == "char":
+            char[g] = v
         else:
             parts = g.split(" ")
-            for p in parts: word[p] += v / len(parts)
+            for p in parts:
+                word[p] += v / len(parts)
     spans = list(_TOKEN.finditer(text))
     lows = [m.group().lower() for m in spans]
     if char:
@@ -401,14 +554,19 @@ def word_scores(clf: TextClassifier, text: str, label=None) -> list[tuple[str, f
             padded = f" {w} "
             for n in range(2, 7):
                 for i in range(len(padded) - n + 1):
-                    if padded[i:i + n] in char: holders[padded[i:i + n]].add(w)
+                    if padded[i : i + n] in char:
+                        holders[padded[i : i + n]].add(w)
         for g, ws in holders.items():
-            for w in ws: word[w] += char[g] / len(ws)
+            for w in ws:
+                word[w] += char[g] / len(ws)
     out, pos = [], 0
     for m, w in zip(spans, lows):
-        if m.start() > pos: out.append((text[pos:m.start()], None))
-        out.append((m.group(), round(float(word.get(w, 0.0)), 4))); pos = m.end()
-    if pos < len(text): out.append((text[pos:], None))
+        if m.start() > pos:
+            out.append((text[pos : m.start()], None))
+        out.append((m.group(), round(float(word.get(w, 0.0)), 4)))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], None))
     return out
 
 # %% ../../nbs/31_text_models.ipynb #010cbeb6
@@ -419,6 +577,6 @@ def top_ngrams(clf: TextClassifier, n: int = 10) -> pd.DataFrame:
     rows = []
     for i, c in enumerate(clf.classes_):
         for j in np.argsort(-W[i])[:n]:
-            kind, g = (names[j].split("__", 1) if "__" in names[j] else ("word", names[j]))
+            kind, g = names[j].split("__", 1) if "__" in names[j] else ("word", names[j])
             rows.append({"class": c, "ngram": g, "kind": kind, "weight": float(W[i, j])})
     return pd.DataFrame(rows)

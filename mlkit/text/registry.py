@@ -29,22 +29,27 @@ __all__ = ['log', 'ModelNotFound', 'ModelInUse', 'NoProductionModel', 'store_nam
            'ModelStats', 'statistics', 'list_models', 'remove', 'Prediction', 'predict', 'predict_frame', 'predict_csv',
            'Job', 'start_fit', 'job', 'wait', 'train_default']
 
-# %% ../../nbs/33_text_registry.ipynb #65ec719f
+# %% ../../nbs/33_text_registry.ipynb #75c0f886
 class ModelNotFound(DataError):
     "No text model with this id in the store."
 
+# %% ../../nbs/33_text_registry.ipynb #e6fd6cbd
 class ModelInUse(DataError):
     "The model serves as production and cannot be removed."
 
+# %% ../../nbs/33_text_registry.ipynb #69e93a14
 class NoProductionModel(DataError):
     "No text model is in production (train one with `mlkit train` or `make train`)."
 
-def store_name() -> str: return settings.get("text", "store_name")
+# %% ../../nbs/33_text_registry.ipynb #fd162793
+def store_name() -> str:
+    return settings.get("text", "store_name")
 
-# %% ../../nbs/33_text_registry.ipynb #67335e86
+# %% ../../nbs/33_text_registry.ipynb #475685b0
 @dataclass
 class FitResult:
     "A stored text model: its id, tag, held-out report and how it was made."
+
     model_id: str
     tag: str
     model: str
@@ -56,30 +61,47 @@ class FitResult:
     fit_seconds: float
     report: ClassificationReport
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
+# %% ../../nbs/33_text_registry.ipynb #09c46910
 def resolve_data(data, text_col: str = "text", label_col: str = "label") -> TextData:
-    "A bundled set's name, a `TextData`, or a user's data (CSV bytes, records, a frame) checked by `check_upload`, as `TextData`."
-    if isinstance(data, TextData): return data
-    if isinstance(data, str): return load_text(data)
-    if isinstance(data, (pd.DataFrame, bytes, bytearray, list, tuple)): return check_upload(data, text_col, label_col)
-    raise TypeError(f"data must be a bundled set's name {list(TEXT_SETS)}, a TextData, CSV bytes, a list of records or a DataFrame; "
-                    f"got {type(data).__name__}")
+    "A bundled set's name, a `TextData` or a user's data (CSV bytes, records, a frame; `check_upload`) as `TextData`."
+    if isinstance(data, TextData):
+        return data
+    if isinstance(data, str):
+        return load_text(data)
+    if isinstance(data, (pd.DataFrame, bytes, bytearray, list, tuple)):
+        return check_upload(data, text_col, label_col)
+    raise TypeError(
+        f"data must be a bundled set's name {list(TEXT_SETS)}, a TextData, CSV bytes, a list of records or a "
+        "DataFrame; "
+        f"got {type(data).__name__}"
+    )
 
+# %% ../../nbs/33_text_registry.ipynb #96f7bd4d
 def _metrics(rep: ClassificationReport) -> dict:
-    top = {"accuracy": rep.accuracy, "baseline_accuracy": rep.baseline_accuracy, "macro_f1": rep.macro_avg.f1_score, "roc_auc": rep.roc_auc}
+    top = {
+        "accuracy": rep.accuracy,
+        "baseline_accuracy": rep.baseline_accuracy,
+        "macro_f1": rep.macro_avg.f1_score,
+        "roc_auc": rep.roc_auc,
+    }
     return {**{k: v for k, v in top.items() if np.isfinite(v)}, "report": rep.to_dict()}
 
-def fit(model: str = "logistic",     # one of MODELS
-        config: dict | None = None,  # estimator parameters and feature settings (mlkit.text.models.check_config)
-        data="rotten_tomatoes",      # bundled set name, TextData, or a user's CSV bytes, records or DataFrame
-        text_col: str = "text", label_col: str = "label",   # columns of a DataFrame `data`
-        split: str = "auto",         # see mlkit.text.data.split_text
-        seed: int | None = None,     # None: settings compute.seed
-        promote: bool = False,       # make it the production model
-        home=None,                   # model store home (see mlkit.store.using_home)
-        progress=None,               # callback(step: str, fraction: float)
-        ) -> FitResult:
+# %% ../../nbs/33_text_registry.ipynb #c25e2478
+def fit(
+    model: str = "logistic",  # one of MODELS
+    config: dict | None = None,  # estimator parameters and feature settings (mlkit.text.models.check_config)
+    data="rotten_tomatoes",  # bundled set name, TextData, or a user's CSV bytes, records or DataFrame
+    text_col: str = "text",
+    label_col: str = "label",  # columns of a DataFrame `data`
+    split: str = "auto",  # see mlkit.text.data.split_text
+    seed: int | None = None,  # None: settings compute.seed
+    promote: bool = False,  # make it the production model
+    home=None,  # model store home (see mlkit.store.using_home)
+    progress=None,  # callback(step: str, fraction: float)
+) -> FitResult:
     "Fit a text classifier on the training part, score it on the held-out part, store it; returns its id and report."
     progress = progress or (lambda step, frac: None)
     model = model.lower() if isinstance(model, str) else model
@@ -89,26 +111,55 @@ def fit(model: str = "logistic",     # one of MODELS
     sp = split_text(td, split, seed=seed)
     progress(f"{sp.method} split: {len(sp.train):,} training and {len(sp.test):,} test texts", 0.05)
     t = time.perf_counter()
-    clf = TextClassifier(model, config, random_state=sp.seed).fit(sp.train["text"], sp.train["label"],
-                                                                   progress=lambda s, f: progress(s, 0.05 + 0.75 * f))
+    clf = TextClassifier(model, config, random_state=sp.seed).fit(
+        sp.train["text"], sp.train["label"], progress=lambda s, f: progress(s, 0.05 + 0.75 * f)
+    )
     secs = time.perf_counter() - t
     progress("scoring the held-out texts", 0.85)
     rep = evaluate(clf, sp)
-    card = make_card(clf, pd.DataFrame({"text": sp.train["text"]}), sp.train["label"], metrics=_metrics(rep), data_sha256=td.sha256,
-                     seed=sp.seed, extra={"data": td.name, "data_source": td.source, "split": sp.method, "test_size": sp.test_size,
-                                          "n_test": len(sp.test), "config": cfg, "config_given": config or {}, "fit_seconds": round(secs, 2),
-                                          "dropped": td.dropped})
+    card = make_card(
+        clf,
+        pd.DataFrame({"text": sp.train["text"]}),
+        sp.train["label"],
+        metrics=_metrics(rep),
+        data_sha256=td.sha256,
+        seed=sp.seed,
+        extra={
+            "data": td.name,
+            "data_source": td.source,
+            "split": sp.method,
+            "test_size": sp.test_size,
+            "n_test": len(sp.test),
+            "config": cfg,
+            "config_given": config or {},
+            "fit_seconds": round(secs, 2),
+            "dropped": td.dropped,
+        },
+    )
     progress("saving to the model store", 0.95)
-    tag = store.save_model(store_name(), clf, card, stage="production" if promote else "candidate", home=home,
-                           labels={"data": td.name, "model": model})
-    log.info("text model %s: %s on %s, held-out accuracy %.3f", tag, model, td.name, rep.accuracy,
-             extra={"event": "text_fit", "tag": tag, "accuracy": rep.accuracy})
+    tag = store.save_model(
+        store_name(),
+        clf,
+        card,
+        stage="production" if promote else "candidate",
+        home=home,
+        labels={"data": td.name, "model": model},
+    )
+    log.info(
+        "text model %s: %s on %s, held-out accuracy %.3f",
+        tag,
+        model,
+        td.name,
+        rep.accuracy,
+        extra={"event": "text_fit", "tag": tag, "accuracy": rep.accuracy},
+    )
     progress("done", 1.0)
     return FitResult(tag.split(":", 1)[1], tag, model, cfg, td.name, sp.method, len(sp.train), len(sp.test), secs, rep)
 
-# %% ../../nbs/33_text_registry.ipynb #4e62f6af
+# %% ../../nbs/33_text_registry.ipynb #367d6791
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
+
 
 def _tag(model_id, home=None) -> str:
     "The store tag of a text model id; `ModelNotFound` lists the ids there are."
@@ -120,29 +171,40 @@ def _tag(model_id, home=None) -> str:
         raise ModelNotFound(f"no text model with id {model_id!r}; ids in the store: {ids[-20:]}")
     return tag
 
+# %% ../../nbs/33_text_registry.ipynb #e8a0b90c
 def load(model_id: str | None = None, home=None) -> tuple:
     "`(classifier, card dict, tag)` of a model id, or of the production model when `model_id` is None."
     if model_id is None:
-        tag = store.production_tag(store_name(), home)   # read on every call: a promotion is seen at once
+        tag = store.production_tag(store_name(), home)  # read on every call: a promotion is seen at once
         key = (str(store.store_home(home)), tag)
-        with _cache_lock:                                # a loaded model needs no second look in the store (9 ms a call)
-            if tag is not None and key in _cache: _cache.move_to_end(key); return _cache[key]
+        with _cache_lock:  # a loaded model needs no second look in the store (9 ms a call)
+            if tag is not None and key in _cache:
+                _cache.move_to_end(key)
+                return _cache[key]
         if tag is None or not store._exists(tag, home):
-            raise NoProductionModel(f"no text model is in production in {store.store_home(home)}; train the default with "
-                                    "`mlkit train` (or `make train`), or pass a model id")
-    else: tag = _tag(model_id, home)
+            raise NoProductionModel(
+                f"no text model is in production in {store.store_home(home)}; train the default with "
+                "`mlkit train` (or `make train`), or pass a model id"
+            )
+    else:
+        tag = _tag(model_id, home)
     key = (str(store.store_home(home)), tag)
     with _cache_lock:
-        if key in _cache: _cache.move_to_end(key); return _cache[key]
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
     out = store.load_model(tag, home)
     with _cache_lock:
         _cache[key] = out
-        while len(_cache) > 8: _cache.popitem(last=False)
+        while len(_cache) > 8:
+            _cache.popitem(last=False)
     return out
 
+# %% ../../nbs/33_text_registry.ipynb #bda2d892
 @dataclass
 class ModelStats:
     "What a stored text model is and how it scored on held-out texts."
+
     model_id: str
     tag: str
     model: str
@@ -153,24 +215,46 @@ class ModelStats:
     created: str
     report: ClassificationReport
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
+# %% ../../nbs/33_text_registry.ipynb #843560c8
 def statistics(model_id: str, home=None) -> ModelStats:
     "The held-out `ClassificationReport` of a model, with its configuration and data."
     clf, card, tag = load(model_id, home)
     stage = "production" if store.production_tag(store_name(), home) == tag else "candidate"
     x = card["extra"]
-    return ModelStats(tag.split(":", 1)[1], tag, clf.model, stage, x["data"], x["split"], x["config"], card["created_at"],
-                      ClassificationReport.from_dict(card["metrics"]["report"]))
+    return ModelStats(
+        tag.split(":", 1)[1],
+        tag,
+        clf.model,
+        stage,
+        x["data"],
+        x["split"],
+        x["config"],
+        card["created_at"],
+        ClassificationReport.from_dict(card["metrics"]["report"]),
+    )
 
+# %% ../../nbs/33_text_registry.ipynb #21ec6a5a
 def list_models(home=None) -> pd.DataFrame:
     "The stored text models, oldest first: id, model, data, stage and held-out figures."
     df = store.list_models(store_name(), home=home)
-    out = pd.DataFrame({"model_id": df["version"], "model": df["labels"].map(lambda lab: lab.get("model")),
-                        "data": df["labels"].map(lambda lab: lab.get("data")), "stage": df["stage"], "created": df["created"],
-                        "accuracy": df["accuracy"], "roc_auc": df["roc_auc"], "baseline_accuracy": df["baseline_accuracy"]})
+    out = pd.DataFrame(
+        {
+            "model_id": df["version"],
+            "model": df["labels"].map(lambda lab: lab.get("model")),
+            "data": df["labels"].map(lambda lab: lab.get("data")),
+            "stage": df["stage"],
+            "created": df["created"],
+            "accuracy": df["accuracy"],
+            "roc_auc": df["roc_auc"],
+            "baseline_accuracy": df["baseline_accuracy"],
+        }
+    )
     return out.reset_index(drop=True)
 
+# %% ../../nbs/33_text_registry.ipynb #07f7db9f
 def remove(model_id: str, home=None) -> str:
     "Delete a model from the store (not the production one); returns the removed tag."
     tag = _tag(model_id, home)
@@ -178,20 +262,24 @@ def remove(model_id: str, home=None) -> str:
         raise ModelInUse(f"model {model_id} is in production; promote another text model before removing it")
     store.delete_model(tag, home)
     with _cache_lock:
-        for k in [k for k in _cache if k[1] == tag]: del _cache[k]
+        for k in [k for k in _cache if k[1] == tag]:
+            del _cache[k]
     return tag
 
-# %% ../../nbs/33_text_registry.ipynb #3f6d74cd
+# %% ../../nbs/33_text_registry.ipynb #54419edb
 @dataclass
 class Prediction:
     "The class of one text, its probabilities and the n-grams behind it."
+
     model_id: str
     label: str
-    probabilities: dict       # class -> probability
-    contributions: list       # [{"ngram", "kind", "contribution"}], largest effect first
+    probabilities: dict  # class -> probability
+    contributions: list  # [{"ngram", "kind", "contribution"}], largest effect first
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
+# %% ../../nbs/33_text_registry.ipynb #7a856149
 def predict(text: str, model_id: str | None = None, top: int = 8, home=None) -> Prediction:
     "Classify one text with a model (None: the production model)."
     text = check_text(text)
@@ -199,34 +287,43 @@ def predict(text: str, model_id: str | None = None, top: int = 8, home=None) -> 
     p = clf.predict_proba([text])[0]
     label = clf.classes_[int(np.argmax(p))]
     contrib = contributions(clf, text, label, top=top).round({"contribution": 4}).to_dict("records")
-    return Prediction(tag.split(":", 1)[1], str(label), {str(c): round(float(v), 6) for c, v in zip(clf.classes_, p)}, contrib)
+    return Prediction(
+        tag.split(":", 1)[1], str(label), {str(c): round(float(v), 6) for c, v in zip(clf.classes_, p)}, contrib
+    )
 
+# %% ../../nbs/33_text_registry.ipynb #ac3ca3b3
 def predict_frame(df: pd.DataFrame, text_col: str = "text", model_id: str | None = None, home=None) -> pd.DataFrame:
     "`df` with the columns predicted_label and prob_<class> added."
     clf, _, tag = load(model_id, home)
-    if text_col not in df.columns: raise DataError(f"the text column {text_col!r} is not in the CSV; columns present: {[str(c) for c in df.columns]}")
+    if text_col not in df.columns:
+        raise DataError(
+            f"the text column {text_col!r} is not in the CSV; columns present: {[str(c) for c in df.columns]}"
+        )
     texts = df[text_col].fillna("").astype(str)
     ok = texts.str.strip() != ""
     out = df.copy()
     out["predicted_label"] = ""
-    for c in clf.classes_: out[f"prob_{c}"] = np.nan
+    for c in clf.classes_:
+        out[f"prob_{c}"] = np.nan
     if ok.any():
         p = clf.predict_proba(texts[ok].tolist())
         out.loc[ok, "predicted_label"] = clf.classes_[p.argmax(axis=1)]
         out.loc[ok, [f"prob_{c}" for c in clf.classes_]] = p.round(4)
     return out
 
+# %% ../../nbs/33_text_registry.ipynb #6028c324
 def predict_csv(raw: bytes, text_col: str = "text", model_id: str | None = None, home=None) -> bytes:
     "Predictions for an uploaded CSV (its bytes): the same CSV with the predicted label and probabilities added."
     df = read_csv_bytes(raw)
     return predict_frame(df, text_col, model_id, home).to_csv(index=False).encode("utf-8")
 
-# %% ../../nbs/33_text_registry.ipynb #1b3f5974
+# %% ../../nbs/33_text_registry.ipynb #10bdd6be
 @dataclass
 class Job:
     "A fit running in the background."
+
     job_id: str
-    status: str = "queued"          # queued, running, done, failed
+    status: str = "queued"  # queued, running, done, failed
     step: str = ""
     progress: float = 0.0
     started: str = ""
@@ -235,45 +332,73 @@ class Job:
     error: str | None = None
     request: dict = field(default_factory=dict)
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
+# %% ../../nbs/33_text_registry.ipynb #8a924c82
 _jobs: dict[str, Job] = {}
 _jobs_lock = threading.Lock()
 
-def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-def start_fit(model: str = "logistic", config: dict | None = None, data="rotten_tomatoes", text_col: str = "text",
-              label_col: str = "label", split: str = "auto", seed: int | None = None, home=None) -> Job:
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+# %% ../../nbs/33_text_registry.ipynb #78a8e2c9
+def start_fit(
+    model: str = "logistic",
+    config: dict | None = None,
+    data="rotten_tomatoes",
+    text_col: str = "text",
+    label_col: str = "label",
+    split: str = "auto",
+    seed: int | None = None,
+    home=None,
+) -> Job:
     "Validate a fit request, then run `fit` in a background thread; returns the job (poll it with `job`)."
     check_config(model, config)
     td = resolve_data(data, text_col, label_col)
-    split_text(td, split, seed=seed)    # a split that cannot be made fails here, not in the job
-    home = store.store_home(home)       # the thread does not see `using_home`
-    j = Job(uuid.uuid4().hex[:12], started=_now(), request={"model": model, "config": config or {}, "data": td.name, "split": split})
-    with _jobs_lock: _jobs[j.job_id] = j
+    split_text(td, split, seed=seed)  # a split that cannot be made fails here, not in the job
+    home = store.store_home(home)  # the thread does not see `using_home`
+    j = Job(
+        uuid.uuid4().hex[:12],
+        started=_now(),
+        request={"model": model, "config": config or {}, "data": td.name, "split": split},
+    )
+    with _jobs_lock:
+        _jobs[j.job_id] = j
+
     def step(s, f):
-        with _jobs_lock: j.status, j.step, j.progress = "running", s, round(f, 3)
+        with _jobs_lock:
+            j.status, j.step, j.progress = "running", s, round(f, 3)
+
     def run():
         try:
             r = fit(model, config, td, split=split, seed=seed, home=home, progress=step)
-            with _jobs_lock: j.status, j.model_id, j.progress, j.finished = "done", r.model_id, 1.0, _now()
-        except Exception as e:   # the job records any failure for the client to read
+            with _jobs_lock:
+                j.status, j.model_id, j.progress, j.finished = "done", r.model_id, 1.0, _now()
+        except Exception as e:  # the job records any failure for the client to read
             log.exception("text fit job %s failed", j.job_id)
-            with _jobs_lock: j.status, j.error, j.finished = "failed", f"{type(e).__name__}: {e}", _now()
+            with _jobs_lock:
+                j.status, j.error, j.finished = "failed", f"{type(e).__name__}: {e}", _now()
+
     threading.Thread(target=run, name=f"text-fit-{j.job_id}", daemon=True).start()
     return j
 
+# %% ../../nbs/33_text_registry.ipynb #230eac4f
 def job(job_id: str) -> Job:
     "The state of a fit job (a copy); `ModelNotFound` for an unknown id."
     with _jobs_lock:
-        if job_id not in _jobs: raise ModelNotFound(f"no fit job {job_id!r} in this process; known jobs: {list(_jobs)[-10:]}")
+        if job_id not in _jobs:
+            raise ModelNotFound(f"no fit job {job_id!r} in this process; known jobs: {list(_jobs)[-10:]}")
         return Job(**asdict(_jobs[job_id]))
 
+# %% ../../nbs/33_text_registry.ipynb #cce8d615
 def wait(job_id: str, timeout: float = 600) -> Job:
     "Poll a job until it is done or failed."
     t = time.monotonic()
     while (j := job(job_id)).status not in ("done", "failed"):
-        if time.monotonic() - t > timeout: raise TimeoutError(f"fit job {job_id} still {j.status} after {timeout} s ({j.step})")
+        if time.monotonic() - t > timeout:
+            raise TimeoutError(f"fit job {job_id} still {j.status} after {timeout} s ({j.step})")
         time.sleep(0.2)
     return j
 
@@ -284,7 +409,12 @@ def train_default(home=None, force: bool = False) -> dict:
     tag = store.production_tag(store_name(), home)
     if tag and not force and store._exists(tag, home):
         _, card, _ = load(None, home)
-        if card["extra"].get("data") == data and card["model"] == "text" and card["params"].get("model") == model and not card["extra"].get("config_given"):
+        if (
+            card["extra"].get("data") == data
+            and card["model"] == "text"
+            and card["params"].get("model") == model
+            and not card["extra"].get("config_given")
+        ):
             log.info("the default text model %s is already in production", tag)
             return {"text": tag}
     return {"text": fit(model, None, data, promote=True, home=home).tag}
