@@ -117,7 +117,7 @@ def models(mp: api.Marketplace, current: str | None = None) -> tuple[pd.DataFram
     with read_scope(mp.start().engine) as s:
         ms = s.scalars(select(MlModel).where(MlModel.active).order_by(MlModel.cost, MlModel.name)).all()
         rows = [{"name": m.name, "price (credits)": float(m.cost), "predicts": predicts(m.input_schema),
-                 "R² held out (1 = perfect, 0 = the mean)": (m.model_card.get("metrics") or {}).get("r2"),
+                 "R² (held out)": (m.model_card.get("metrics") or {}).get("r2"),
                  "inputs": ", ".join(c["name"] for c in m.input_schema.get("columns", [])),
                  "description": m.description, "model id": m.id} for m in ms]
     choices = [(f"{r['name']}: {r['predicts']} ({r['price (credits)']:g} credits)", r["model id"]) for r in rows]
@@ -239,9 +239,10 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
                             bal_btn = gr.Button("Refresh balance")
             with gr.Tab("Models"):
                 models_table = gr.Dataframe(label="models and prices: every model predicts diabetes progression one "
-                                            "year on from five baseline measurements", interactive=False, wrap=True,
-                                            column_widths=["14%", "9%", "22%", "11%", "12%", "22%", "10%"],
-                                            elem_id="models")
+                                            "year on from five baseline measurements; R²: the share of the held-out "
+                                            "patients' variation it explains (1: perfect, 0: no better than the mean)",
+                                            interactive=False, wrap=True, elem_id="models",
+                                            column_widths=["13%", "12%", "18%", "11%", "11%", "24%", "11%"])
                 models_btn = gr.Button("Refresh models")
             with gr.Tab("Predict"):
                 model_dd = gr.Dropdown([(b["name"], b["id"]) for b in BUILTIN], value=BUILTIN[0]["id"], label="model", elem_id="model")
