@@ -30,6 +30,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, base: str, log_path: Path, timeout: float = 300) -> float:
+    "Seconds until `base`/readyz answers 200; fails with the end of the server's log if it exits or times out."
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{Path(log_path).read_text()[-3000:]}")
+        try:
+            if requests.get(base + "/readyz", timeout=5).status_code == 200: return time.monotonic() - t0
+        except requests.RequestException: pass   # not listening yet, or busy starting
+        time.sleep(0.5)
+    pytest.fail(f"server not ready after {timeout} s:\n{Path(log_path).read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen, grace: float = 30):
+    "Stop a server started with `start_new_session=True`: SIGTERM to its process group (it holds the workers), then SIGKILL."
+    try: os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError: return
+    try: proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def serve_env(tmp_path_factory):
     "Environment of a throwaway deployment: temporary model store (default models trained once), database and data dirs."
@@ -72,27 +95,10 @@ def server(serve_env, tmp_path_factory):
                             cwd=ROOT, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300   # a loaded 2-core machine takes minutes to import everything twice
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"bentoml serve exited with {proc.returncode}:\n{log.read()[-3000:]}")
-            try:
-                if requests.get(base + "/readyz", timeout=5).status_code == 200: break
-            except requests.RequestException: pass   # not listening yet, or busy starting
-            if time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"bentoml serve not ready after 300 s:\n{log.read()[-3000:]}")
-            time.sleep(0.5)
+        wait_ready(proc, base, log_path)   # a loaded 2-core machine takes minutes to import everything twice
         yield base
     finally:
-        # the server's process group holds its workers: terminate it, then kill what is left
-        try: os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError: pass
-        try: proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_server(proc, grace=20)
         log.close()
 
 

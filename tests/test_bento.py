@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import BIN, ROOT, free_port
+from conftest import BIN, ROOT, free_port, stop_server, wait_ready
 
 ROW = {"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}
 SECRET_NAMES = ("jwt_secret", "encryption_keys", ".db", ".db-wal", ".db-shm", ".pem", ".key", "mlkit_registry.json")
@@ -23,18 +23,6 @@ SECRET_NAMES = ("jwt_secret", "encryption_keys", ".db", ".db-wal", ".db-shm", ".
 
 def start(cmd: list, env: dict, cwd, log_path: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_ready(proc: subprocess.Popen, base: str, log_path: Path, timeout: float = 300) -> float:
-    "Seconds until /readyz answers 200; fails with the server's log if it exits or times out."
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None: pytest.fail(f"server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if httpx.get(base + "/readyz", timeout=5).status_code == 200: return time.monotonic() - t0
-        except httpx.HTTPError: pass
-        time.sleep(0.5)
-    pytest.fail(f"not ready after {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
 def workers_of(pid: int) -> list[int]:
@@ -54,14 +42,6 @@ def port_free(port: int) -> bool:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try: s.bind(("127.0.0.1", port)); return True
         except OSError: return False
-
-
-def stop(proc: subprocess.Popen):
-    try: os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError: return
-    try: proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL); proc.wait(timeout=10)
 
 
 def bentoml(*args, home, cwd, timeout=600) -> subprocess.CompletedProcess:
@@ -140,7 +120,7 @@ def test_exported_bento_serves_from_an_empty_home(built, tmp_path):
         assert models.status_code == 200 and len(models.json()) >= 3, models.text
         assert httpx.post(base + "/text/predict", json={"text": "a gripping, moving film"}, timeout=30).status_code == 200
     finally:
-        stop(proc)
+        stop_server(proc)
 
 
 def test_a_failed_start_exits_and_leaves_nothing(serve_env, tmp_path):
@@ -168,7 +148,7 @@ def test_a_failed_start_exits_and_leaves_nothing(serve_env, tmp_path):
         assert seen and not [p for p in seen if alive(p)]
         assert port_free(port)
     finally:
-        if proc.poll() is None: stop(proc)
+        if proc.poll() is None: stop_server(proc)
 
 
 def test_kill_9_leaves_no_worker_and_a_restart_finishes_the_job_once(serve_env, tmp_path):
@@ -211,4 +191,4 @@ def test_kill_9_leaves_no_worker_and_a_restart_finishes_the_job_once(serve_env, 
         kinds = sorted(t["kind"] for t in httpx.get(mp + "/account/transactions", headers=h).json())
         assert kinds == ["charge", "topup"], kinds
     finally:
-        if proc.poll() is None: stop(proc)
+        if proc.poll() is None: stop_server(proc)
