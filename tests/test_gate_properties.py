@@ -1,0 +1,94 @@
+"""Families, not examples (issues 8 and 9): hypothesis generates the inputs a client can send to the entry service's
+gate and to the market's scoring path, in process, and checks what must hold for every one of them:
+
+- any date is either a feature row or a `MarketInputError` (HTTP 400) — never another exception (schemathesis found a
+  500 for 3389-03-26);
+- any batch of finite feature rows, in any mix of key orders, is scored exactly as the model scores the same frame;
+- any JSON error body of any domain leaves the gate in the one documented `ClientError` shape;
+- the OpenAPI 3.0 rewriting is idempotent and leaves no 3.1-only `{"type": "null"}` behind.
+"""
+import datetime as dt
+
+import jsonschema
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlkit.market.features import make_dataset
+from mlkit.market.prices import load_prices
+from mlkit.models import make_model
+from mlkit.serve.market import FEATURES, MarketInputError, _day, features_on, predict_rows
+from mlkit.serve.service import CLIENT_ERROR, document_errors, openapi30, problem
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def model():
+    X, y = make_dataset(load_prices("BTC-USD", source="bundled"))
+    return make_model("catboost", iterations=30, depth=3, random_state=0, thread_count=1).fit(X, y), X
+
+
+@SETTINGS
+@given(day=st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)))
+def test_any_date_is_a_row_or_a_400(day):
+    try: t = _day(day)                     # what every market route does first with a date
+    except MarketInputError as e: assert "outside the dates a price table can hold" in str(e)
+    else: assert t + pd.Timedelta(days=1) > t - pd.Timedelta(days=1)   # a day either side fits (it overflowed for 3389)
+    try: X, close = features_on("^GSPC", day, online=False)
+    except MarketInputError as e: assert str(e)
+    else:
+        assert X.shape[0] == 1 and X.index[0].date() == day and np.isfinite(close)
+
+
+finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
+
+
+@SETTINGS
+@given(data=st.data(), n=st.integers(1, 40))
+def test_any_rows_score_as_the_model_scores_the_frame(model, data, n):
+    est, X = model
+    cols = list(est.feature_names_in_)
+    rows = [{c: data.draw(finite) for c in data.draw(st.permutations(cols))} | {"symbol": "BTC-USD"} for _ in range(n)]
+    out = predict_rows({"BTC-USD": (est, {}, "market-btc-usd:t")}, rows)
+    want = est.predict_proba(pd.DataFrame(rows, columns=cols))[:, 1]
+    assert [p["prob_up"] for p in out] == want.tolist()       # to the last digit
+    assert [p["prediction"] for p in out] == (want > 0.5).astype(int).tolist()
+    assert set(FEATURES) >= set(cols)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | finite | st.text(max_size=20),
+                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                           max_leaves=20)
+error_bodies = (json_values
+                | st.lists(st.fixed_dictionaries({"error": st.text(max_size=30)}), min_size=1, max_size=2)     # BentoML
+                | st.fixed_dictionaries({"error": st.text(max_size=30)}, optional={"detail": json_values})    # BentoML
+                | st.fixed_dictionaries({"detail": json_values}))                                             # FastAPI
+
+
+@SETTINGS
+@given(status=st.integers(400, 499), body=error_bodies)
+def test_any_error_body_leaves_in_the_documented_shape(status, body):
+    out = problem(status, body)
+    jsonschema.validate(out, CLIENT_ERROR)
+    assert isinstance(out["message"], str) and isinstance(out["error"], str)
+
+
+schema_nodes = st.recursive(
+    st.fixed_dictionaries({"type": st.sampled_from(["string", "number", "integer", "boolean"])},
+                          optional={"default": st.none() | st.integers(), "exclusiveMinimum": st.integers(-5, 5)}),
+    lambda kids: st.fixed_dictionaries({"anyOf": st.lists(kids, min_size=1, max_size=3).map(lambda k: k + [{"type": "null"}])})
+    | st.fixed_dictionaries({"properties": st.dictionaries(st.sampled_from("abcd"), kids, max_size=3)}),
+    max_leaves=8)
+
+
+@SETTINGS
+@given(node=schema_nodes)
+def test_openapi30_is_idempotent_and_leaves_no_null_type(node):
+    once = openapi30(node)
+    assert openapi30(once) == once
+    assert '"null"' not in repr(once).replace("'", '"')
+    doc = {"paths": {"/x": {"post": {"responses": {"200": {"content": {"application/json": {"schema": once}}}}}}}}
+    assert document_errors(document_errors(doc)) == document_errors(doc)
