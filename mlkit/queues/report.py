@@ -99,7 +99,8 @@ def plot_forecast(fc: QueueForecaster, data: QueueData, queue_id: int, h: int, l
     import matplotlib.pyplot as plt
     from mlkit.queues.data import series
     r = fc.forecast(queue_id, h, levels)
-    y = series(data, queue_id, fc.granularity_).iloc[-history:]
+    y = series(data, queue_id, fc.granularity_)
+    y = y[y.index.isin(fc.index_)].iloc[-history:]     # as the model saw it: a partial first or last week left out
     t = pd.to_datetime(r.timestamps)
     ax = ax or plt.subplots(figsize=(10, 3.5))[1]
     ax.plot(y.index, y.to_numpy(), lw=1, color="k", label="history")
