@@ -17,7 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pandas as pd
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
@@ -25,7 +25,7 @@ from .catalog import check_frame, check_records, predict_rows
 from .crypto import Unreadable, seal, unseal
 from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, Unauthorized, echo, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
                                       PaymentRequired, Prediction, StoredDataUnavailable, log, mp_setting, new_id, post_entry, read_scope, utcnow,
-                                      write_scope)
+                                      write_scope, group_write)
 
 # %% auto #0
 __all__ = ['INPUT_REJECTED', 'parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'validated_input',
@@ -52,22 +52,28 @@ def parse_amount(value, maximum: Decimal | None = None) -> Decimal:
 
 def _fingerprint(*parts) -> str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
-def _idempotent(engine, user_id: str, key: str | None, route: str, fingerprint: str, work) -> tuple[dict, bool]:
-    "`work(session)` -> response, done at most once per (user, `Idempotency-Key`): a retry gets the first response, `True`."
+_IDEM = IdempotentRequest.__table__
+
+def _idempotent(engine, user_id: str, key: str | None, route: str, fingerprint, work) -> tuple[dict, bool]:
+    "`work(connection)` -> response, done at most once per (user, `Idempotency-Key`): a retry gets the first response, `True`."
     if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 100 and key.isascii() and key.isprintable()):
         raise InvalidInput(f"Idempotency-Key must be 1-100 printable ASCII characters, got {echo(key)}")
+    if key is not None and callable(fingerprint): fingerprint = fingerprint()       # hashed only when a key needs it
+    def once(conn):
+        if key is not None:
+            old = conn.execute(select(_IDEM.c.route, _IDEM.c.fingerprint, _IDEM.c.response)
+                               .where(_IDEM.c.user_id == user_id, _IDEM.c.key == key)).first()
+            if old is not None:
+                if (old.route, old.fingerprint) != (route, fingerprint):
+                    raise Conflict(f"Idempotency-Key {echo(key)} was used for a different request; send a new key")
+                return old.response, True
+        out = work(conn)
+        if key is not None:
+            conn.execute(_IDEM.insert(), {"user_id": user_id, "key": key, "route": route, "fingerprint": fingerprint,
+                                          "response": out, "created_at": utcnow()})
+        return out, False
     for attempt in range(2):
-        try:
-            with write_scope(engine) as s:
-                if key is not None and (old := s.get(IdempotentRequest, (user_id, key))) is not None:
-                    if (old.route, old.fingerprint) != (route, fingerprint):
-                        raise Conflict(f"Idempotency-Key {echo(key)} was used for a different request; send a new key")
-                    return old.response, True
-                out = work(s)
-                if key is not None:
-                    s.add(IdempotentRequest(user_id=user_id, key=key, route=route, fingerprint=fingerprint, response=out,
-                                            created_at=utcnow()))
-                return out, False
+        try: return group_write(engine, once)     # SQLite: one COMMIT for every request waiting to write
         except IntegrityError:        # a concurrent request with the same key won (PostgreSQL): its answer is ours
             if key is None or attempt: raise
     raise AssertionError("unreachable")
@@ -169,25 +175,26 @@ def submit(engine, user_id: str, model_id: str, data, runner: "JobRunner | None"
     "Validate `data` for the model, then charge its cost and store a pending job atomically (402 if unpaid)."
     model = get_model(engine, model_id)
     records = validated_input(data, model.input_schema)
-    out, replayed = _idempotent(engine, user_id, idempotency_key, "predict", _fingerprint(model.id, records),
+    out, replayed = _idempotent(engine, user_id, idempotency_key, "predict", lambda: _fingerprint(model.id, records),
                                 lambda s: _charge_and_queue(s, user_id, model, records))
     if runner is not None and not replayed: runner.notify()
     return out
 
 _IN, _OUT, _ERR = (f"mp_predictions.{c}" for c in ("input_data", "result", "error_detail"))   # sealed columns
+_JOBS = Prediction.__table__
 INPUT_REJECTED = "the input failed the model's checks (the full message is stored encrypted); the charge is refunded"
 
 def _charge_and_queue(s, user_id: str, model: MlModel, records: list[dict]) -> dict:
     "In `s`'s transaction: the pending job, the conditional charge and its ledger row."
     pid = new_id()
-    if s.scalar(select(Account.id).where(Account.user_id == user_id)) is None:     # a valid token of a deleted user
-        raise Unauthorized("the token names a user that no longer exists; register or log in again")
-    s.execute(Prediction.__table__.insert(), {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending",
-                                              "input_data": seal(records, _IN, pid), "n_rows": len(records), "cost": model.cost,
-                                              "attempts": 0, "created_at": utcnow()})
-    if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id) is None:
+    job = {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending", "input_data": seal(records, _IN, pid),
+           "n_rows": len(records), "cost": model.cost, "attempts": 0, "created_at": utcnow()}
+    def queue(s): s.execute(_JOBS.insert(), job)            # after the charge, before its ledger row (which refers to it)
+    if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id,
+                  before_entry=queue) is None:
         have = s.scalar(select(Account.balance).where(Account.user_id == user_id))
-        if have is None: raise NotFound("no account for this user")
+        if have is None:                                     # no account: a valid token of a deleted user
+            raise Unauthorized("the token names a user that no longer exists; register or log in again")
         raise PaymentRequired(f"insufficient balance: {model.name} costs {model.cost}, the balance is {have}; "
                               "top up the account first")
     return {"prediction_id": pid, "status": "pending", "cost": float(model.cost),
@@ -246,6 +253,10 @@ def _delay_range(spec: str) -> tuple[float, float]:
     if not 0 <= lo <= hi: raise ValueError(f"demo_delay_s range must be 0 <= lo <= hi: {spec!r}")
     return lo, hi
 
+_COMPLETE = (_JOBS.update()                    # a job completed by the holder of its lease
+             .where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.lease_token == bindparam("b_token"), _JOBS.c.status == "running")
+             .values(status="completed", result=bindparam("b_result"), finished_at=bindparam("b_now"), lease_until=None))
+
 class JobRunner:
     "Worker threads that claim, run and finish prediction jobs stored in the database."
     def __init__(self, engine=None, workers: int | None = None, lease_seconds: float | None = None,
@@ -271,38 +282,38 @@ class JobRunner:
     def _runnable(self, now):
         return or_(Prediction.status == "pending", and_(Prediction.status == "running", Prediction.lease_until < now))
 
-    def claim(self, n: int = 1) -> list[Prediction]:
+    def claim(self, n: int = 1) -> list:
         "Claim up to `n` pending (or lease-expired) jobs for this runner; each claim counts an attempt."
         now, token = utcnow(), new_id()
         with read_scope(self.engine) as s:             # a cheap look first: no write lock when there is nothing to do
             if s.scalar(select(Prediction.id).where(self._runnable(now)).limit(1)) is None: return []
-        with write_scope(self.engine) as s:
-            ids = s.scalars(select(Prediction.id).where(self._runnable(now)).order_by(Prediction.created_at).limit(n)).all()
-            if not ids: return []
-            s.execute(update(Prediction).where(Prediction.id.in_(ids), self._runnable(now))
-                      .values(status="running", lease_token=token, lease_until=now + timedelta(seconds=self.lease),
-                              attempts=Prediction.attempts + 1, started_at=func.coalesce(Prediction.started_at, now))
-                      .execution_options(synchronize_session=False))
-            jobs = s.scalars(select(Prediction).where(Prediction.lease_token == token, Prediction.status == "running")).all()
-        self._tokens.add(token)
-        return list(jobs)
+        ids = select(_JOBS.c.id).where(self._runnable(now)).order_by(_JOBS.c.created_at).limit(n).scalar_subquery()
+        with write_scope(self.engine) as s:        # one statement: the conditional UPDATE returns the rows it claimed
+            jobs = s.execute(_JOBS.update().where(_JOBS.c.id.in_(ids), self._runnable(now))
+                             .values(status="running", lease_token=token, lease_until=now + timedelta(seconds=self.lease),
+                                     attempts=_JOBS.c.attempts + 1, started_at=func.coalesce(_JOBS.c.started_at, now))
+                             .returning(*_JOBS.c)).all()
+        if jobs: self._tokens.add(token)
+        return jobs
 
     def _finish_all(self, outcomes: list[tuple]) -> int:
         "Mark (job, result, error) outcomes completed, or failed and refunded, in ONE transaction, where this runner still holds the lease."
-        done = 0
+        ok = [(j, {"b_id": j.id, "b_token": j.lease_token, "b_result": seal(r, _OUT, j.id)}) for j, r, e in outcomes if e is None]
         with write_scope(self.engine) as s:
-            now = utcnow()
-            for job, result, error in outcomes:     # error: None, or (a message quoting no input, the full one or None)
-                if error is None: vals = dict(status="completed", result=seal(result, _OUT, job.id))
-                else:
-                    vals = dict(status="failed", error=error[0])
-                    if error[1] is not None: vals["error_detail"] = seal(error[1], _ERR, job.id)
+            now, done = utcnow(), 0
+            if ok:                                   # one executemany for the completed jobs (its rowcount is the total)
+                done = s.execute(_COMPLETE, [{**p, "b_now": now} for _, p in ok]).rowcount
+                if done != len(ok): log.warning("lost the lease of %d of %d completed job(s) before finishing them",
+                                                len(ok) - done, len(ok))
+            for job, _, error in outcomes:          # error: None, or (a message quoting no input, the full one or None)
+                if error is None: continue
+                vals = dict(status="failed", error=error[0])
+                if error[1] is not None: vals["error_detail"] = seal(error[1], _ERR, job.id)
                 won = s.execute(update(Prediction).where(Prediction.id == job.id, Prediction.lease_token == job.lease_token,
                                                          Prediction.status == "running")
                                 .values(finished_at=now, lease_until=None, **vals)).rowcount == 1
-                if won and error is not None:
-                    post_entry(s, None, "refund", job.cost, prediction_id=job.id, user_id=job.user_id)
-                if not won: log.warning("lost the lease of job %s before finishing it", job.id)
+                if won: post_entry(s, None, "refund", job.cost, prediction_id=job.id, user_id=job.user_id)
+                else: log.warning("lost the lease of job %s before finishing it", job.id)
                 done += won
         return done
 

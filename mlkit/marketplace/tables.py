@@ -28,7 +28,7 @@ log = get_logger("marketplace")
 __all__ = ['log', 'MARKETPLACE_DEFAULTS', 'STATUSES', 'KINDS', 'TABLES', 'VERSION_TABLE', 'mp_setting', 'marketplace_dir',
            'MarketplaceError', 'InvalidInput', 'Unauthorized', 'AccountLocked', 'PaymentRequired', 'NotFound',
            'Conflict', 'PayloadTooLarge', 'Busy', 'StoredDataUnavailable', 'echo', 'read_engine', 'read_scope',
-           'write_scope', 'utcnow', 'new_id', 'User', 'Account', 'MlModel', 'Prediction', 'LedgerEntry',
+           'write_scope', 'group_write', 'utcnow', 'new_id', 'User', 'Account', 'MlModel', 'Prediction', 'LedgerEntry',
            'LoginThrottle', 'IdempotentRequest', 'RefreshToken', 'schema_diff', 'upgrade_db', 'post_entry',
            'ledger_mismatches']
 
@@ -112,6 +112,36 @@ def write_scope(engine=None):
         return
     lock = _write_locks.setdefault(str(engine.url), threading.RLock())
     with lock, session_scope(engine) as s: yield s
+
+# %% ../../nbs/40_marketplace_tables.ipynb #dfb796df
+_groups: dict[str, list] = {}           # per SQLite database: [work, result, error, done] slots waiting for a writer
+_groups_lock = threading.Lock()
+
+def _run_group(engine: Engine, batch: list):
+    "Every slot's work in one transaction, each in a SAVEPOINT; results are handed out only after the COMMIT."
+    try:
+        with engine.begin() as conn:
+            for slot in batch:
+                try:
+                    with conn.begin_nested(): slot[1] = slot[0](conn)
+                except Exception as e: slot[1], slot[2] = None, e
+    except Exception as e:                              # the commit (or BEGIN) failed: nothing of the group was written
+        for slot in batch: slot[1], slot[2] = None, e
+    for slot in batch: slot[3] = True
+
+def group_write(engine, work):
+    "`work(connection)` in a write transaction, shared with other threads' work on SQLite (one COMMIT); its result."
+    engine = engine if isinstance(engine, Engine) else get_engine(engine)
+    if engine.url.get_backend_name() != "sqlite":
+        with engine.begin() as conn: return work(conn)
+    key, slot = str(engine.url), [work, None, None, False]
+    with _groups_lock: _groups.setdefault(key, []).append(slot)
+    with _write_locks.setdefault(key, threading.RLock()):
+        if not slot[3]:                                 # nobody took it yet: this thread writes the whole group
+            with _groups_lock: batch, _groups[key] = _groups[key], []
+            _run_group(engine, batch)
+    if slot[2] is not None: raise slot[2]
+    return slot[1]
 
 # %% ../../nbs/40_marketplace_tables.ipynb #cb546539
 def utcnow() -> datetime:
@@ -277,6 +307,7 @@ def _entry_statements(by_user: bool, require_funds: bool):
 def post_entry(session, account_id: str | None, kind: str, amount: Decimal, prediction_id: str | None = None,
                require_funds: bool = False,  # a charge: refuse (return None) instead of going below zero
                user_id: str | None = None,  # find the account by its user instead of account_id
+               before_entry=None,  # called with `session` after the account was updated, before the ledger row is written
               ) -> str | None:
     "Add `amount` (signed) to an account and write its ledger row, in `session`'s transaction; the account id, or None if unpaid."
     if kind not in KINDS: raise ValueError(f"ledger kind must be one of {KINDS}, got {kind!r}")
@@ -286,6 +317,7 @@ def post_entry(session, account_id: str | None, kind: str, amount: Decimal, pred
     if require_funds: params["needed"] = -amount
     aid = session.execute(update_account, params).scalar()
     if aid is None: return None
+    if before_entry is not None: before_entry(session)      # e.g. insert the job the ledger row refers to
     session.execute(insert_entry, {"account_id": aid, "kind": kind, "amount": amount, "prediction_id": prediction_id,
                                    "created_at": utcnow()})
     return aid
