@@ -18,15 +18,16 @@ from ..data import IMAGE_SUFFIXES, load_image, preprocess_images
 from ..datasets import DatasetInfo
 
 # %% auto #0
-__all__ = ['DIGITS_SHA256', 'FEATURES', 'Digits', 'load_digits', 'open_image', 'digit_features', 'digit_image']
+__all__ = ['DIGITS_SHA256', 'FEATURES', 'Digits', 'load_digits', 'open_image', 'digit_image', 'digit_features']
 
-# %% ../../nbs/70_vision_data.ipynb #014da9ca
+# %% ../../nbs/70_vision_data.ipynb #96dc706b
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"  # sklearn 1.9.1 digits.csv.gz
 
 def _digits_file() -> Path:
     import sklearn.datasets
     return Path(sklearn.datasets.__file__).parent / "data" / "digits.csv.gz"
 
+# %% ../../nbs/70_vision_data.ipynb #e45e6cfd
 @dataclass
 class Digits:
     "The digits images, their flattened features and labels, and where they come from."
@@ -34,39 +35,53 @@ class Digits:
     X: pd.DataFrame         # (1797, 64) the images flattened row by row, columns p00 ... p77
     y: np.ndarray           # (1797,) int labels 0-9
     info: DatasetInfo       # provenance: source, licence, sha256
-    def __repr__(self): return f"Digits({len(self.y)} images 8x8, classes {np.unique(self.y).tolist()}, sha256 {self.info.sha256[:12]}...)"
+    def __repr__(self):
+        return (f"Digits({len(self.y)} images 8x8, classes {np.unique(self.y).tolist()}, "
+                f"sha256 {self.info.sha256[:12]}...)")
 
+# %% ../../nbs/70_vision_data.ipynb #4f8117da
 FEATURES = [f"p{r}{c}" for r in range(8) for c in range(8)]
 
+# %% ../../nbs/70_vision_data.ipynb #750c7583
 def load_digits() -> Digits:
     "The UCI handwritten digits shipped with scikit-learn, checked against their sha256, scaled to [0, 1]."
     import sklearn
     path = _digits_file()
-    if not path.is_file(): raise FileNotFoundError(f"scikit-learn's digits file is missing: {path} (reinstall scikit-learn)")
+    if not path.is_file():
+        raise FileNotFoundError(f"scikit-learn's digits file is missing: {path} (reinstall scikit-learn)")
     if (h := hashlib.sha256(path.read_bytes()).hexdigest()) != DIGITS_SHA256:
-        raise DataError(f"{path} has sha256 {h}, expected {DIGITS_SHA256} (scikit-learn 1.9.1); a different copy of the "
-                        f"digits would change every model card's data hash: pin scikit-learn or update DIGITS_SHA256")
+        raise DataError(f"{path} has sha256 {h}, expected {DIGITS_SHA256} (scikit-learn 1.9.1); a different copy "
+                        f"of the digits would change every model card's data hash: pin scikit-learn or update DIGITS_SHA256")
     raw = np.loadtxt(path, delimiter=",", dtype=np.int64)
     pixels, y = raw[:, :-1], raw[:, -1]
     info = DatasetInfo(
-        name="digits", description="1,797 handwritten digits 0-9 as 8x8 images; each pixel counts the 'on' pixels of a 4x4 block "
-        "of a 32x32 bitmap (0-16); the test set of the UCI Optical Recognition of Handwritten Digits data (43 writers).",
-        source=f"PyPI scikit-learn=={sklearn.__version__}, sklearn/datasets/data/digits.csv.gz (sklearn.datasets.load_digits)",
-        licence="CC BY 4.0 (UCI Machine Learning Repository, E. Alpaydin and C. Kaynak, 1998); scikit-learn is BSD-3-Clause",
+        name="digits",
+        description="1,797 handwritten digits 0-9 as 8x8 images; each pixel counts the 'on' pixels of a 4x4 block "
+        "of a 32x32 bitmap (0-16); the test set of the UCI Optical Recognition of Handwritten Digits data "
+        "(43 writers).",
+        source=f"PyPI scikit-learn=={sklearn.__version__}, sklearn/datasets/data/digits.csv.gz "
+               "(sklearn.datasets.load_digits)",
+        licence="CC BY 4.0 (UCI Machine Learning Repository, E. Alpaydin and C. Kaynak, 1998); "
+                "scikit-learn is BSD-3-Clause",
         task="vision (seed 000)", rows=len(y), columns=FEATURES + ["label"], sha256=h, file=str(path))
     X = pd.DataFrame(pixels / 16.0, columns=FEATURES, dtype=np.float64)
     return Digits(images=(pixels / 16.0).reshape(-1, 8, 8).astype(np.float32), X=X, y=y, info=info)
 
-# %% ../../nbs/70_vision_data.ipynb #99845037
+# %% ../../nbs/70_vision_data.ipynb #c3f78e7a
 def _max_pixels(max_pixels: int | None) -> int:
+    "The pixel limit: `max_pixels`, or settings `[framework] max_image_pixels` when None."
     return settings.getint("framework", "max_image_pixels") if max_pixels is None else int(max_pixels)
 
+# %% ../../nbs/70_vision_data.ipynb #2d806aee
 def _check_size(w: int, h: int, limit: int, what: str):
+    "Refuse an image of more than `limit` pixels, or an empty one."
     if w * h > limit:
         raise DataError(f"{what} is {w} x {h} = {w * h / 1e6:.1f} megapixels; the limit is {limit / 1e6:g} megapixels "
-                        "([framework] max_image_pixels); send a smaller image (a digit needs no more than a few hundred pixels a side)")
+                        "([framework] max_image_pixels); send a smaller image "
+                        "(a digit needs no more than a few hundred pixels a side)")
     if min(w, h) < 1: raise DataError(f"{what} is empty ({w} x {h})")
 
+# %% ../../nbs/70_vision_data.ipynb #c95e97a3
 def open_image(src, max_pixels: int | None = None):
     "A decoded PIL image from a path, bytes, a PIL image or an array, refusing non-images and oversized images."
     from PIL import Image, UnidentifiedImageError
@@ -74,7 +89,8 @@ def open_image(src, max_pixels: int | None = None):
     if isinstance(src, Image.Image): _check_size(*src.size, limit, "the image"); return src
     if isinstance(src, np.ndarray):
         if src.ndim not in (2, 3) or (src.ndim == 3 and src.shape[2] not in (1, 3, 4)):
-            raise DataError(f"an image array must be (height, width) or (height, width, 1|3|4 channels), got shape {src.shape}")
+            raise DataError("an image array must be (height, width) or (height, width, 1|3|4 channels), "
+                            f"got shape {src.shape}")
         _check_size(src.shape[1], src.shape[0], limit, "the image array")
         a = src.squeeze(-1) if src.ndim == 3 and src.shape[2] == 1 else src
         a = np.clip(a * 255 if a.dtype.kind == "f" and a.max() <= 1 else a, 0, 255).astype(np.uint8)
@@ -98,7 +114,7 @@ def open_image(src, max_pixels: int | None = None):
             raise DataError(f"the image is truncated or corrupt: {e}") from None
     raise TypeError(f"an image must be a path, bytes, a PIL image or a numpy array, got {type(src).__name__}")
 
-# %% ../../nbs/70_vision_data.ipynb #154623ee
+# %% ../../nbs/70_vision_data.ipynb #800e3dd5
 def _grey_ink(im) -> np.ndarray:
     "Grey levels in [0, 1] with the ink bright; transparency counts as a white background."
     from PIL import Image
@@ -108,23 +124,27 @@ def _grey_ink(im) -> np.ndarray:
     border = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     return 1.0 - a if np.median(border) > 0.5 else a    # light background: dark ink
 
-def digit_features(image, max_pixels: int | None = None, ink_threshold: float = 0.2) -> np.ndarray:
-    "One image (path, bytes, PIL image or array) as the digits' 64 features in [0, 1], shape (1, 64)."
-    from PIL import Image
-    ink = _grey_ink(open_image(image, max_pixels))
-    rows, cols = np.nonzero(ink > ink_threshold)
-    if len(rows) == 0: raise DataError("the image is blank: no ink darker (or brighter) than its background was found; draw a digit")
-    crop = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
-    side = max(crop.shape)                                   # no margin: every digit of the data set spans its box's full height
-    sq = np.zeros((side, side), np.float32)
-    r0, c0 = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
-    sq[r0: r0 + crop.shape[0], c0: c0 + crop.shape[1]] = crop
-    im32 = preprocess_images([Image.fromarray((sq * 255).astype(np.uint8), "L")], size=(32, 32), mode="L")[0, :, :, 0]
-    blocks = im32.reshape(8, 4, 8, 4).mean(axis=(1, 3))
-    return (blocks / blocks.max()).reshape(1, 64).astype(np.float64)
-
+# %% ../../nbs/70_vision_data.ipynb #7219a68b
 def digit_image(features, size: int = 256):
     "The 8 x 8 features drawn as a dark-on-white PIL image of `size` pixels (for checks and the demo's examples)."
     from PIL import Image
     a = np.asarray(features, dtype=np.float64).reshape(8, 8)
     return Image.fromarray(((1 - np.clip(a, 0, 1)) * 255).astype(np.uint8), "L").resize((size, size), Image.NEAREST)
+
+# %% ../../nbs/70_vision_data.ipynb #69218a17
+def digit_features(image, max_pixels: int | None = None, ink_threshold: float = 0.2) -> np.ndarray:
+    "One image (path, bytes, PIL image or array) as the digits' 64 features in [0, 1], shape (1, 64)."
+    from PIL import Image
+    ink = _grey_ink(open_image(image, max_pixels))
+    rows, cols = np.nonzero(ink > ink_threshold)
+    if len(rows) == 0:
+        raise DataError("the image is blank: no ink darker (or brighter) than its background was found; draw a digit")
+    crop = ink[rows.min(): rows.max() + 1, cols.min(): cols.max() + 1]
+    side = max(crop.shape)                       # no margin: every digit of the data set spans its box's full height
+    sq = np.zeros((side, side), np.float32)
+    r0, c0 = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
+    sq[r0: r0 + crop.shape[0], c0: c0 + crop.shape[1]] = crop
+    square = Image.fromarray((sq * 255).astype(np.uint8), "L")
+    im32 = preprocess_images([square], size=(32, 32), mode="L")[0, :, :, 0]
+    blocks = im32.reshape(8, 4, 8, 4).mean(axis=(1, 3))
+    return (blocks / blocks.max()).reshape(1, 64).astype(np.float64)
