@@ -3,6 +3,7 @@ OAuth2 refresh tokens, cookies. In process: the real FastAPI app (`create_app`) 
 Starlette's TestClient (its lifespan starts the job workers), no mocks. Each test was written to fail on the code
 before its fix.
 """
+import os
 import threading
 import time
 import uuid
@@ -534,3 +535,55 @@ def test_yahoo_rate_limit_holds_under_a_crowd(tmp_path):
     with ThreadPoolExecutor(8) as ex: out = list(ex.map(ask, range(40)))
     assert out.count("yfinance") == 3, out[:5]
     assert sum("sends at most" in o and "3 in a row" in o for o in out) == 37
+
+
+@pytest.mark.skipif(not os.environ.get("MLKIT_TEST_POSTGRES_URL"),
+                    reason="no PostgreSQL: set MLKIT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db (.ci/run starts one)")
+def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
+    "The same guarantees on PostgreSQL: a swap of two jobs' envelopes is detected, a failure's message is sealed, reencrypt."
+    import json as _json
+    from mlkit.marketplace import jobs
+    from mlkit.marketplace.auth import register
+    from mlkit.marketplace.catalog import seed_catalog
+    from mlkit.marketplace.tables import MlModel, StoredDataUnavailable, upgrade_db
+    url = os.environ["MLKIT_TEST_POSTGRES_URL"]
+    assert upgrade_db(url) == "0004"
+    seed_catalog(url, tmp_path / "models")
+    uid = register(url, f"pg{uuid.uuid4().hex[:8]}", PW).id
+    jobs.topup(url, uid, 50)
+    a, b = (jobs.submit(url, uid, "risk-assessment", r)["prediction_id"] for r in (ROW, {**ROW, "age": 61}))
+    runner = jobs.JobRunner(url, workers=1, model_dir=tmp_path / "models")
+    runner.run_pending()
+    assert jobs.get_prediction(url, uid, a)["input_data"] == [ROW]
+    eng = create_engine(url)
+    def raw(pid):
+        with eng.connect() as c:
+            return c.execute(text("SELECT input_data, result FROM mp_predictions WHERE id = :i"), {"i": pid}).one()
+    def put(pid, row):
+        with eng.begin() as c:
+            c.execute(text("UPDATE mp_predictions SET input_data = CAST(:i AS json), result = CAST(:r AS json) WHERE id = :p"),
+                      {"i": _json.dumps(row[0]), "r": _json.dumps(row[1]), "p": pid})
+    ra, rb = raw(a), raw(b)
+    put(a, rb); put(b, ra)
+    for pid in (a, b):
+        with pytest.raises(StoredDataUnavailable, match="failed its integrity check") as e:
+            jobs.get_prediction(url, uid, pid)
+        assert e.value.status == 409
+    put(a, ra); put(b, rb)
+    assert jobs.get_prediction(url, uid, b)["input_data"] == [{**ROW, "age": 61}]
+    q = jobs.submit(url, uid, "risk-assessment", {**ROW, "bmi": 33.3713})["prediction_id"]
+    ra_ = jobs.get_model(url, "risk-assessment")
+    cols = [{**c, "maximum": 30.0} if c["name"] == "bmi" else c for c in ra_.input_schema["columns"]]
+    runner._models[ra_.id] = MlModel(id=ra_.id, name=ra_.name, cost=ra_.cost, path=ra_.path,
+                                     input_schema={**ra_.input_schema, "columns": cols})
+    runner.run_pending()
+    assert "33.3713 is outside" in jobs.get_prediction(url, uid, q)["error"]
+    with eng.connect() as c:
+        stored = c.execute(text("SELECT CAST(error AS text) || CAST(error_detail AS text) FROM mp_predictions WHERE id = :i"),
+                           {"i": q}).scalar()
+    assert "33.37" not in stored and '"v": 2' in stored.replace('"v":2', '"v": 2')
+    monkeypatch.setitem(mp_settings, "encryption_keys", f"{mp_settings['encryption_keys']},{new_key_entry('k1')}")
+    moved = reencrypt(url)
+    assert moved.get("k0", 0) >= 3 and reencrypt(url) == {}
+    assert jobs.get_prediction(url, uid, a)["input_data"] == [ROW]
+    eng.dispose()
