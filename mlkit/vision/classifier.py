@@ -28,8 +28,8 @@ _log = get_logger("vision")
 __all__ = ['DIGIT_LAYERS', 'DigitsResult', 'digits_trainer', 'train_digits', 'DigitPrediction', 'onnx_session', 'predict_image',
            'attach_onnx', 'vision_model_name', 'save_result', 'load_vision_model', 'train_default']
 
-# %% ../../nbs/71_vision_classifier.ipynb #44709f1e
-DIGIT_LAYERS = (128, 64)   # hidden units of the seed's network (relu)
+# %% ../../nbs/71_vision_classifier.ipynb #67a88038
+DIGIT_LAYERS = (128, 64)   # hidden units of the network (relu)
 
 @dataclass
 class DigitsResult:
@@ -43,15 +43,19 @@ class DigitsResult:
     seconds: float              # the network's training time
     split_seed: int
     def __repr__(self):
-        return (f"DigitsResult(held-out accuracy {self.accuracy:.4f} (SVM {self.svm_accuracy:.4f}) on {self.n_test} images, "
-                f"trained on {self.n_train} in {self.seconds:.1f} s, {len(self.model.history_)} epochs)")
+        return (f"DigitsResult(held-out accuracy {self.accuracy:.4f} (SVM {self.svm_accuracy:.4f}) "
+                f"on {self.n_test} images, trained on {self.n_train} in "
+                f"{self.seconds:.1f} s, {len(self.model.history_)} epochs)")
 
+# %% ../../nbs/71_vision_classifier.ipynb #6a985721
 def digits_trainer(layers=DIGIT_LAYERS, seed: int | None = None, max_epochs: int | None = None) -> ModelTrainer:
-    "The seed's network for the digits, unfitted."
+    "The digit network (dense relu layers, softmax over 10 digits, adam), unfitted."
     t = ModelTrainer(random_state=seed, learning_rate=0.003, batch_size=32, alpha=1e-3, max_epochs=max_epochs)
     for u in layers: t.add_layer("dense", units=u, activation="relu")
-    return t.add_output_layer("softmax", num_classes=10).compile_model(optimizer="adam", loss="categorical_crossentropy")
+    t = t.add_output_layer("softmax", num_classes=10)
+    return t.compile_model(optimizer="adam", loss="categorical_crossentropy")
 
+# %% ../../nbs/71_vision_classifier.ipynb #622e9abb
 def train_digits(seed: int | None = None,        # split and training seed; None: [compute] seed
                  test_size: float = 0.2,         # held-out share (stratified)
                  layers=DIGIT_LAYERS,
@@ -69,12 +73,13 @@ def train_digits(seed: int | None = None,        # split and training seed; None
     svm = float(SVC(random_state=seed).fit(Xtr.to_numpy(), ytr).score(Xte.to_numpy(), yte))
     cm = pd.DataFrame(confusion_matrix(yte, net.predict(Xte), labels=range(10)), index=range(10), columns=range(10))
     net.card_ = net.make_card(Xtr, ytr, metrics={"accuracy": acc, "svm_accuracy": svm, "n_test": len(yte)},
-                              extra={"dataset": d.info.to_dict(), "split": {"method": "stratified", "test_size": test_size, "seed": seed}})
+                              extra={"dataset": d.info.to_dict(),
+                                     "split": {"method": "stratified", "test_size": test_size, "seed": seed}})
     _log.info("digits: held-out accuracy %.4f (SVM %.4f), %d epochs, %.1f s", acc, svm, len(net.history_), secs,
               extra={"event": "vision_train", "accuracy": acc, "svm_accuracy": svm})
     return DigitsResult(net, acc, svm, len(ytr), len(yte), cm, secs, seed)
 
-# %% ../../nbs/71_vision_classifier.ipynb #b1bde271
+# %% ../../nbs/71_vision_classifier.ipynb #6ffae9fc
 @dataclass
 class DigitPrediction:
     "The digit read from one image."
@@ -83,6 +88,7 @@ class DigitPrediction:
     runtime: str                 # "onnxruntime" or "scikit-learn"
     model_tag: str | None = None
 
+# %% ../../nbs/71_vision_classifier.ipynb #4d999f4d
 _sessions: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> OnnxModel (sessions do not pickle)
 
 def onnx_session(model) -> OnnxModel | None:
@@ -92,11 +98,15 @@ def onnx_session(model) -> OnnxModel | None:
     if model not in _sessions: _sessions[model] = OnnxModel(b, model.classes_)
     return _sessions[model]
 
+# %% ../../nbs/71_vision_classifier.ipynb #ecbbc167
 def _proba(model, x: np.ndarray) -> tuple[np.ndarray, str]:
+    "Probabilities of one row, through ONNX Runtime when the model carries a graph, and which runtime gave them."
     sess = onnx_session(model)
     if sess is not None: return sess.predict_proba(x)[0], "onnxruntime"
-    return model.backend_.predict_proba(x)[0] if hasattr(model, "backend_") else model.predict_proba(x)[0], "scikit-learn"
+    p = model.backend_.predict_proba(x)[0] if hasattr(model, "backend_") else model.predict_proba(x)[0]
+    return p, "scikit-learn"
 
+# %% ../../nbs/71_vision_classifier.ipynb #87a2286b
 def predict_image(model,                 # a fitted digit model, or (model, card, tag) from mlkit.store.load_model
                   image,                 # path, bytes, PIL image or array
                   max_pixels: int | None = None) -> DigitPrediction:
@@ -106,9 +116,10 @@ def predict_image(model,                 # a fitted digit model, or (model, card
     x = digit_features(image, max_pixels)
     p, runtime = _proba(model, x)
     classes = [int(c) for c in model.classes_]
-    return DigitPrediction(int(classes[int(np.argmax(p))]), {str(c): float(v) for c, v in zip(classes, p)}, runtime, tag)
+    return DigitPrediction(int(classes[int(np.argmax(p))]), {str(c): float(v) for c, v in zip(classes, p)}, runtime,
+                           tag)
 
-# %% ../../nbs/71_vision_classifier.ipynb #ec81d163
+# %% ../../nbs/71_vision_classifier.ipynb #0f2ebd52
 def attach_onnx(model: ModelTrainer, X, repeats: int = 200, tol: float = 1e-4) -> dict:
     "Export `model` to ONNX, compare it with scikit-learn on `X`, and attach it when it agrees and is faster."
     onx = OnnxModel(to_onnx(model), model.classes_)
@@ -120,28 +131,34 @@ def attach_onnx(model: ModelTrainer, X, repeats: int = 200, tol: float = 1e-4) -
     use = same and diff < tol and ox_us < sk_us
     model.onnx_bytes_ = onx.onnx_bytes if use else None
     _sessions.pop(model, None)
-    return {"used": use, "max_abs_diff": diff, "same_classes": same, "one_row_us_sklearn": sk_us, "one_row_us_onnx": ox_us,
-            "onnx_bytes": onx.size, "rows_checked": len(Xa)}
+    return {"used": use, "max_abs_diff": diff, "same_classes": same, "one_row_us_sklearn": sk_us,
+            "one_row_us_onnx": ox_us, "onnx_bytes": onx.size, "rows_checked": len(Xa)}
 
-# %% ../../nbs/71_vision_classifier.ipynb #857825b6
-def vision_model_name() -> str: return settings.get("framework", "vision_model")
+# %% ../../nbs/71_vision_classifier.ipynb #723f77ad
+def vision_model_name() -> str:
+    "The model store name of the digit model (settings `[framework] vision_model`)."
+    return settings.get("framework", "vision_model")
 
+# %% ../../nbs/71_vision_classifier.ipynb #e7c750f7
 def save_result(res: DigitsResult, home=None, stage: str = "production") -> str:
     "Attach ONNX to a trained result (checked on its held-out split) and save it in the model store; returns the tag."
     d = load_digits()
-    _, te = split(d.X.assign(label=d.y), method="stratified", test_size=res.n_test, stratify="label", seed=res.split_seed)
+    _, te = split(d.X.assign(label=d.y), method="stratified", test_size=res.n_test, stratify="label",
+                  seed=res.split_seed)
     info = attach_onnx(res.model, te[FEATURES].to_numpy())
     card = res.model.card_
     card.extra = {**card.extra, "onnx": info}
     return store.save_model(vision_model_name(), res.model, card=card, stage=stage, home=home,
                             labels={"domain": "vision", "runtime": "onnxruntime" if info["used"] else "scikit-learn"})
 
+# %% ../../nbs/71_vision_classifier.ipynb #9cb812dc
 def load_vision_model(home=None) -> tuple:
     "The production digit model from the store: (model, card dict, tag); a DataError names `mlkit train` when missing."
     return store.load_model(vision_model_name(), home=home)
 
+# %% ../../nbs/71_vision_classifier.ipynb #f01c31df
 def train_default(home=None, force: bool = False) -> str:
-    "Train and store (as production) the default digit model unless an equivalent one is already in production; returns its tag."
+    "Train and store (as production) the default digit model unless an equivalent is in production; returns its tag."
     if not force:
         try:
             _, card, tag = load_vision_model(home)
