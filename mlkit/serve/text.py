@@ -284,8 +284,8 @@ class TextBodyGuard:
         prefix: str = "/text/",
         skip: tuple = ("/text/api",),
         max_bytes: int | None = None,
-        max_field_bytes: int = 1024 * 1024,
-    ):  # Starlette's limit for one non-file form field
+        max_field_bytes: int = 1024 * 1024,  # Starlette's limit for one non-file form field
+    ):
         self.app, self.prefix, self.skip, self.max_bytes, self.max_field_bytes = (
             app,
             prefix,

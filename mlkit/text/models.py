@@ -442,30 +442,9 @@ class TextClassifier(MlkitClassifier):
         self,
         model: str = "logistic",  # one of MODELS
         config: dict | None = None,  # estimator parameters and feature settings (see `check_config`)
-        random_state: int | None = None,
-    ):  # None: settings compute.seed
+        random_state: int | None = None,  # None: settings compute.seed
+    ):
         self.model, self.config, self.random_state = model, config, random_state
-
-    def fit(self, X, y, progress=None):
-        "Check the configuration and the texts, then fit features and model."
-        progress = progress or (lambda step, frac: None)
-        cfg = check_config(self.model, self.config)
-        texts = _texts(X)
-        Xf, codes, info = self._check_fit(pd.DataFrame({"text": texts}), y)
-        self.seed_ = self._seed()
-        self.config_ = cfg
-        if self.model == "nbsvm":
-            progress("fitting NB-SVM", 0.1)
-            self.pipeline_ = Pipeline([("nbsvm", make_estimator("nbsvm", cfg, self.seed_))]).fit(texts, codes)
-        else:
-            progress("computing n-gram features", 0.1)
-            feats = make_features(cfg)
-            Xt = feats.fit_transform(texts)
-            progress(f"fitting {self.model} on {Xt.shape[0]:,} texts x {Xt.shape[1]:,} n-grams", 0.5)
-            est = make_estimator(self.model, cfg, self.seed_).fit(Xt, codes)
-            self.pipeline_ = Pipeline([("features", feats), ("model", est)])
-        progress("fitted", 1.0)
-        return self._fitted(info)
 
     def _check_X(self, X):
         self._check_fitted()
@@ -478,6 +457,29 @@ class TextClassifier(MlkitClassifier):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the instance's own __dict__
         state.pop("_linear_cache", None)  # a cache of `contributions`, rebuilt after loading
         return state
+
+# %% ../../nbs/31_text_models.ipynb #1a69a632
+@patch
+def fit(self: TextClassifier, X, y, progress=None):  # noqa: F811  (@patch binds the name too)
+    "Check the configuration and the texts, then fit features and model."
+    progress = progress or (lambda step, frac: None)
+    cfg = check_config(self.model, self.config)
+    texts = _texts(X)
+    Xf, codes, info = self._check_fit(pd.DataFrame({"text": texts}), y)
+    self.seed_ = self._seed()
+    self.config_ = cfg
+    if self.model == "nbsvm":
+        progress("fitting NB-SVM", 0.1)
+        self.pipeline_ = Pipeline([("nbsvm", make_estimator("nbsvm", cfg, self.seed_))]).fit(texts, codes)
+    else:
+        progress("computing n-gram features", 0.1)
+        feats = make_features(cfg)
+        Xt = feats.fit_transform(texts)
+        progress(f"fitting {self.model} on {Xt.shape[0]:,} texts x {Xt.shape[1]:,} n-grams", 0.5)
+        est = make_estimator(self.model, cfg, self.seed_).fit(Xt, codes)
+        self.pipeline_ = Pipeline([("features", feats), ("model", est)])
+    progress("fitted", 1.0)
+    return self._fitted(info)
 
 # %% ../../nbs/31_text_models.ipynb #d89529ac
 def _linear_parts(clf: TextClassifier):
