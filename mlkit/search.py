@@ -23,15 +23,17 @@ _log = get_logger("search")
 # %% auto #0
 __all__ = ['CV_METHODS', 'BACKENDS', 'check_grid', 'make_cv', 'SearchResult', 'grid_search']
 
-# %% ../nbs/03b_search.ipynb #2987cc37
+# %% ../nbs/03b_search.ipynb #1a46ef7d
 CV_METHODS = ("stratified", "time", "kfold")
 BACKENDS = ("loky", "threading", "sequential", "ray")
 
+# %% ../nbs/03b_search.ipynb #f711e91c
 def check_grid(estimator, param_grid) -> list[dict]:
-    "The grid as a list of dicts of non-empty lists, every name a parameter of `estimator` (else a ValueError listing them)."
+    "The grid as a list of dicts of non-empty lists, each name a parameter of `estimator` (else an error naming them)."
     grids = [param_grid] if isinstance(param_grid, dict) else param_grid
     if not isinstance(grids, (list, tuple)) or not grids or not all(isinstance(g, dict) for g in grids):
-        raise TypeError(f"param_grid must be a dict (or a list of dicts) of parameter name -> list of values, got {type(param_grid).__name__}")
+        raise TypeError("param_grid must be a dict (or a list of dicts) of parameter name -> list of values, "
+                        f"got {type(param_grid).__name__}")
     valid = sorted(estimator.get_params(deep=True))
     out = []
     for g in grids:
@@ -43,29 +45,34 @@ def check_grid(estimator, param_grid) -> list[dict]:
         out.append({k: list(v) for k, v in g.items()})
     return out
 
+# %% ../nbs/03b_search.ipynb #17b4e58f
 def make_cv(cv, estimator, n_splits: int | None = None, gap: int = 0, seed: int | None = None):
-    "A splitter: 'stratified' (shuffled, seeded), 'time' (mlkit's TimeSeriesGapSplit), 'kfold', an int, or any splitter object."
+    "A splitter: 'stratified' (shuffled, seeded), 'time' (mlkit's TimeSeriesGapSplit), 'kfold', an int, or a splitter."
     n = settings.getint("framework", "cv_folds") if n_splits is None else n_splits
     seed = settings.getint("compute", "seed") if seed is None else seed
     if cv is None: cv = "stratified" if is_classifier(estimator) else "kfold"
-    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool): cv, n = ("stratified" if is_classifier(estimator) else "kfold"), int(cv)
+    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
+        cv, n = ("stratified" if is_classifier(estimator) else "kfold"), int(cv)
     if isinstance(cv, str):
-        if cv not in CV_METHODS: raise ConfigError(f"unknown cv {cv!r}; valid: {list(CV_METHODS)}, an int (folds) or a splitter object")
+        if cv not in CV_METHODS:
+            raise ConfigError(f"unknown cv {cv!r}; valid: {list(CV_METHODS)}, an int (folds) or a splitter object")
         if n < 2: raise ConfigError(f"cross-validation needs at least 2 folds, got {n}")
         if gap and cv != "time": raise ConfigError(f"gap only applies to cv='time', got gap={gap} with cv={cv!r}")
         if cv == "time": return TimeSeriesGapSplit(n_splits=n, gap=gap)
         if cv == "stratified": return StratifiedKFold(n, shuffle=True, random_state=seed)
         return KFold(n, shuffle=True, random_state=seed)
-    if not hasattr(cv, "split"): raise TypeError(f"cv must be one of {list(CV_METHODS)}, an int or a splitter with .split, got {type(cv).__name__}")
+    if not hasattr(cv, "split"):
+        raise TypeError(f"cv must be one of {list(CV_METHODS)}, an int or a splitter with .split, "
+                        f"got {type(cv).__name__}")
     return cv
 
-# %% ../nbs/03b_search.ipynb #6cd3dc12
+# %% ../nbs/03b_search.ipynb #a73bb674
 @dataclass
 class SearchResult:
     "What a grid search found."
     best_params: dict
     best_score: float                 # mean cross-validated score of the best candidate
-    results: pd.DataFrame             # one row per candidate, best first: the parameters, mean/std score, rank, per-fold scores, fit time
+    results: pd.DataFrame             # a row per candidate, best first: parameters, scores, rank, folds, fit time
     best_estimator: object            # refitted on all the data
     scoring: str
     cv: str                           # the splitter, as text
@@ -73,20 +80,28 @@ class SearchResult:
     seconds: float
     tag: str | None = None            # model store tag when saved
     def __repr__(self):
-        return (f"SearchResult(best {self.best_params} {self.scoring}={self.best_score:.4f}, {len(self.results)} candidates, "
-                f"cv {self.cv}, backend {self.backend}, {self.seconds:.1f} s{', saved as ' + self.tag if self.tag else ''})")
+        return (f"SearchResult(best {self.best_params} {self.scoring}={self.best_score:.4f}, "
+                f"{len(self.results)} candidates, cv {self.cv}, backend {self.backend}, {self.seconds:.1f} s"
+                f"{', saved as ' + self.tag if self.tag else ''})")
 
+# %% ../nbs/03b_search.ipynb #c2575f4a
 def _table(cv_results: dict, n_splits: int) -> pd.DataFrame:
+    "scikit-learn's `cv_results_` as one row per candidate, best first, with short column names."
     r = pd.DataFrame(cv_results)
     params = pd.json_normalize(r["params"]).set_axis(r.index)
     folds = [c for c in r.columns if c.startswith("split") and c.endswith("_test_score")]
-    out = pd.concat([params, r[["mean_test_score", "std_test_score", "rank_test_score", "mean_fit_time"] + folds]], axis=1)
+    cols = ["mean_test_score", "std_test_score", "rank_test_score", "mean_fit_time"] + folds
+    out = pd.concat([params, r[cols]], axis=1)
     out = out.rename(columns={"mean_test_score": "mean_score", "std_test_score": "std_score", "rank_test_score": "rank",
                               "mean_fit_time": "fit_seconds", **{c: c.replace("_test_score", "") for c in folds}})
-    if "iter" in r: out.insert(len(params.columns), "iter", r["iter"]); out.insert(len(params.columns) + 1, "n_resources", r["n_resources"])
+    if "iter" in r:
+        out.insert(len(params.columns), "iter", r["iter"])
+        out.insert(len(params.columns) + 1, "n_resources", r["n_resources"])
     return out.sort_values(["rank", "mean_score"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
+# %% ../nbs/03b_search.ipynb #54cb1a5c
 def _backend(backend: str | None) -> str:
+    "A checked joblib backend name (registering and starting Ray for 'ray')."
     b = backend or "loky"
     if b not in BACKENDS: raise ConfigError(f"unknown backend {b!r}; valid backends: {list(BACKENDS)}")
     if b == "ray":
@@ -97,11 +112,11 @@ def _backend(backend: str | None) -> str:
             ray.init(include_dashboard=False, log_to_driver=False)
     return b
 
-# %% ../nbs/03b_search.ipynb #28f6e247
-def grid_search(estimator,                  # unfitted estimator (ModelTrainer, mlkit model, scikit-learn estimator or pipeline)
+# %% ../nbs/03b_search.ipynb #4cfb8f3f
+def grid_search(estimator,                  # unfitted estimator (ModelTrainer, mlkit model, scikit-learn or pipeline)
                 param_grid,                 # dict (or list of dicts) parameter -> list of values
                 X, y=None,
-                cv=None,                    # "stratified", "time", "kfold", an int, or a splitter; None: stratified for classifiers
+                cv=None,                    # "stratified", "time", "kfold", an int, or a splitter; None: by estimator
                 scoring: str | None = None,  # a scikit-learn scorer name; None: the estimator's score (accuracy, R²)
                 n_splits: int | None = None,  # folds; None: [framework] cv_folds
                 gap: int = 0,               # rows between training and test blocks (cv="time")
@@ -116,35 +131,44 @@ def grid_search(estimator,                  # unfitted estimator (ModelTrainer, 
     "Cross-validate every combination of `param_grid`, refit the best on all of `X`, `y`, and optionally store it."
     grid = check_grid(estimator, param_grid)
     if save_as is not None and not isinstance(estimator, MlkitClassifier):
-        raise TypeError(f"save_as needs an mlkit model (ModelTrainer or an mlkit.models classifier), got {type(estimator).__name__}")
+        raise TypeError("save_as needs an mlkit model (ModelTrainer or an mlkit.models classifier), "
+                        f"got {type(estimator).__name__}")
     splitter = make_cv(cv, estimator, n_splits, gap, seed)
     n_jobs = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
     b = _backend(backend)
     if halving:
         from sklearn.experimental import enable_halving_search_cv  # noqa: F401
         from sklearn.model_selection import HalvingGridSearchCV
+        rs = seed if seed is not None else settings.getint("compute", "seed")
         search = HalvingGridSearchCV(estimator, grid, cv=splitter, scoring=scoring, n_jobs=n_jobs, refit=True,
-                                     error_score="raise", random_state=seed if seed is not None else settings.getint("compute", "seed"))
-    else: search = GridSearchCV(estimator, grid, cv=splitter, scoring=scoring, n_jobs=n_jobs, refit=True, error_score="raise")
+                                     error_score="raise", random_state=rs)
+    else:
+        search = GridSearchCV(estimator, grid, cv=splitter, scoring=scoring, n_jobs=n_jobs, refit=True,
+                              error_score="raise")
     t0 = time.perf_counter()
     with joblib.parallel_config(backend=b, n_jobs=n_jobs):
         search.fit(X, y)
     secs = time.perf_counter() - t0
-    scoring_name = scoring or ("accuracy" if is_classifier(estimator) else "r2" if getattr(estimator, "_estimator_type", None) == "regressor"
-                               or type(estimator).__name__.endswith("Regressor") else "score")
-    res = SearchResult(dict(search.best_params_), float(search.best_score_), _table(search.cv_results_, splitter.get_n_splits()),
+    regressor = (getattr(estimator, "_estimator_type", None) == "regressor"
+                 or type(estimator).__name__.endswith("Regressor"))
+    scoring_name = scoring or ("accuracy" if is_classifier(estimator) else "r2" if regressor else "score")
+    res = SearchResult(dict(search.best_params_), float(search.best_score_),
+                       _table(search.cv_results_, splitter.get_n_splits()),
                        search.best_estimator_, scoring_name, repr(splitter), b, secs)
-    _log.info("grid search: %d candidates, best %s %s=%.4f (%s, %.1f s)", len(res.results), res.best_params, scoring_name,
-              res.best_score, b, secs, extra={"event": "grid_search", "best_params": res.best_params, "best_score": res.best_score})
+    _log.info("grid search: %d candidates, best %s %s=%.4f (%s, %.1f s)", len(res.results), res.best_params,
+              scoring_name, res.best_score, b, secs,
+              extra={"event": "grid_search", "best_params": res.best_params, "best_score": res.best_score})
     if save_as is not None: res.tag = _save(res, X, y, save_as, home, stage)
     return res
 
-# %% ../nbs/03b_search.ipynb #cf26859e
+# %% ../nbs/03b_search.ipynb #265adac0
 def _save(res: SearchResult, X, y, name: str, home, stage: str) -> str:
+    "Store the best model with a card that records the search; returns its tag."
     from mlkit import store
     est = res.best_estimator
     metrics = {f"cv_{res.scoring}": res.best_score, f"cv_{res.scoring}_std": float(res.results.loc[0, "std_score"])}
-    extra = {"grid_search": {"best_params": res.best_params, "cv": res.cv, "candidates": len(res.results), "backend": res.backend,
-                             "table": res.results.head(20).to_dict(orient="records")}}
-    card = est.make_card(X, y, metrics=metrics, extra=extra) if hasattr(est, "kind_") else make_card(est, X, y, metrics=metrics, extra=extra)
+    extra = {"grid_search": {"best_params": res.best_params, "cv": res.cv, "candidates": len(res.results),
+                             "backend": res.backend, "table": res.results.head(20).to_dict(orient="records")}}
+    if hasattr(est, "kind_"): card = est.make_card(X, y, metrics=metrics, extra=extra)
+    else: card = make_card(est, X, y, metrics=metrics, extra=extra)
     return store.save_model(name, est, card=card, stage=stage, home=home)
