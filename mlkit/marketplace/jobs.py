@@ -17,6 +17,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pandas as pd
+from fastcore.basics import patch
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
@@ -244,7 +245,7 @@ def result_csv(job: dict) -> str:
     df = pd.DataFrame(job["input_data"]).assign(prediction=job["output_data"])
     return df.to_csv(index=False)
 
-# %% ../../nbs/43_marketplace_jobs.ipynb #5d5f950e
+# %% ../../nbs/43_marketplace_jobs.ipynb #3703cd2b
 def _delay_range(spec: str) -> tuple[float, float]:
     "`demo_delay_s`: '0' (off), '3' or a range '10-25' (seconds, uniform)."
     lo, _, hi = str(spec).partition("-")
@@ -253,10 +254,7 @@ def _delay_range(spec: str) -> tuple[float, float]:
     if not 0 <= lo <= hi: raise ValueError(f"demo_delay_s range must be 0 <= lo <= hi: {spec!r}")
     return lo, hi
 
-_COMPLETE = (_JOBS.update()                    # a job completed by the holder of its lease
-             .where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.lease_token == bindparam("b_token"), _JOBS.c.status == "running")
-             .values(status="completed", result=bindparam("b_result"), finished_at=bindparam("b_now"), lease_until=None))
-
+# %% ../../nbs/43_marketplace_jobs.ipynb #f107f519
 class JobRunner:
     "Worker threads that claim, run and finish prediction jobs stored in the database."
     def __init__(self, engine=None, workers: int | None = None, lease_seconds: float | None = None,
@@ -275,127 +273,162 @@ class JobRunner:
         self._threads, self._tokens = [], set()
         self._models: dict[str, MlModel] = {}
 
-    def notify(self):
-        "Wake one idle worker (new work was submitted)."
-        with self._wake: self._signal = True; self._wake.notify()
+# %% ../../nbs/43_marketplace_jobs.ipynb #bf10bb99
+@patch
+def notify(self: JobRunner):
+    "Wake one idle worker (new work was submitted)."
+    with self._wake: self._signal = True; self._wake.notify()
 
-    def _runnable(self, now):
-        return or_(Prediction.status == "pending", and_(Prediction.status == "running", Prediction.lease_until < now))
+# %% ../../nbs/43_marketplace_jobs.ipynb #246bf1fe
+@patch
+def _runnable(self: JobRunner, now):
+    return or_(Prediction.status == "pending", and_(Prediction.status == "running", Prediction.lease_until < now))
 
-    def claim(self, n: int = 1) -> list:
-        "Claim up to `n` pending (or lease-expired) jobs for this runner; each claim counts an attempt."
-        now, token = utcnow(), new_id()
-        with read_scope(self.engine) as s:             # a cheap look first: no write lock when there is nothing to do
-            if s.scalar(select(Prediction.id).where(self._runnable(now)).limit(1)) is None: return []
-        ids = select(_JOBS.c.id).where(self._runnable(now)).order_by(_JOBS.c.created_at).limit(n).scalar_subquery()
-        with write_scope(self.engine) as s:        # one statement: the conditional UPDATE returns the rows it claimed
-            jobs = s.execute(_JOBS.update().where(_JOBS.c.id.in_(ids), self._runnable(now))
-                             .values(status="running", lease_token=token, lease_until=now + timedelta(seconds=self.lease),
-                                     attempts=_JOBS.c.attempts + 1, started_at=func.coalesce(_JOBS.c.started_at, now))
-                             .returning(*_JOBS.c)).all()
-        if jobs: self._tokens.add(token)
-        return jobs
+# %% ../../nbs/43_marketplace_jobs.ipynb #889dbb2b
+@patch
+def claim(self: JobRunner, n: int = 1) -> list:
+    "Claim up to `n` pending (or lease-expired) jobs for this runner; each claim counts an attempt."
+    now, token = utcnow(), new_id()
+    with read_scope(self.engine) as s:             # a cheap look first: no write lock when there is nothing to do
+        if s.scalar(select(Prediction.id).where(self._runnable(now)).limit(1)) is None: return []
+    ids = select(_JOBS.c.id).where(self._runnable(now)).order_by(_JOBS.c.created_at).limit(n).scalar_subquery()
+    with write_scope(self.engine) as s:        # one statement: the conditional UPDATE returns the rows it claimed
+        jobs = s.execute(_JOBS.update().where(_JOBS.c.id.in_(ids), self._runnable(now))
+                         .values(status="running", lease_token=token, lease_until=now + timedelta(seconds=self.lease),
+                                 attempts=_JOBS.c.attempts + 1, started_at=func.coalesce(_JOBS.c.started_at, now))
+                         .returning(*_JOBS.c)).all()
+    if jobs: self._tokens.add(token)
+    return jobs
 
-    def _finish_all(self, outcomes: list[tuple]) -> int:
-        "Mark (job, result, error) outcomes completed, or failed and refunded, in ONE transaction, where this runner still holds the lease."
-        ok = [(j, {"b_id": j.id, "b_token": j.lease_token, "b_result": seal(r, _OUT, j.id)}) for j, r, e in outcomes if e is None]
-        with write_scope(self.engine) as s:
-            now, done = utcnow(), 0
-            if ok:                                   # one executemany for the completed jobs (its rowcount is the total)
-                done = s.execute(_COMPLETE, [{**p, "b_now": now} for _, p in ok]).rowcount
-                if done != len(ok): log.warning("lost the lease of %d of %d completed job(s) before finishing them",
-                                                len(ok) - done, len(ok))
-            for job, _, error in outcomes:          # error: None, or (a message quoting no input, the full one or None)
-                if error is None: continue
-                vals = dict(status="failed", error=error[0])
-                if error[1] is not None: vals["error_detail"] = seal(error[1], _ERR, job.id)
-                won = s.execute(update(Prediction).where(Prediction.id == job.id, Prediction.lease_token == job.lease_token,
-                                                         Prediction.status == "running")
-                                .values(finished_at=now, lease_until=None, **vals)).rowcount == 1
-                if won: post_entry(s, None, "refund", job.cost, prediction_id=job.id, user_id=job.user_id)
-                else: log.warning("lost the lease of job %s before finishing it", job.id)
-                done += won
-        return done
+# %% ../../nbs/43_marketplace_jobs.ipynb #73adf306
+_COMPLETE = (_JOBS.update()                    # a job completed by the holder of its lease
+             .where(_JOBS.c.id == bindparam("b_id"), _JOBS.c.lease_token == bindparam("b_token"),
+                    _JOBS.c.status == "running")
+             .values(status="completed", result=bindparam("b_result"), finished_at=bindparam("b_now"),
+                     lease_until=None))
 
-    def _model(self, model_id: str) -> MlModel:
-        if model_id not in self._models: self._models[model_id] = get_model(self.engine, model_id)
-        return self._models[model_id]
+# %% ../../nbs/43_marketplace_jobs.ipynb #58988bd5
+@patch
+def _finish_all(self: JobRunner, outcomes: list[tuple]) -> int:
+    "Mark (job, result, error) outcomes completed, or failed and refunded, in ONE transaction, where the lease is held."
+    ok = [(j, {"b_id": j.id, "b_token": j.lease_token, "b_result": seal(r, _OUT, j.id)})
+          for j, r, e in outcomes if e is None]
+    with write_scope(self.engine) as s:
+        now, done = utcnow(), 0
+        if ok:                                   # one executemany for the completed jobs (its rowcount is the total)
+            done = s.execute(_COMPLETE, [{**p, "b_now": now} for _, p in ok]).rowcount
+            if done != len(ok): log.warning("lost the lease of %d of %d completed job(s) before finishing them",
+                                            len(ok) - done, len(ok))
+        for job, _, error in outcomes:          # error: None, or (a message quoting no input, the full one or None)
+            if error is None: continue
+            vals = dict(status="failed", error=error[0])
+            if error[1] is not None: vals["error_detail"] = seal(error[1], _ERR, job.id)
+            won = s.execute(update(Prediction).where(Prediction.id == job.id, Prediction.lease_token == job.lease_token,
+                                                     Prediction.status == "running")
+                            .values(finished_at=now, lease_until=None, **vals)).rowcount == 1
+            if won: post_entry(s, None, "refund", job.cost, prediction_id=job.id, user_id=job.user_id)
+            else: log.warning("lost the lease of job %s before finishing it", job.id)
+            done += won
+    return done
 
-    def _outcomes(self, group: list[Prediction], inputs: dict) -> list[tuple]:
-        "Predict jobs of one model with one `predict` call: (job, result, None) each, or (job, None, error) for those that fail."
-        try:
-            model = self._model(group[0].model_id)
-            X = check_frame(pd.DataFrame([r for j in group for r in inputs[j.id]]), model.input_schema)
-            preds = predict_rows(model, X, self.model_dir)
-        except Exception as e:                   # the batch failed: run each job alone so only the bad ones fail
-            if len(group) > 1: return [o for j in group for o in self._outcomes([j], inputs)]
-            log.exception("prediction job %s failed", group[0].id)   # details stay in the log, not in the answer
-            if isinstance(e, InvalidInput): return [(group[0], None, (INPUT_REJECTED, str(e)))]   # str(e) may quote input
-            return [(group[0], None, (f"internal error ({type(e).__name__}); the charge is refunded", None))]
-        out, i, name = [], 0, model.input_schema.get("output", {}).get("name", "prediction")
-        for j in group:
-            out.append((j, {"predictions": preds[i:i + j.n_rows], "output": name}, None)); i += j.n_rows
-        return out
+# %% ../../nbs/43_marketplace_jobs.ipynb #9fa84b4e
+@patch
+def _model(self: JobRunner, model_id: str) -> MlModel:
+    if model_id not in self._models: self._models[model_id] = get_model(self.engine, model_id)
+    return self._models[model_id]
 
-    def run_jobs(self, jobs: list[Prediction]) -> int:
-        "Run claimed jobs and finish them together; returns how many were finished."
-        inputs = {j.id: unseal(j.input_data, _IN, j.id) for j in jobs if j.attempts <= self.max_attempts}
-        outcomes = [(j, None, (f"gave up after {j.attempts - 1} interrupted attempts; the charge is refunded", None))
-                    for j in jobs if j.id not in inputs]
-        outcomes += [(j, None, (f"{inputs[j.id].message('the stored input')}; the charge is refunded", None))
-                     for j in jobs if isinstance(inputs.get(j.id), Unreadable)]
-        todo = [j for j in jobs if j.id in inputs and not isinstance(inputs[j.id], Unreadable)]
-        if self.delay[1] > 0 and todo: time.sleep(random.uniform(*self.delay))
-        for model_id in dict.fromkeys(j.model_id for j in todo):
-            outcomes += self._outcomes([j for j in todo if j.model_id == model_id], inputs)
-        try: return self._finish_all(outcomes)
-        finally: self._tokens.difference_update({j.lease_token for j in jobs})
+# %% ../../nbs/43_marketplace_jobs.ipynb #e030350d
+@patch
+def _outcomes(self: JobRunner, group: list[Prediction], inputs: dict) -> list[tuple]:
+    "Jobs of one model in one `predict` call: (job, result, None) each, or (job, None, error) for those that fail."
+    try:
+        model = self._model(group[0].model_id)
+        X = check_frame(pd.DataFrame([r for j in group for r in inputs[j.id]]), model.input_schema)
+        preds = predict_rows(model, X, self.model_dir)
+    except Exception as e:                   # the batch failed: run each job alone so only the bad ones fail
+        if len(group) > 1: return [o for j in group for o in self._outcomes([j], inputs)]
+        log.exception("prediction job %s failed", group[0].id)   # details stay in the log, not in the answer
+        if isinstance(e, InvalidInput): return [(group[0], None, (INPUT_REJECTED, str(e)))]   # str(e) may quote input
+        return [(group[0], None, (f"internal error ({type(e).__name__}); the charge is refunded", None))]
+    out, i, name = [], 0, model.input_schema.get("output", {}).get("name", "prediction")
+    for j in group:
+        out.append((j, {"predictions": preds[i:i + j.n_rows], "output": name}, None)); i += j.n_rows
+    return out
 
-    def run_pending(self) -> int:
-        "Claim and run jobs until none is runnable (tests, benchmarks); returns how many were finished."
-        total = 0
-        while jobs := self.claim(self.batch): total += self.run_jobs(jobs)
-        return total
+# %% ../../nbs/43_marketplace_jobs.ipynb #c179e306
+@patch
+def run_jobs(self: JobRunner, jobs: list[Prediction]) -> int:
+    "Run claimed jobs and finish them together; returns how many were finished."
+    inputs = {j.id: unseal(j.input_data, _IN, j.id) for j in jobs if j.attempts <= self.max_attempts}
+    outcomes = [(j, None, (f"gave up after {j.attempts - 1} interrupted attempts; the charge is refunded", None))
+                for j in jobs if j.id not in inputs]
+    outcomes += [(j, None, (f"{inputs[j.id].message('the stored input')}; the charge is refunded", None))
+                 for j in jobs if isinstance(inputs.get(j.id), Unreadable)]
+    todo = [j for j in jobs if j.id in inputs and not isinstance(inputs[j.id], Unreadable)]
+    if self.delay[1] > 0 and todo: time.sleep(random.uniform(*self.delay))
+    for model_id in dict.fromkeys(j.model_id for j in todo):
+        outcomes += self._outcomes([j for j in todo if j.model_id == model_id], inputs)
+    try: return self._finish_all(outcomes)
+    finally: self._tokens.difference_update({j.lease_token for j in jobs})
 
-    def _loop(self):
-        while not self._stop.is_set():
-            try: jobs = self.claim(self.batch)
-            except Exception: log.exception("claiming jobs failed"); jobs = []
-            if jobs:
-                try: self.run_jobs(jobs)
-                except Exception: log.exception("running jobs failed")
-                if len(jobs) < self.batch: self._stop.wait(self.linger)
-                continue
-            with self._wake:
-                if not self._signal: self._wake.wait(self.poll_interval)
-                self._signal = False
-            self._stop.wait(self.linger)          # a burst of submissions becomes one batch
+# %% ../../nbs/43_marketplace_jobs.ipynb #4a3f75a3
+@patch
+def _loop(self: JobRunner):
+    while not self._stop.is_set():
+        try: jobs = self.claim(self.batch)
+        except Exception: log.exception("claiming jobs failed"); jobs = []
+        if jobs:
+            try: self.run_jobs(jobs)
+            except Exception: log.exception("running jobs failed")
+            if len(jobs) < self.batch: self._stop.wait(self.linger)
+            continue
+        with self._wake:
+            if not self._signal: self._wake.wait(self.poll_interval)
+            self._signal = False
+        self._stop.wait(self.linger)          # a burst of submissions becomes one batch
 
-    def _heartbeat(self):
-        "Renew the leases of the jobs this runner holds, every third of a lease."
-        while not self._stop.wait(self.lease / 3):
-            if tokens := list(self._tokens):
-                try:
-                    with write_scope(self.engine) as s:
-                        s.execute(update(Prediction).where(Prediction.lease_token.in_(tokens), Prediction.status == "running")
-                                  .values(lease_until=utcnow() + timedelta(seconds=self.lease)))
-                except Exception: log.exception("renewing leases failed")
+# %% ../../nbs/43_marketplace_jobs.ipynb #e55ea69e
+@patch
+def _heartbeat(self: JobRunner):
+    "Renew the leases of the jobs this runner holds, every third of a lease."
+    while not self._stop.wait(self.lease / 3):
+        if tokens := list(self._tokens):
+            try:
+                with write_scope(self.engine) as s:
+                    s.execute(update(Prediction)
+                              .where(Prediction.lease_token.in_(tokens), Prediction.status == "running")
+                              .values(lease_until=utcnow() + timedelta(seconds=self.lease)))
+            except Exception: log.exception("renewing leases failed")
 
-    def start(self) -> "JobRunner":
-        "Start the worker threads and the lease heartbeat; pending and lease-expired jobs are resumed."
-        with write_scope(self.engine) as s:
-            counts = dict(s.execute(select(Prediction.status, func.count()).where(Prediction.status.in_(["pending", "running"]))
-                                    .group_by(Prediction.status)).all())
-        if counts: log.info("resuming marketplace jobs: %s", counts)
-        self._stop.clear()
-        self._threads = [threading.Thread(target=self._loop, name=f"mp-worker-{i}", daemon=True) for i in range(self.workers)]
-        self._threads.append(threading.Thread(target=self._heartbeat, name="mp-lease", daemon=True))
-        for t in self._threads: t.start()
-        return self
+# %% ../../nbs/43_marketplace_jobs.ipynb #59718843
+@patch
+def start(self: JobRunner) -> "JobRunner":
+    "Start the worker threads and the lease heartbeat; pending and lease-expired jobs are resumed."
+    with write_scope(self.engine) as s:
+        counts = dict(s.execute(select(Prediction.status, func.count())
+                                .where(Prediction.status.in_(["pending", "running"]))
+                                .group_by(Prediction.status)).all())
+    if counts: log.info("resuming marketplace jobs: %s", counts)
+    self._stop.clear()
+    self._threads = [threading.Thread(target=self._loop, name=f"mp-worker-{i}", daemon=True)
+                     for i in range(self.workers)]
+    self._threads.append(threading.Thread(target=self._heartbeat, name="mp-lease", daemon=True))
+    for t in self._threads: t.start()
+    return self
 
-    def stop(self, timeout: float = 10.0):
-        "Stop the threads (a running job finishes first; an abandoned one is resumed after its lease)."
-        self._stop.set()
-        with self._wake: self._wake.notify_all()
-        for t in self._threads: t.join(timeout)
-        self._threads = []
+# %% ../../nbs/43_marketplace_jobs.ipynb #e3023351
+@patch
+def stop(self: JobRunner, timeout: float = 10.0):
+    "Stop the threads (a running job finishes first; an abandoned one is resumed after its lease)."
+    self._stop.set()
+    with self._wake: self._wake.notify_all()
+    for t in self._threads: t.join(timeout)
+    self._threads = []
+
+# %% ../../nbs/43_marketplace_jobs.ipynb #5e098d9a
+@patch
+def run_pending(self: JobRunner) -> int:
+    "Claim and run jobs until none is runnable (tests, benchmarks); returns how many were finished."
+    total = 0
+    while jobs := self.claim(self.batch): total += self.run_jobs(jobs)
+    return total
