@@ -5,6 +5,7 @@
 # %% ../nbs/07_reports.ipynb #16914984
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def render(template: str | Path,           # a notebook with a cell tagged `para
            timeout: int = 3600) -> Path:    # seconds per cell
     "Execute `template` with papermill and write HTML with the code cells hidden; returns the HTML path."
     import papermill as pm
+    from jupyter_client import KernelManager
     from nbconvert import HTMLExporter
     template = Path(template)
     if not template.is_file(): raise FileNotFoundError(f"report template not found: {template}")
@@ -50,8 +52,12 @@ def render(template: str | Path,           # a notebook with a cell tagged `para
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_nb = out_html.with_suffix(".ipynb")
     t0 = time.perf_counter()
-    pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel, progress_bar=False,
-                        cwd=str(template.parent), execution_timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="mlkit-kernel-") as d:   # IPC sockets: a TCP kernel warns it is unencrypted
+        km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(d) / "kernel"))
+        try: pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel, progress_bar=False,
+                                 cwd=str(template.parent), execution_timeout=timeout, km=km)
+        finally:
+            if km.has_kernel: km.shutdown_kernel(now=True)   # a kernel manager passed in is not shut down by papermill
     nb = nbformat.read(str(out_nb), as_version=4)
     body, _ = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                            exclude_output_prompt=True).from_notebook_node(nb, resources={"metadata": {"name": template.stem}})

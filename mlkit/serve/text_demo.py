@@ -116,7 +116,7 @@ def classify_csv(data: bytes | None, text_col: str = "text", model_id=None) -> s
     return str(path)
 
 # %% ../../nbs/94a_serve_text_demo.ipynb #4acead86
-_ABOUT = f"""# Text classification (seed 003, NLP)
+_ABOUT = f"""# Ticket text classification
 Support-ticket classification, built and measured on the real short texts mlkit ships (no public support-ticket
 corpus is packaged): {"; ".join(f"**{k}**: {v}" for k, v in TEXT_SETS.items())}. Models: TF-IDF word and character
 n-grams with logistic regression or a calibrated linear SVM, and the NB-SVM baseline (Wang & Manning 2012). Every
