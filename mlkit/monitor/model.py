@@ -26,27 +26,30 @@ log = get_logger("monitor.model")
 # %% auto #0
 __all__ = ['log', 'DATASET', 'TARGET', 'FEATURES', 'stream_order', 'MonitoredRegressor', 'train', 'train_default']
 
-# %% ../../nbs/62_monitor_model.ipynb #87712c28
+# %% ../../nbs/62_monitor_model.ipynb #9a7745b5
 DATASET, TARGET = "diabetes", "target"
 FEATURES = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
 
+# %% ../../nbs/62_monitor_model.ipynb #077952af
 def stream_order(df: pd.DataFrame,          # the rows to stream
-                 order: str = "shuffle",    # "shuffle" (seeded), "index", or a column name (ascending), "-column" descending
+                 order: str = "shuffle",    # "shuffle" (seeded), "index", a column (ascending), "-column" descending
                  seed: int | None = None) -> np.ndarray:
     "Positions of `df`'s rows in the order they are streamed."
     if not isinstance(order, str): raise TypeError(f"order must be a string, got {type(order).__name__}")
     if order == "index": return np.arange(len(df))
-    if order == "shuffle": return np.random.default_rng(settings.getint("compute", "seed") if seed is None else seed).permutation(len(df))
+    if order == "shuffle":
+        return np.random.default_rng(settings.getint("compute", "seed") if seed is None else seed).permutation(len(df))
     col = order.lstrip("-")
     if col not in df.columns:
-        raise DataError(f"unknown order {order!r}; valid: 'shuffle', 'index', or a column (prefix '-' for descending): {list(df.columns)}")
+        raise DataError(f"unknown order {order!r}; valid: 'shuffle', 'index', or a column (prefix '-' for descending): "
+                        f"{list(df.columns)}")
     pos = np.argsort(df[col].to_numpy(), kind="stable")
     return pos[::-1].copy() if order.startswith("-") else pos
 
-# %% ../../nbs/62_monitor_model.ipynb #ee940f35
+# %% ../../nbs/62_monitor_model.ipynb #be808e22
 class MonitoredRegressor(RegressorMixin, MlkitClassifier):
-    """Standardised ridge regression with a `DriftMonitor` (`drift_`) calibrated on its cross-validated errors. It reuses
-    mlkit's model base (input checks, save/load, the model store), which is named for classifiers today."""
+    """Standardised ridge regression with a `DriftMonitor` (`drift_`) calibrated on its cross-validated errors.
+    It reuses mlkit's model base (input checks, save/load, the model store), which is named for classifiers today."""
     name = "ridge"
     _packages = ("river",)
 
@@ -54,49 +57,55 @@ class MonitoredRegressor(RegressorMixin, MlkitClassifier):
         self.alpha, self.cv, self.drift_sims, self.random_state = alpha, cv, drift_sims, random_state
 
     def __sklearn_is_fitted__(self) -> bool: return hasattr(self, "pipeline_")
-
-    def fit(self, X, y):
-        "Fit the regression, its out-of-fold errors and the drift monitor's calibration."
-        X = _as_frame(X)
-        y = np.asarray(y, dtype=float)
-        if y.shape != (len(X),) or not np.isfinite(y).all(): raise DataError(f"y must be {len(X)} finite numbers, got shape {y.shape}")
-        if len(X) < 4 * self.cv: raise DataError(f"X needs at least {4 * self.cv} rows for cv={self.cv}, got {len(X)}")
-        X = X.set_axis([str(c) for c in X.columns], axis=1)
-        make = lambda: make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
-        oof = y - cross_val_predict(make(), X, y, cv=self.cv)
-        self.pipeline_ = make().fit(X, y)
-        self.drift_ = DriftMonitor(n_sim=self.drift_sims, seed=self._seed()).fit(X, oof)
-        self.cv_mae_, self.cv_rmse_ = float(np.abs(oof).mean()), float(np.sqrt((oof ** 2).mean()))
-        self.classes_ = np.array([])   # regression: no classes (the attribute mlkit's base class expects)
-        self.feature_names_in_, self.n_features_in_ = np.array(list(X.columns), dtype=object), X.shape[1]
-        self.n_train_, self.train_period_, self.target_name_, self.seed_ = len(X), None, TARGET, self._seed()
-        return self
-
-    def predict(self, X) -> np.ndarray:
-        "Predicted target of each row."
-        X = self._check_X(X)   # checks that the model is fitted first
-        return self.pipeline_.predict(X)
-
     def predict_proba(self, X): raise NotImplementedError("MonitoredRegressor is a regression model: use predict")
 
-# %% ../../nbs/62_monitor_model.ipynb #2dc09cb2
+# %% ../../nbs/62_monitor_model.ipynb #249a5a9a
+@patch
+def fit(self: MonitoredRegressor, X, y):
+    "Fit the regression, its out-of-fold errors and the drift monitor's calibration."
+    X = _as_frame(X)
+    y = np.asarray(y, dtype=float)
+    if y.shape != (len(X),) or not np.isfinite(y).all():
+        raise DataError(f"y must be {len(X)} finite numbers, got shape {y.shape}")
+    if len(X) < 4 * self.cv: raise DataError(f"X needs at least {4 * self.cv} rows for cv={self.cv}, got {len(X)}")
+    X = X.set_axis([str(c) for c in X.columns], axis=1)
+    make = lambda: make_pipeline(StandardScaler(), Ridge(alpha=self.alpha))
+    oof = y - cross_val_predict(make(), X, y, cv=self.cv)
+    self.pipeline_ = make().fit(X, y)
+    self.drift_ = DriftMonitor(n_sim=self.drift_sims, seed=self._seed()).fit(X, oof)
+    self.cv_mae_, self.cv_rmse_ = float(np.abs(oof).mean()), float(np.sqrt((oof ** 2).mean()))
+    self.classes_ = np.array([])   # regression: no classes (the attribute mlkit's base class expects)
+    self.feature_names_in_, self.n_features_in_ = np.array(list(X.columns), dtype=object), X.shape[1]
+    self.n_train_, self.train_period_, self.target_name_, self.seed_ = len(X), None, TARGET, self._seed()
+    return self
+
+# %% ../../nbs/62_monitor_model.ipynb #65474614
+@patch
+def predict(self: MonitoredRegressor, X) -> np.ndarray:
+    "Predicted target of each row."
+    X = self._check_X(X)   # checks that the model is fitted first
+    return self.pipeline_.predict(X)
+
+# %% ../../nbs/62_monitor_model.ipynb #fa60e9de
 @patch
 def predict_rows(self: MonitoredRegressor, A) -> np.ndarray:
     "Predicted target of each row of a (k, p) float array in `feature_names_in_` order (the stream's fast path)."
-    if not self.__sklearn_is_fitted__(): raise NotFittedError("this MonitoredRegressor is not fitted yet; call fit(X, y) first")
+    if not self.__sklearn_is_fitted__():
+        raise NotFittedError("this MonitoredRegressor is not fitted yet; call fit(X, y) first")
     A = np.asarray(A, dtype=float)
     if A.ndim != 2 or A.shape[1] != self.n_features_in_:
-        raise DataError(f"expected a (rows, {self.n_features_in_}) array of {list(self.feature_names_in_)}, got shape {A.shape}")
+        raise DataError(f"expected a (rows, {self.n_features_in_}) array of {list(self.feature_names_in_)}, "
+                        f"got shape {A.shape}")
     scaler, ridge = self.pipeline_[0], self.pipeline_[-1]
     return ((A - scaler.mean_) / scaler.scale_) @ ridge.coef_ + ridge.intercept_
 
-# %% ../../nbs/62_monitor_model.ipynb #e1f3e877
+# %% ../../nbs/62_monitor_model.ipynb #78c79895
 def train(train_frac: float = 0.5,      # part of the stream order the model is trained on (the first rows)
           order: str = "shuffle",       # stream order (see `stream_order`); a column name trains on its low end
           alpha: float = 1.0, seed: int | None = None, drift_sims: int = 200,
           name: str | None = None,      # model store name; None: setting [monitor] model
           home=None, stage: str = "production") -> str:
-    "Train the monitored model on the first `train_frac` of the bundled diabetes rows in `order` and store it; returns its tag."
+    "Train the monitored model on the first `train_frac` of the diabetes rows in `order` and store it; returns its tag."
     if isinstance(train_frac, bool) or not isinstance(train_frac, (int, float)) or not 0.1 <= train_frac <= 0.9:
         raise DataError(f"train_frac must be a number in [0.1, 0.9], got {train_frac!r}")
     seed = settings.getint("compute", "seed") if seed is None else seed
@@ -108,9 +117,10 @@ def train(train_frac: float = 0.5,      # part of the stream order the model is 
     info = datasets.info(DATASET)
     card = ModelCard(model=model.name, model_class="mlkit.monitor.model.MonitoredRegressor", features=FEATURES,
                      target={"name": TARGET, "kind": "regression"}, n_train=len(rows), data_sha256=frame_sha256(X, y),
-                     metrics={"cv_mae": model.cv_mae_, "cv_rmse": model.cv_rmse_, "ks_threshold": model.drift_.ks_threshold_,
-                              "ph_threshold": model.drift_.ph_threshold_},
-                     params=model.get_params(), seed=seed, versions=package_versions(("river", "kombu")), git_commit=git_commit(),
+                     metrics={"cv_mae": model.cv_mae_, "cv_rmse": model.cv_rmse_,
+                              "ks_threshold": model.drift_.ks_threshold_, "ph_threshold": model.drift_.ph_threshold_},
+                     params=model.get_params(), seed=seed, versions=package_versions(("river", "kombu")),
+                     git_commit=git_commit(),
                      created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                      extra={"dataset": DATASET, "dataset_sha256": info.sha256, "order": order, "train_frac": train_frac,
                             "train_rows": rows.tolist()})
@@ -119,6 +129,7 @@ def train(train_frac: float = 0.5,      # part of the stream order the model is 
     log.info("trained %s on %d diabetes rows (cv MAE %.1f)", tag, len(rows), model.cv_mae_)
     return tag
 
+# %% ../../nbs/62_monitor_model.ipynb #ec2939a5
 def train_default(home=None) -> str:
     "Train and promote the default monitored model if the store has none (idempotent); returns the production tag."
     name = settings.get("monitor", "model")
