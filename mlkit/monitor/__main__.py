@@ -19,12 +19,17 @@ from .stream import ROLES, monitor_stream
 # %% auto #0
 __all__ = ['parser', 'main']
 
-# %% ../../nbs/64_monitor_main.ipynb #0c47b69d
+# %% ../../nbs/64_monitor_main.ipynb #310e6807
 def _shift(text: str) -> dict:
     "Parse `column:delta:start`, e.g. `bmi:6:200`."
-    try: col, delta, start = text.split(":"); return {"column": col, "delta": float(delta), "start": int(start)}
-    except ValueError: raise argparse.ArgumentTypeError(f"--shift must be column:delta:start such as bmi:6:200, got {text!r}") from None
+    try:
+        col, delta, start = text.split(":")
+        return {"column": col, "delta": float(delta), "start": int(start)}
+    except ValueError:
+        msg = f"--shift must be column:delta:start such as bmi:6:200, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
+# %% ../../nbs/64_monitor_main.ipynb #43ab44bd
 _ROLES_HELP = """roles:
   produce   stream the bundled diabetes rows (features and targets) to the broker
   predict   predict each features message with the production model and publish y_pred
@@ -34,54 +39,71 @@ _ROLES_HELP = """roles:
 
 def parser() -> argparse.ArgumentParser:
     "The command line of `python -m mlkit.monitor` (and of `mlkit monitor-stream`)."
-    p = argparse.ArgumentParser(prog="mlkit monitor-stream", description="Run the monitoring stream's roles (seed 004).",
+    p = argparse.ArgumentParser(prog="mlkit monitor-stream",
+                                description="Run the monitoring stream's roles (seed 004).",
                                 epilog=_ROLES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("role", choices=ROLES, help="which role to run: %(choices)s")
-    p.add_argument("--broker", help=f"broker URL (default: setting [monitor] broker_url = {settings.get('monitor', 'broker_url')})")
+    p.add_argument("--broker",
+                   help=f"broker URL (default: setting [monitor] broker_url = {settings.get('monitor', 'broker_url')})")
     p.add_argument("--run", help="run name: message ids, the producer's restart point and the metrics are kept per run")
     p.add_argument("--db", help="database URL (default: setting [database] url)")
-    p.add_argument("--interval", type=float, dest="interval_s", help="seconds between rows (produce, all; 0: as fast as possible)")
-    p.add_argument("--order", help="stream order (produce, all): shuffle, index, or a column such as bmi (-bmi descending)")
-    p.add_argument("--limit", type=int, help="stream this many rows (produce, all; more than 442 replays the order again)")
-    p.add_argument("--shift", type=_shift, help="a declared perturbation (produce, all): column:delta:start, e.g. bmi:6:200")
+    p.add_argument("--interval", type=float, dest="interval_s",
+                   help="seconds between rows (produce, all; 0: as fast as possible)")
+    p.add_argument("--order",
+                   help="stream order (produce, all): shuffle, index, or a column such as bmi (-bmi descending)")
+    p.add_argument("--limit", type=int,
+                   help="stream this many rows (produce, all; more than 442 replays the order again)")
+    p.add_argument("--shift", type=_shift,
+                   help="a declared perturbation (produce, all): column:delta:start, e.g. bmi:6:200")
     p.add_argument("--timeout", type=float, help="all: stop waiting for the last scores after this many seconds")
     p.add_argument("--no-ui", dest="ui", action="store_false", help="all: do not serve the live dashboard")
-    p.add_argument("--ui", dest="ui", action="store_true", default=True, help=argparse.SUPPRESS)   # the default now; kept for old scripts
+    p.add_argument("--ui", dest="ui", action="store_true", default=True,
+                   help=argparse.SUPPRESS)   # the default now; kept for old scripts
     p.add_argument("--port", type=int, help="all: the dashboard's port (default: setting [serving] demo_port)")
-    p.add_argument("--exit", action="store_true", help="all: exit when the stream is done (the dashboard otherwise stays up until Ctrl-C)")
+    p.add_argument("--exit", action="store_true",
+                   help="all: exit when the stream is done (the dashboard otherwise stays up until Ctrl-C)")
     return p
 
-# %% ../../nbs/64_monitor_main.ipynb #f82ddca2
+# %% ../../nbs/64_monitor_main.ipynb #c86bc04e
 def main(argv: list[str] | None = None) -> int:
-    """`mlkit monitor-stream {produce,predict,score,plot,all} [options]`: run a role until it is done or gets SIGTERM/SIGINT,
-    print the run's summary as JSON; returns the exit code (0, or 2 for bad options and errors, after saying why)."""
+    """`mlkit monitor-stream {produce,predict,score,plot,all} [options]`: run a role until it is done or gets
+    SIGTERM/SIGINT, print the run's summary as JSON; returns the exit code (0, or 2 for bad options and errors, after
+    saying why)."""
     p = parser()
     try: a = p.parse_args(argv)
-    except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # --help: 0; a bad option: 2 (argparse said why)
+    except SystemExit as e:   # --help: 0; a bad option: 2 (argparse said why)
+        return e.code if isinstance(e.code, int) else 2
     def fail(msg: str) -> int:
         print(f"{p.prog} {a.role}: error: {msg}", file=sys.stderr); return 2
-    kw = {k: v for k, v in dict(interval_s=a.interval_s, order=a.order, limit=a.limit, shift=a.shift).items() if v is not None}
+    given = dict(interval_s=a.interval_s, order=a.order, limit=a.limit, shift=a.shift)
+    kw = {k: v for k, v in given.items() if v is not None}
     if a.role not in ("produce", "all") and kw:
-        return fail(f"{', '.join('--' + k.replace('_s', '') for k in sorted(kw))} only apply to the roles produce and all")
+        opts = ", ".join("--" + k.replace("_s", "") for k in sorted(kw))
+        return fail(f"{opts} only apply to the roles produce and all")
     if a.role != "all" and (a.timeout is not None or a.port is not None or a.exit or not a.ui):
         return fail("--timeout, --port, --exit and --no-ui only apply to the role all")
-    stop, halt, old = threading.Event(), threading.Event(), {}   # `halt` ends the stream (it also ends itself); `stop` the process
+    # `halt` ends the stream (it also ends itself); `stop` the process
+    stop, halt, old = threading.Event(), threading.Event(), {}
     def on_signal(*_): stop.set(); halt.set()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT): old[sig] = signal.signal(sig, on_signal)
     demo = None
     try:
         if a.role == "all":
-            if a.run: settings.values["monitor"]["run"] = a.run       # this process's settings: the dashboard reads the same run
-            if a.db: settings.values["database"]["url"] = a.db        # and database
+            # this process's settings: the dashboard reads the same run and database
+            if a.run: settings.values["monitor"]["run"] = a.run
+            if a.db: settings.values["database"]["url"] = a.db
             if store.production_tag(settings.get("monitor", "model")) is None:
-                print(f"no production model {settings.get('monitor', 'model')!r} in the store: training the default one", file=sys.stderr)
+                name = settings.get("monitor", "model")
+                print(f"no production model {name!r} in the store: training the default one", file=sys.stderr)
                 train_default()
             if a.ui:
-                from mlkit.serve.monitor_demo import demo   # the entry point may reach the serving layer; the domain does not
+                # the entry point may reach the serving layer; the domain does not
+                from mlkit.serve.monitor_demo import demo
                 host, port = settings.get("serving", "host"), a.port or settings.getint("serving", "demo_port")
                 demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True)
-                print(f"live dashboard: http://{host}:{port}/ (run {settings.get('monitor', 'run')!r})", file=sys.stderr, flush=True)
+                print(f"live dashboard: http://{host}:{port}/ (run {settings.get('monitor', 'run')!r})",
+                      file=sys.stderr, flush=True)
         s = monitor_stream(a.role, url=a.broker, run=a.run, db=a.db, stop=halt, timeout=a.timeout, **kw)
         print(json.dumps(s.to_dict(), default=str), flush=True)
         if demo is not None and not a.exit and not stop.is_set():
