@@ -546,7 +546,11 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
     from mlkit.marketplace.auth import register
     from mlkit.marketplace.catalog import seed_catalog
     from mlkit.marketplace.tables import MlModel, StoredDataUnavailable, upgrade_db
-    url = os.environ["MLKIT_TEST_POSTGRES_URL"]
+    base = os.environ["MLKIT_TEST_POSTGRES_URL"]
+    schema = "mp_crypto_test"          # a schema of its own: other tests' rows are sealed with other keys (reencrypt reads all)
+    with create_engine(base).begin() as c:
+        c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE")); c.execute(text(f"CREATE SCHEMA {schema}"))
+    url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
     assert upgrade_db(url) == "0004"
     seed_catalog(url, tmp_path / "models")
     uid = register(url, f"pg{uuid.uuid4().hex[:8]}", PW).id
