@@ -37,14 +37,14 @@ def ks_stats(ref_sorted: np.ndarray,   # (n, p) reference sample, each column so
     "Two-sample Kolmogorov-Smirnov statistic of each column: the largest gap between the two empirical CDFs."
     (n, p), w = ref_sorted.shape, len(window)
     lo = min(ref_sorted[0].min(), window.min()); span = max(ref_sorted[-1].max(), window.max()) - lo + 1.0
-    off = np.arange(p) * span - lo                         # shift column j into its own interval: one sorted array for all
+    off = np.arange(p) * span - lo          # shift column j into its own interval: one sorted array for all
     r, s = (ref_sorted + off).T.ravel(), (np.sort(window, axis=0) + off).T.ravel()
     pts = np.concatenate([r.reshape(p, n), s.reshape(p, w)], axis=1)
     fr = np.searchsorted(r, pts.ravel(), "right").reshape(p, -1) - (np.arange(p) * n)[:, None]
     fw = np.searchsorted(s, pts.ravel(), "right").reshape(p, -1) - (np.arange(p) * w)[:, None]
     return np.abs(fr / n - fw / w).max(axis=1)
 
-# %% ../../nbs/61_monitor_drift.ipynb #a072ce16
+# %% ../../nbs/61_monitor_drift.ipynb #84a09256
 def ranks(ref_sorted: np.ndarray,   # (n, p) reference sample, each column sorted
           Z: np.ndarray,            # (k, p) values to place
           ) -> tuple[np.ndarray, np.ndarray]:
@@ -55,12 +55,14 @@ def ranks(ref_sorted: np.ndarray,   # (n, p) reference sample, each column sorte
         lk[j], rk[j] = R[j].searchsorted(Z[j], "left"), R[j].searchsorted(Z[j], "right")
     return lk.T, rk.T
 
+# %% ../../nbs/61_monitor_drift.ipynb #fa20a469
 def _below(r: np.ndarray, n: int) -> np.ndarray:
     "(c, n, p): for windows of ranks `r` (c, w, p), the rows with rank <= i, for every reference index i."
     c, _, p = r.shape
     flat = ((np.arange(c)[:, None, None] * (n + 1) + r) * p + np.arange(p)).ravel()
     return np.bincount(flat, minlength=c * (n + 1) * p).reshape(c, n + 1, p).cumsum(axis=1)[:, :n]
 
+# %% ../../nbs/61_monitor_drift.ipynb #f9ff7461
 def ks_windows(ref_sorted: np.ndarray,  # (n, p) reference sample, each column sorted
                lk: np.ndarray, rk: np.ndarray,  # (T, p) ranks of a stream's values (`ranks`)
                ends,                     # positions (in the stream) of the last row of each window
@@ -72,7 +74,8 @@ def ks_windows(ref_sorted: np.ndarray,  # (n, p) reference sample, each column s
     (n, p), ends = ref_sorted.shape, np.asarray(ends, dtype=np.int64)
     if len(ends) and (ends.min() < window - 1 or ends.max() >= len(lk)):
         raise ValueError(f"window ends must lie in [{window - 1}, {len(lk) - 1}], got {ends.min()}..{ends.max()}")
-    ref_l, ref_r = ranks(ref_sorted, ref_sorted) if ref_ranks is None else ref_ranks   # # reference < / <= each reference point
+    # number of reference points < and <= each reference point
+    ref_l, ref_r = ranks(ref_sorted, ref_sorted) if ref_ranks is None else ref_ranks
     out = np.empty((len(ends), p))
     for a in range(0, len(ends), chunk):
         rows = ends[a: a + chunk, None] - np.arange(window)[None, :]        # (c, window) stream rows of each window
@@ -97,7 +100,7 @@ def ph_stats(z: np.ndarray,            # (n_streams, length) standardised values
         out[:, t] = np.maximum(s_up - lo, hi - s_dn) if t + 1 >= min_instances else 0.0
     return out
 
-# %% ../../nbs/61_monitor_drift.ipynb #84d2448f
+# %% ../../nbs/61_monitor_drift.ipynb #6ebac3b5
 class DriftMonitor:
     """Watch a stream of (features, error) for drift. `fit` standardises against reference data and calibrates both
     thresholds by simulation so that a stable stream raises at most `false_alarms` alarms per `horizon` messages."""
@@ -111,50 +114,61 @@ class DriftMonitor:
         self.window, self.check_every, self.false_alarms, self.horizon = window, check_every, false_alarms, horizon
         self.error_share, self.delta, self.n_sim, self.seed = error_share, delta, n_sim, seed
 
-    def _simulate_ks(self, Z: np.ndarray, rng) -> np.ndarray:
-        "Max KS statistic over a stable horizon, per simulation: half the reference as reference, a bootstrap of the other half as stream."
-        out = np.empty(self.n_sim)
-        checks = range(self.window - 1, self.horizon, self.check_every)
-        for s in range(self.n_sim):
-            perm = rng.permutation(len(Z)); a, b = Z[perm[: len(Z) // 2]], Z[perm[len(Z) // 2:]]
-            ref, stream = np.sort(a, axis=0), b[rng.integers(0, len(b), self.horizon)]
-            out[s] = ks_windows(ref, *ranks(ref, stream), checks, self.window).max()
-        return out
+# %% ../../nbs/61_monitor_drift.ipynb #34029a42
+@patch
+def _simulate_ks(self: DriftMonitor, Z: np.ndarray, rng) -> np.ndarray:
+    "Max KS statistic over a stable horizon, per simulation (half the reference as reference, the other half streamed)."
+    out = np.empty(self.n_sim)
+    checks = range(self.window - 1, self.horizon, self.check_every)
+    for s in range(self.n_sim):
+        perm = rng.permutation(len(Z)); a, b = Z[perm[: len(Z) // 2]], Z[perm[len(Z) // 2:]]
+        ref, stream = np.sort(a, axis=0), b[rng.integers(0, len(b), self.horizon)]
+        out[s] = ks_windows(ref, *ranks(ref, stream), checks, self.window).max()
+    return out
 
-    def fit(self, X_ref: pd.DataFrame,   # reference feature rows (the model's training rows)
-            err_ref,                      # out-of-sample errors y_true - y_pred on those rows (e.g. cross-validated)
-            ) -> DriftMonitor:
-        "Standardise against the reference and calibrate the thresholds of both detectors."
-        if not isinstance(X_ref, pd.DataFrame) or X_ref.empty: raise DataError(f"X_ref must be a non-empty DataFrame, got {type(X_ref).__name__}")
-        err = np.asarray(err_ref, dtype=float)
-        if err.shape != (len(X_ref),) or not np.isfinite(err).all():
-            raise DataError(f"err_ref must be {len(X_ref)} finite errors (one per reference row), got shape {err.shape}")
-        if len(X_ref) < 2 * self.window: raise DataError(f"need at least {2 * self.window} reference rows for window={self.window}, got {len(X_ref)}")
-        rng = np.random.default_rng(self.seed)
-        self.features_ = list(map(str, X_ref.columns))
-        self.mean_, self.scale_ = X_ref.mean().to_numpy(float), X_ref.std().replace(0, 1).to_numpy(float)
-        self.err_mean_, self.err_scale_ = float(err.mean()), float(err.std() or 1.0)
-        Z = (X_ref.to_numpy(float) - self.mean_) / self.scale_
-        self.ref_ = np.sort(Z, axis=0)
-        budget_ks = self.false_alarms * (1 - self.error_share)
-        self.ks_threshold_ = float(np.quantile(self._simulate_ks(Z, rng), 1 - budget_ks))
-        ze = (err[rng.integers(0, len(err), (self.n_sim * 5, self.horizon))] - self.err_mean_) / self.err_scale_
-        ph = ph_stats(ze, self.delta, 1 - 1e-4, 30).max(axis=1)
-        self.ph_threshold_ = float(np.quantile(ph, 1 - self.false_alarms * self.error_share))
-        log.info("drift thresholds: KS %.3f (window %d), Page-Hinkley %.2f", self.ks_threshold_, self.window, self.ph_threshold_)
-        return self.reset()
+# %% ../../nbs/61_monitor_drift.ipynb #9f3051e6
+@patch
+def reset(self: DriftMonitor) -> DriftMonitor:
+    "Forget the stream seen so far (the calibration is kept)."
+    if not hasattr(self, "ks_threshold_"):
+        raise NotFittedError("this DriftMonitor is not fitted yet; call fit(X_ref, err_ref) first")
+    self.ph_ = PageHinkley(min_instances=30, delta=self.delta, threshold=self.ph_threshold_, mode="both")
+    p = len(self.features_)
+    self.lk_, self.rk_ = np.empty((0, p), np.int64), np.empty((0, p), np.int64)   # ranks of the KS window's rows
+    self.ref_ranks_ = ranks(self.ref_, self.ref_)
+    self.n_, self.since_ks_ = 0, 0
+    return self
 
-    def reset(self) -> DriftMonitor:
-        "Forget the stream seen so far (the calibration is kept)."
-        if not hasattr(self, "ks_threshold_"): raise NotFittedError("this DriftMonitor is not fitted yet; call fit(X_ref, err_ref) first")
-        self.ph_ = PageHinkley(min_instances=30, delta=self.delta, threshold=self.ph_threshold_, mode="both")
-        p = len(self.features_)
-        self.lk_, self.rk_ = np.empty((0, p), np.int64), np.empty((0, p), np.int64)   # ranks of the KS window's rows
-        self.ref_ranks_ = ranks(self.ref_, self.ref_)
-        self.n_, self.since_ks_ = 0, 0
-        return self
+# %% ../../nbs/61_monitor_drift.ipynb #e2279a6d
+@patch
+def fit(self: DriftMonitor, X_ref: pd.DataFrame,   # reference feature rows (the model's training rows)
+        err_ref,                      # out-of-sample errors y_true - y_pred on those rows (e.g. cross-validated)
+        ) -> DriftMonitor:
+    "Standardise against the reference and calibrate the thresholds of both detectors."
+    if not isinstance(X_ref, pd.DataFrame) or X_ref.empty:
+        raise DataError(f"X_ref must be a non-empty DataFrame, got {type(X_ref).__name__}")
+    err = np.asarray(err_ref, dtype=float)
+    if err.shape != (len(X_ref),) or not np.isfinite(err).all():
+        raise DataError(f"err_ref must be {len(X_ref)} finite errors (one per reference row), got shape {err.shape}")
+    if len(X_ref) < 2 * self.window:
+        raise DataError(f"need at least {2 * self.window} reference rows for window={self.window}, "
+                        f"got {len(X_ref)}")
+    rng = np.random.default_rng(self.seed)
+    self.features_ = list(map(str, X_ref.columns))
+    self.mean_, self.scale_ = X_ref.mean().to_numpy(float), X_ref.std().replace(0, 1).to_numpy(float)
+    self.err_mean_, self.err_scale_ = float(err.mean()), float(err.std() or 1.0)
+    Z = (X_ref.to_numpy(float) - self.mean_) / self.scale_
+    self.ref_ = np.sort(Z, axis=0)
+    budget_ks = self.false_alarms * (1 - self.error_share)
+    self.ks_threshold_ = float(np.quantile(self._simulate_ks(Z, rng), 1 - budget_ks))
+    ze = (err[rng.integers(0, len(err), (self.n_sim * 5, self.horizon))] - self.err_mean_) / self.err_scale_
+    ph = ph_stats(ze, self.delta, 1 - 1e-4, 30).max(axis=1)
+    self.ph_threshold_ = float(np.quantile(ph, 1 - self.false_alarms * self.error_share))
+    log.info("drift thresholds: KS %.3f (window %d), Page-Hinkley %.2f", self.ks_threshold_, self.window,
+             self.ph_threshold_)
+    return self.reset()
 
-# %% ../../nbs/61_monitor_drift.ipynb #ec07d275
+# %% ../../nbs/61_monitor_drift.ipynb #04337be6
 @patch
 def update_many(self: DriftMonitor, message_ids: list,   # one id per scored message, in stream order
                 features,                # (k, p) array in `features_` order, or a list of dicts of feature values
@@ -165,49 +179,59 @@ def update_many(self: DriftMonitor, message_ids: list,   # one id per scored mes
     k = len(message_ids)
     if k and isinstance(features[0], dict):
         try: features = [[f[c] for c in self.features_] for f in features]
-        except KeyError as e: raise DataError(f"a message lacks feature {e.args[0]!r}; expected {self.features_}") from None
-    X, err = np.asarray(features, float).reshape(k, -1) if k else np.empty((0, len(self.features_))), np.asarray(errors, float)
+        except KeyError as e:
+            raise DataError(f"a message lacks feature {e.args[0]!r}; expected {self.features_}") from None
+    X = np.asarray(features, float).reshape(k, -1) if k else np.empty((0, len(self.features_)))
+    err = np.asarray(errors, float)
     if X.shape[1] != len(self.features_) or err.shape != (k,):
-        raise DataError(f"expected {k} rows of {len(self.features_)} features {self.features_} and {k} errors, got {X.shape} and {err.shape}")
+        raise DataError(f"expected {k} rows of {len(self.features_)} features {self.features_} and {k} errors, "
+                        f"got {X.shape} and {err.shape}")
     pos0, found = self.n_, []             # (row, order, alert): the error detector's alert comes first at a message
     for i, z in enumerate(((err - self.err_mean_) / self.err_scale_).tolist()):
         self.ph_.update(z)
-        if self.ph_.drift_detected: found.append((i, 0, DriftAlert("error", message_ids[i], pos0 + i, float("nan"), self.ph_threshold_)))
+        if self.ph_.drift_detected:
+            found.append((i, 0, DriftAlert("error", message_ids[i], pos0 + i, float("nan"), self.ph_threshold_)))
     lk, rk = ranks(self.ref_, (X - self.mean_) / self.scale_)
     i0 = 0
-    while i0 < k:                         # the KS windows over the kept rows and this batch; an alarm empties the window
+    while i0 < k:                  # the KS windows over the kept rows and this batch; an alarm empties the window
         L, R, m = np.vstack([self.lk_, lk[i0:]]), np.vstack([self.rk_, rk[i0:]]), len(self.lk_)
         ends, since = [], self.since_ks_
         for t in range(m, len(L)):
             since += 1
             if t + 1 >= self.window and since >= self.check_every: ends.append(t); since = 0
-        d = ks_windows(self.ref_, L, R, ends, self.window, ref_ranks=self.ref_ranks_) if ends else np.empty((0, len(self.features_)))
+        if ends: d = ks_windows(self.ref_, L, R, ends, self.window, ref_ranks=self.ref_ranks_)
+        else: d = np.empty((0, len(self.features_)))
         hit = np.flatnonzero(d.max(axis=1) > self.ks_threshold_) if len(d) else []
         if not len(hit):
             self.since_ks_, self.lk_, self.rk_ = since, L[-self.window:], R[-self.window:]
             break
         c, i = int(hit[0]), ends[int(hit[0])] - m + i0
         j = int(d[c].argmax())
-        found.append((i, 1, DriftAlert(f"feature:{self.features_[j]}", message_ids[i], pos0 + i, float(d[c, j]), self.ks_threshold_)))
+        alert = DriftAlert(f"feature:{self.features_[j]}", message_ids[i], pos0 + i, float(d[c, j]), self.ks_threshold_)
+        found.append((i, 1, alert))
         self.since_ks_, self.lk_, self.rk_, i0 = 0, L[:0], R[:0], i + 1
     self.n_ += k
     return [a for *_, a in sorted(found, key=lambda f: f[:2])]
 
+# %% ../../nbs/61_monitor_drift.ipynb #ad567243
 @patch
 def update(self: DriftMonitor, message_id: str,
            features,                # dict of feature values (the reference's columns) or a sequence in that order
            error: float,            # y_true - y_pred
            ) -> list[DriftAlert]:
     "Feed one scored message; returns the alerts it raised (a detector restarts after each of its alarms)."
-    if not hasattr(self, "ks_threshold_"): raise NotFittedError("this DriftMonitor is not fitted yet; call fit(X_ref, err_ref) first")
-    x = np.fromiter((features[f] for f in self.features_), float, len(self.features_)) if isinstance(features, dict) else np.asarray(features, float)
-    if x.shape != (len(self.features_),): raise DataError(f"expected {len(self.features_)} features {self.features_}, got {x.shape}")
+    if not hasattr(self, "ks_threshold_"):
+        raise NotFittedError("this DriftMonitor is not fitted yet; call fit(X_ref, err_ref) first")
+    if isinstance(features, dict): x = np.fromiter((features[f] for f in self.features_), float, len(self.features_))
+    else: x = np.asarray(features, float)
+    if x.shape != (len(self.features_),):
+        raise DataError(f"expected {len(self.features_)} features {self.features_}, got {x.shape}")
     return self.update_many([message_id], x[None, :], [float(error)])
 
-# %% ../../nbs/61_monitor_drift.ipynb #6eb4dd25
+# %% ../../nbs/61_monitor_drift.ipynb #f57affc6
 @dataclass(frozen=True)
 class ShiftResult:
-    "How a drift monitor did on replayed streams with a declared shift: false alarms before it, detection and delay after it."
+    "How a drift monitor did on replayed streams with a declared shift: false alarms before it, detection and delay."
     runs: int
     false_alarms_per_horizon: float   # mean alarms over the stable part (before the shift)
     detected: float                   # share of runs with an alarm at or after the shift (within `after` messages)
@@ -215,12 +239,13 @@ class ShiftResult:
     delays: tuple = ()
     def to_dict(self) -> dict: return asdict(self)
 
+# %% ../../nbs/61_monitor_drift.ipynb #ad766bd5
 def shift_scenario(monitor: DriftMonitor,
                    predict,                   # X (n, p) array -> predictions
-                   X: np.ndarray, y: np.ndarray,  # the rows to replay (not the training rows), in `monitor.features_` order
+                   X: np.ndarray, y: np.ndarray,  # rows to replay (not the training rows), in `monitor.features_` order
                    column: str, delta: float,     # the perturbation: `column` += `delta` from message `start` on
                    start: int = 500, after: int = 500, runs: int = 100, seed: int = 0) -> ShiftResult:
-    "Replay `runs` bootstrap streams of `start + after` rows, shifting `column` by `delta` from message `start`; count alarms."
+    "Replay `runs` bootstrap streams of `start + after` rows, `column` shifted by `delta` from message `start`; alarms."
     if column not in monitor.features_: raise DataError(f"unknown column {column!r}; valid: {monitor.features_}")
     rng, j = np.random.default_rng(seed), monitor.features_.index(column)
     fa, delays = [], []
