@@ -22,27 +22,32 @@ log = get_logger("monitor.messages")
 __all__ = ['log', 'SCHEMA_VERSION', 'KINDS', 'SCHEMAS', 'FeaturesMsg', 'TrueMsg', 'PredMsg', 'MessageError', 'decode',
            'decode_batch', 'encode', 'broker_url', 'Broker']
 
-# %% ../../nbs/60_monitor_messages.ipynb #6b6daf89
+# %% ../../nbs/60_monitor_messages.ipynb #6509c0b7
 SCHEMA_VERSION = 1
 KINDS = ("features", "y_true", "y_pred")   # one queue each; plus the dead-letter queue "dead"
 
+# %% ../../nbs/60_monitor_messages.ipynb #581cd9f5
 class _Msg(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: Literal[1] = Field(SCHEMA_VERSION, description="message schema version")
-    id: str = Field(min_length=1, max_length=200, description="message id: `<run>:<position>`; a row and its target share it")
+    id: str = Field(min_length=1, max_length=200,
+                    description="message id: `<run>:<position>`; a row and its target share it")
     ts: float = Field(gt=0, description="UNIX time the producer sent the row (seconds)")
 
+# %% ../../nbs/60_monitor_messages.ipynb #a899c004
 class FeaturesMsg(_Msg):
     "A diabetes row's features, sent by the producer to the model."
     kind: Literal["features"] = "features"
     row: int = Field(ge=0, description="row index in the bundled data set")
     features: dict[str, float] = Field(min_length=1)
 
+# %% ../../nbs/60_monitor_messages.ipynb #7e62c595
 class TrueMsg(_Msg):
     "The true target of a row, sent by the producer to the scorer."
     kind: Literal["y_true"] = "y_true"
     y_true: float
 
+# %% ../../nbs/60_monitor_messages.ipynb #23c75520
 class PredMsg(_Msg):
     "The model's prediction of a row, with the features it saw, sent by the model to the scorer."
     kind: Literal["y_pred"] = "y_pred"
@@ -51,19 +56,23 @@ class PredMsg(_Msg):
     model: str = Field(description="model store tag of the model that predicted")
     features: dict[str, float] = Field(min_length=1)
 
+# %% ../../nbs/60_monitor_messages.ipynb #11937f71
 SCHEMAS: dict[str, type[_Msg]] = {"features": FeaturesMsg, "y_true": TrueMsg, "y_pred": PredMsg}
 
-# %% ../../nbs/60_monitor_messages.ipynb #66989d4b
+# %% ../../nbs/60_monitor_messages.ipynb #c11aa5cb
 class MessageError(DataError):
     "A message that does not match its queue's schema; `reason` says why (it goes to the dead-letter queue)."
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
 
+# %% ../../nbs/60_monitor_messages.ipynb #f467b73d
 def _reason(kind: str, e: ValidationError) -> str:
+    "The first five problems pydantic found, one line."
     errs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in e.errors()[:5])
     return f"not a valid {kind} message v{SCHEMA_VERSION}: {errs}"
 
+# %% ../../nbs/60_monitor_messages.ipynb #c55f5ce9
 def decode(kind: str, body) -> _Msg:
     "Parse and check one message body (bytes, str or dict) against the schema of queue `kind`."
     if kind not in SCHEMAS: raise ValueError(f"unknown message kind {kind!r}; valid kinds: {list(SCHEMAS)}")
@@ -72,10 +81,11 @@ def decode(kind: str, body) -> _Msg:
         return SCHEMAS[kind].model_validate_json(body)
     except ValidationError as e: raise MessageError(_reason(kind, e)) from None
 
+# %% ../../nbs/60_monitor_messages.ipynb #daeab1c1
 _LISTS = {k: TypeAdapter(list[m]) for k, m in SCHEMAS.items()}
 
 def decode_batch(kind: str, body) -> tuple[list[_Msg], list[tuple[str, str]]]:
-    "Check a body that holds one message (a JSON object) or a batch (a JSON array): (good messages, [(bad item, reason)])."
+    "Check a body holding one message (a JSON object) or a batch (a JSON array): (good messages, [(bad item, reason)])."
     if kind not in SCHEMAS: raise ValueError(f"unknown message kind {kind!r}; valid kinds: {list(SCHEMAS)}")
     raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     if not raw.lstrip().startswith("["):
@@ -84,19 +94,22 @@ def decode_batch(kind: str, body) -> tuple[list[_Msg], list[tuple[str, str]]]:
     try: return _LISTS[kind].validate_json(body), []        # the whole batch at once: the usual case
     except ValidationError: pass
     try: items = json.loads(raw)
-    except ValueError as e: return [], [(raw, f"not a valid {kind} message v{SCHEMA_VERSION}: body: Invalid JSON: {e}")]
+    except ValueError as e:
+        return [], [(raw, f"not a valid {kind} message v{SCHEMA_VERSION}: body: Invalid JSON: {e}")]
     good, bad = [], []
     for it in items:                                          # one by one: keep the good messages of a batch
         try: good.append(decode(kind, it) if isinstance(it, dict) else decode(kind, json.dumps(it)))
         except MessageError as e: bad.append((json.dumps(it, default=str), e.reason))
     return good, bad
 
+# %% ../../nbs/60_monitor_messages.ipynb #c829ebf8
 def encode(msg) -> str:
     "The JSON text of a message, or of a list of messages of one kind (a batch: a JSON array)."
     if isinstance(msg, list) and msg and all(isinstance(m, _Msg) for m in msg) and len({type(m) for m in msg}) == 1:
         return _LISTS[msg[0].kind].dump_json(msg).decode()
     if not isinstance(msg, _Msg):
-        raise TypeError(f"expected a FeaturesMsg, TrueMsg or PredMsg or a non-empty list of one of them, got {type(msg).__name__}")
+        raise TypeError("expected a FeaturesMsg, TrueMsg or PredMsg or a non-empty list of one of them, "
+                        f"got {type(msg).__name__}")
     return msg.model_dump_json()
 
 # %% ../../nbs/60_monitor_messages.ipynb #ba43627e
@@ -132,7 +145,7 @@ class Broker:
         self.producer = kombu.Producer(self.channel, exchange=self.exchange, auto_declare=False)
 
     def commit(self) -> None:
-        "Make what was published since the last commit durable on RabbitMQ (a transaction); a no-op on the other transports."
+        "Make what was published since the last commit durable on RabbitMQ (a transaction); a no-op elsewhere."
         if self.amqp: self.channel.tx_commit()
 
     def __enter__(self): return self
@@ -144,34 +157,38 @@ class Broker:
 
     def __repr__(self): return f"Broker({self.conn.as_uri()!r}, prefix={self.prefix!r})"
 
-# %% ../../nbs/60_monitor_messages.ipynb #ef594c8c
+# %% ../../nbs/60_monitor_messages.ipynb #2d31b75d
 @patch
 def publish(self: Broker, kind: str, msg) -> None:
-    "Publish a message, a list of messages (one batch message: a JSON array) or a raw str/bytes body (e.g. to test the dead-letter path) to queue `kind`, persistent."
+    "Publish a message, a list of messages (one batch: a JSON array) or a raw str/bytes body to queue `kind`."
     if kind not in self.queues: raise ValueError(f"unknown queue {kind!r}; valid queues: {list(self.queues)}")
     body = encode(msg) if isinstance(msg, (_Msg, list)) else msg
-    if not isinstance(body, (str, bytes)): raise TypeError(f"message must be a message model, a list of them, str or bytes, got {type(body).__name__}")
+    if not isinstance(body, (str, bytes)):
+        raise TypeError(f"message must be a message model, a list of them, str or bytes, got {type(body).__name__}")
     self.producer.publish(body, routing_key=kind, content_type="application/json", content_encoding="utf-8",
                           delivery_mode=2, retry=True, retry_policy={"max_retries": 5})
+
+# %% ../../nbs/60_monitor_messages.ipynb #ca85e88c
 @patch
 def dead_letter(self: Broker, kind: str, body, reason: str, commit: bool = True) -> None:
     "Send a message that could not be used to the dead-letter queue with the reason and the queue it came from."
-    raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body if isinstance(body, str) else json.dumps(body, default=str)
+    if isinstance(body, bytes): raw = body.decode("utf-8", "replace")
+    else: raw = body if isinstance(body, str) else json.dumps(body, default=str)
     self.publish("dead", json.dumps({"queue": kind, "reason": reason, "ts": time.time(), "body": raw}))
     if commit: self.commit()
     log.warning("dead-lettered a %s message: %s", kind, reason, extra={"event": "dead_letter", "queue": kind})
 
-# %% ../../nbs/60_monitor_messages.ipynb #d7eb7209
+# %% ../../nbs/60_monitor_messages.ipynb #4bab77de
 @patch
 def consume(self: Broker, kind,                    # a queue ("features", "y_true", "y_pred") or a tuple of them
              handler: Callable[[list], None],   # called with a batch of checked messages; acked after it returns
-             batch: int = 200,                  # messages per handler call at most (also the prefetch of broker messages)
+             batch: int = 200,                  # messages per handler call at most (also the broker's prefetch)
              wait: float = 0.05,                # seconds to wait for a message before calling `on_idle`
              stop: Callable[[], bool] = lambda: False,  # polled between batches; True ends the loop
              on_idle: Callable[[], None] | None = None,  # called when a wait ends with no message (timers, expiry)
              ) -> int:
-    """Consume queue `kind` until `stop()`: whatever has arrived (up to `batch` messages) goes to `handler` at once, so a
-    slow stream is handled message by message and a fast one in batches; bad messages go to the dead-letter queue;
+    """Consume queue `kind` until `stop()`: whatever has arrived (up to `batch` messages) goes to `handler` at once,
+    so a slow stream is handled message by message and a fast one in batches; bad messages go to the dead-letter queue;
     returns the messages handled."""
     kinds = (kind,) if isinstance(kind, str) else tuple(kind)
     if not kinds or any(k not in KINDS for k in kinds): raise ValueError(f"can consume {list(KINDS)}, got {kind!r}")
@@ -207,6 +224,8 @@ def consume(self: Broker, kind,                    # a queue ("features", "y_tru
                 for m in todo: m.ack()
             n += len(ok) + len(no)
     return n
+
+# %% ../../nbs/60_monitor_messages.ipynb #d41fc775
 @patch
 def drain(self: Broker, kind: str, limit: int = 10_000, timeout: float = 0.2) -> list:
     "Take (and ack) up to `limit` raw bodies from a queue, e.g. the dead-letter queue: parsed JSON where possible."
