@@ -9,6 +9,7 @@ from .process import StopOnFailedStartup, die_with_parent
 die_with_parent()   # in a worker, before the heavy imports below: it must not outlive its server even while it starts
 
 import functools
+import gc
 import json
 import logging
 
@@ -415,6 +416,7 @@ class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI,
         _ABOUT.update(about())
         _log.info("serving mlkit %s from %s%s: %s", __version__, _ABOUT["mode"], f" {_ABOUT['bento']}" if _ABOUT["bento"] else "",
                   ", ".join(f"{t}" for t in _ABOUT["models"].values()))
+        gc.collect(); gc.freeze()   # the loaded models, Gradio and pandas are never garbage: keep the collector off them
 
 MLKit.__class__ = _Documented
 MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()),
