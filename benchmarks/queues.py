@@ -6,10 +6,8 @@
    reconciliation (target < 20 s on 2 quiet cores);
 2. bank_calls: rolling next-day cross-validation at five minutes (10 windows of 169 open slots; target < 60 s), then
    the default forecaster's 40 windows (40 days to calibrate the intervals on; see nbs/22_queues_forecast.ipynb);
-3. the same nyc cross-validation with AutoARIMA alone instead of Prophet: Prophet resolves from PyPI (prophet 1.5.0 with
-   cmdstanpy, `pip install --dry-run prophet`, 2026-11-27) but is not in mlkit's lock and nothing is installed at run
-   time;
-   MASE and time as ratios;
+3. the same nyc cross-validation with AutoARIMA alone: MASE and time as ratios. Prophet is compared on the same
+   windows by benchmarks/queues_prophet.py (it is not in mlkit's lock: that script says how to install it apart);
 4. a one-queue forecast through the HTTP API of `bentoml serve mlkit.serve.queues:QueuesService`: p50 once warm.
 
 `--before` also times the previous configuration in the same run (every window refitted, STL smoothers evaluated at
@@ -138,7 +136,7 @@ if __name__ == "__main__":
     if "arima" not in skip and s is not None:
         s2, bt2 = cv_time("nyc_departures", models=("AutoARIMA", "SeasonalNaive"))
         m1, m2 = bt.table[bt.reconciliation].mean(), bt2.table["AutoARIMA"].mean()
-        print("AutoARIMA alone (Prophet resolves from PyPI but is not in the lock; nothing is installed here): "
+        print("AutoARIMA alone (Prophet: benchmarks/queues_prophet.py): "
               f"{s2:.1f} s, mean MASE over levels "
               f"{m2:.3f}; ratios AutoARIMA / mlkit: time {s2 / s:.2f}, MASE {m2 / m1:.3f}  [{load()}]")
     if "bank" not in skip and a.before:
