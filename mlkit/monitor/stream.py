@@ -31,9 +31,9 @@ log = get_logger("monitor.stream")
 __all__ = ['log', 'ROLES', 'Score', 'Pending', 'Event', 'Offset', 'produce', 'predict', 'Scorer', 'score', 'StreamSummary',
            'scores_frame', 'summary', 'export_csv', 'plot_histogram', 'plot', 'monitor_stream']
 
-# %% ../../nbs/63_monitor_stream.ipynb #35956acf
+# %% ../../nbs/63_monitor_stream.ipynb #a09ac7f3
 class Score(Base):
-    "One matched message: its true and predicted target and the error (the seed's metric_log.csv row)."
+    "One matched message: its true and predicted target and the error."
     __tablename__ = "monitor_scores"
     n: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)   # scoring order
     id: Mapped[str] = mapped_column(String(200), unique=True)
@@ -43,12 +43,13 @@ class Score(Base):
     y_pred: Mapped[float] = mapped_column(Float)
     error: Mapped[float] = mapped_column(Float)         # y_true - y_pred
     abs_error: Mapped[float] = mapped_column(Float)
-    in_train: Mapped[bool] = mapped_column(Boolean)     # the row was in the model's training part (its error is not a test error)
+    in_train: Mapped[bool] = mapped_column(Boolean)     # the row was in the model's training part (not a test error)
     model: Mapped[str] = mapped_column(String(200))
     t_sent: Mapped[float] = mapped_column(Float)
     t_scored: Mapped[float] = mapped_column(Float)
     features: Mapped[str] = mapped_column(Text)         # JSON, for the drift monitor's replay after a restart
 
+# %% ../../nbs/63_monitor_stream.ipynb #2025cba2
 class Pending(Base):
     "Half of a pair (a y_true or a y_pred) waiting for its partner."
     __tablename__ = "monitor_pending"
@@ -58,6 +59,7 @@ class Pending(Base):
     body: Mapped[str] = mapped_column(Text)
     t_recv: Mapped[float] = mapped_column(Float, index=True)
 
+# %% ../../nbs/63_monitor_stream.ipynb #ef976523
 class Event(Base):
     "Something the stream counts: a duplicate, an expired half, a drift alert."
     __tablename__ = "monitor_events"
@@ -68,6 +70,7 @@ class Event(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     t: Mapped[float] = mapped_column(Float)
 
+# %% ../../nbs/63_monitor_stream.ipynb #d81637bf
 class Offset(Base):
     "How far the producer of a run has published (restart point)."
     __tablename__ = "monitor_offsets"
@@ -75,28 +78,31 @@ class Offset(Base):
     next_pos: Mapped[int] = mapped_column(Integer)
     total: Mapped[int] = mapped_column(Integer)
 
+# %% ../../nbs/63_monitor_stream.ipynb #dcf2cc0e
 def _db(db=None):
     "The engine of `db` (an Engine, a URL, None: the settings' database) with the monitor's tables created."
     return init_db(db)
 
-# %% ../../nbs/63_monitor_stream.ipynb #cc7576df
+# %% ../../nbs/63_monitor_stream.ipynb #8cfddb25
 def produce(broker: Broker, run: str | None = None,
             order: str | None = None,         # see `stream_order`; None: setting [monitor] order
             interval_s: float | None = None,  # seconds between rows; None: setting [monitor] interval_s
-            limit: int | None = None,         # stop after this many rows (None: all 442; more replays the order again, ids stay unique)
-            shift: dict | None = None,        # a declared perturbation, e.g. {"column": "bmi", "delta": 6.0, "start": 200}
+            limit: int | None = None,         # stop after this many rows (None: all 442; more replays the order again)
+            shift: dict | None = None,        # a perturbation, e.g. {"column": "bmi", "delta": 6.0, "start": 200}
             db=None, stop: threading.Event | None = None, seed: int | None = None) -> int:
-    "Stream the diabetes rows (features to the model, targets to the scorer), resuming where this run's producer stopped; returns the rows sent."
+    "Stream the diabetes rows (features to the model, targets to the scorer), resuming where it stopped; rows sent."
     run = run or settings.get("monitor", "run")
     order = order or settings.get("monitor", "order")
     interval_s = float(settings.get("monitor", "interval_s")) if interval_s is None else float(interval_s)
     if interval_s < 0: raise DataError(f"interval_s must be >= 0, got {interval_s}")
     if shift is not None and (set(shift) != {"column", "delta", "start"} or shift["column"] not in FEATURES):
-        raise DataError(f"shift must be {{'column': one of {FEATURES}, 'delta': number, 'start': position}}, got {shift!r}")
+        raise DataError(f"shift must be {{'column': one of {FEATURES}, 'delta': number, 'start': position}}, "
+                        f"got {shift!r}")
     df = datasets.load(DATASET)
     pos = stream_order(df, order, seed)
     if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1: raise DataError(f"limit must be a positive int, got {limit!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise DataError(f"limit must be a positive int, got {limit!r}")
         pos = np.resize(pos, limit)   # the first `limit` positions, cycling through the order again if it is longer
     X, y = df[FEATURES].to_numpy(float), df[TARGET].to_numpy(float)
     eng = _db(db)
@@ -104,12 +110,12 @@ def produce(broker: Broker, run: str | None = None,
         off = s.get(Offset, run) or Offset(run=run, next_pos=0, total=len(pos))
         start = off.next_pos
         s.merge(Offset(run=run, next_pos=start, total=len(pos)))
-    step = 1 if interval_s > 0 else settings.getint("monitor", "batch")   # as fast as it goes: a batch per broker message
+    step = 1 if interval_s > 0 else settings.getint("monitor", "batch")   # as fast as it goes: a batch per message
     sent, stop = 0, stop or threading.Event()
     j = FEATURES.index(shift["column"]) if shift else None
-    t_next = t_saved = time.monotonic()   # rows go out on a fixed schedule (the rate is 1 / interval_s, whatever the work takes)
+    t_next = t_saved = time.monotonic()   # rows go out on a fixed schedule (1 / interval_s, whatever the work takes)
     saved = done = start
-    def save(p):                          # the restart point; written at most 4 times a second (a restart re-sends at most that)
+    def save(p):                          # the restart point; written at most 4 times a second
         with eng.begin() as c: c.execute(update(Offset).where(Offset.run == run).values(next_pos=p))
     for a in range(start, len(pos), step):
         if stop.is_set(): break
@@ -122,7 +128,7 @@ def produce(broker: Broker, run: str | None = None,
             trues.append(TrueMsg(id=mid, ts=ts, y_true=float(y[r])))
         broker.publish("features", feats if len(feats) > 1 else feats[0])
         broker.publish("y_true", trues if len(trues) > 1 else trues[0])
-        broker.commit()                    # published (durable on RabbitMQ) before the offset moves: a restart re-sends, never skips
+        broker.commit()   # published (durable on RabbitMQ) before the offset moves: a restart re-sends, never skips
         sent, done = sent + len(feats), a + len(feats)
         if done == len(pos) or time.monotonic() - t_saved >= 0.25: save(done); saved, t_saved = done, time.monotonic()
         if interval_s:
@@ -132,10 +138,10 @@ def produce(broker: Broker, run: str | None = None,
     log.info("producer %s: sent %d rows (from position %d)", run, sent, start)
     return sent
 
-# %% ../../nbs/63_monitor_stream.ipynb #f0ff7e8c
-def predict(broker: Broker, model=None,      # (model, card, tag) from `mlkit.store.load_model`; None: the production model
+# %% ../../nbs/63_monitor_stream.ipynb #89ece345
+def predict(broker: Broker, model=None,      # (model, card, tag) from `mlkit.store.load_model`; None: production model
             home=None, **consume) -> int:
-    "The model role: predict each batch of features messages at once and publish the predictions (one batch message) with their inputs; returns the messages handled."
+    "The model role: predict each batch of features messages at once and publish the predictions; messages handled."
     model, _, tag = model or store.load_model(settings.get("monitor", "model"), home=home)
     cols = list(model.feature_names_in_)
 
@@ -144,17 +150,24 @@ def predict(broker: Broker, model=None,      # (model, card, tag) from `mlkit.st
         for m in msgs:
             try: X.append([m.features[c] for c in cols]); good.append(m)
             except KeyError as e:   # a message without a feature the model needs: dead-letter it, keep the rest
-                broker.dead_letter("features", m.model_dump_json(), f"missing feature {e.args[0]!r}; the model needs {cols}", commit=False)
+                broker.dead_letter("features", m.model_dump_json(),
+                                   f"missing feature {e.args[0]!r}; the model needs {cols}", commit=False)
         if not good: return
-        fast = getattr(model, "predict_rows", None)   # a plain array product for the monitored ridge; any other model: predict
+        fast = getattr(model, "predict_rows", None)   # a plain array product for the monitored ridge; else predict
         preds = fast(np.array(X)) if fast else model.predict(pd.DataFrame(X, columns=cols))
-        out = [PredMsg(id=m.id, ts=m.ts, row=m.row, y_pred=float(p), model=tag, features=m.features) for m, p in zip(good, preds.tolist())]
+        out = [PredMsg(id=m.id, ts=m.ts, row=m.row, y_pred=float(p), model=tag, features=m.features)
+               for m, p in zip(good, preds.tolist())]
         broker.publish("y_pred", out if len(out) > 1 else out[0])   # committed by `consume` before it acknowledges
     return broker.consume("features", handle, **consume)
 
-# %% ../../nbs/63_monitor_stream.ipynb #f3cbef34
+# %% ../../nbs/63_monitor_stream.ipynb #df51e845
+def _fresh(dm: DriftMonitor) -> DriftMonitor:
+    "A copy of a fitted drift monitor with an empty stream."
+    return copy.deepcopy(dm).reset()
+
+# %% ../../nbs/63_monitor_stream.ipynb #605b3721
 class Scorer:
-    "The metric role's state: matches halves by id in the database (exactly once per id), scores them and watches for drift."
+    "The metric role's state: matches halves by id in the database (exactly once per id), scores them, watches drift."
     def __init__(self, run: str | None = None, db=None, model=None, home=None,
                  match_timeout_s: float | None = None):   # seconds a half waits for its partner; None: setting
         self.run = run or settings.get("monitor", "run")
@@ -166,41 +179,43 @@ class Scorer:
         self.last_expire = time.monotonic()
         self.counts = {"scored": 0, "duplicate": 0, "expired": 0, "drift": 0}
         with self.engine.connect() as c:   # replay this run's scores through the detectors (restart)
-            self.alerted = {(mid, json.loads(d).get("detector")) for mid, d in
-                            c.execute(select(Event.message_id, Event.detail).where(Event.run == self.run, Event.kind == "drift"))}
-            rows = c.execute(select(Score.id, Score.features, Score.error).where(Score.run == self.run).order_by(Score.n)).all()
+            drift = c.execute(select(Event.message_id, Event.detail)
+                              .where(Event.run == self.run, Event.kind == "drift"))
+            self.alerted = {(mid, json.loads(d).get("detector")) for mid, d in drift}
+            rows = c.execute(select(Score.id, Score.features, Score.error).where(Score.run == self.run)
+                             .order_by(Score.n)).all()
         for a in range(0, len(rows), 5000):
             part = rows[a: a + 5000]
             self._alerts([r[0] for r in part], [json.loads(r[1]) for r in part], [r[2] for r in part])
 
-    def _alerts(self, ids: list, features: list, errors: list) -> list[dict]:
-        "Feed scored messages to the drift monitor; returns the event rows of the alerts not stored yet."
-        out = []
-        for a in self.drift.update_many(ids, features, errors):
-            if (a.message_id, a.detector) in self.alerted: continue
-            self.alerted.add((a.message_id, a.detector)); self.counts["drift"] += 1
-            out.append(dict(run=self.run, kind="drift", message_id=a.message_id, detail=json.dumps(a.to_dict()), t=time.time()))
-            log.warning("drift (%s) at message %s: statistic %.3f > %.3f", a.detector, a.message_id, a.statistic, a.threshold,
-                        extra={"event": "drift", **a.to_dict()})
-        return out
+# %% ../../nbs/63_monitor_stream.ipynb #00dc8714
+@patch
+def _alerts(self: Scorer, ids: list, features: list, errors: list) -> list[dict]:
+    "Feed scored messages to the drift monitor; returns the event rows of the alerts not stored yet."
+    out = []
+    for a in self.drift.update_many(ids, features, errors):
+        if (a.message_id, a.detector) in self.alerted: continue
+        self.alerted.add((a.message_id, a.detector)); self.counts["drift"] += 1
+        out.append(dict(run=self.run, kind="drift", message_id=a.message_id, detail=json.dumps(a.to_dict()),
+                        t=time.time()))
+        log.warning("drift (%s) at message %s: statistic %.3f > %.3f", a.detector, a.message_id, a.statistic,
+                    a.threshold, extra={"event": "drift", **a.to_dict()})
+    return out
 
-def _fresh(dm: DriftMonitor) -> DriftMonitor:
-    "A copy of a fitted drift monitor with an empty stream."
-    return copy.deepcopy(dm).reset()
-
-# %% ../../nbs/63_monitor_stream.ipynb #70a02ab0
-# the statements, built once (building and caching them per batch cost more than running them on a one-message batch)
+# %% ../../nbs/63_monitor_stream.ipynb #00dfbf87
 _DONE = select(Score.id).where(Score.id.in_(bindparam("ids", expanding=True)))
 _HALVES = select(Pending.id, Pending.kind, Pending.body).where(Pending.id.in_(bindparam("ids", expanding=True)))
 _UNHALF = delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k"))
 _ADD = {t: insert(t) for t in (Pending, Score, Event)}
 
+# %% ../../nbs/63_monitor_stream.ipynb #1a7a06c7
 @patch
 def handle(self: Scorer, msgs: list) -> None:
     """Match a batch of y_true/y_pred messages in one transaction (bulk inserts): duplicates are counted, complete pairs
     scored and fed to the drift monitor; if the transaction fails, the monitor and the counts are rolled back too."""
     now, ids = time.time(), list({m.id for m in msgs})
-    saved = dict(self.drift.__dict__, ph_=copy.deepcopy(self.drift.ph_)), dict(self.counts), set(self.alerted)   # arrays are replaced, never changed in place
+    saved = (dict(self.drift.__dict__, ph_=copy.deepcopy(self.drift.ph_)),   # arrays are replaced, not changed in place
+             dict(self.counts), set(self.alerted))
     try:
         with self.engine.begin() as c:
             done = set(c.scalars(_DONE, {"ids": ids}))
@@ -210,27 +225,32 @@ def handle(self: Scorer, msgs: list) -> None:
                 other = "y_pred" if m.kind == "y_true" else "y_true"
                 if m.id in done or (m.id, m.kind) in half or (m.id, m.kind) in new:
                     self.counts["duplicate"] += 1
-                    events.append(dict(run=self.run, kind="duplicate", message_id=m.id, detail=json.dumps({"queue": m.kind}), t=now)); continue
-                if (m.id, other) in new: partner = new.pop((m.id, other))          # both halves in this batch: never written
+                    events.append(dict(run=self.run, kind="duplicate", message_id=m.id,
+                                       detail=json.dumps({"queue": m.kind}), t=now)); continue
+                if (m.id, other) in new: partner = new.pop((m.id, other))   # both halves in this batch: never written
                 elif (m.id, other) in half:
                     partner = (PredMsg if other == "y_pred" else TrueMsg).model_validate_json(half.pop((m.id, other)))
                     gone.append({"i": m.id, "k": other})
                 else: new[(m.id, m.kind)] = m; continue
                 t, pr = (m, partner) if m.kind == "y_true" else (partner, m)
                 err = t.y_true - pr.y_pred
-                scores.append(dict(id=m.id, run=self.run, row=pr.row, y_true=t.y_true, y_pred=pr.y_pred, error=err, abs_error=abs(err),
-                                   in_train=pr.row in self.train_rows, model=pr.model, t_sent=pr.ts, t_scored=time.time(),
-                                   features=json.dumps(pr.features)))
+                scores.append(dict(id=m.id, run=self.run, row=pr.row, y_true=t.y_true, y_pred=pr.y_pred, error=err,
+                                   abs_error=abs(err), in_train=pr.row in self.train_rows, model=pr.model, t_sent=pr.ts,
+                                   t_scored=time.time(), features=json.dumps(pr.features)))
                 feats.append(pr.features); done.add(m.id)
             self.counts["scored"] += len(scores)
             if scores: events += self._alerts([s["id"] for s in scores], feats, [s["error"] for s in scores])
-            if new: c.execute(_ADD[Pending], [dict(id=m.id, kind=m.kind, run=self.run, body=m.model_dump_json(), t_recv=now) for m in new.values()])
+            if new:
+                c.execute(_ADD[Pending], [dict(id=m.id, kind=m.kind, run=self.run, body=m.model_dump_json(), t_recv=now)
+                                          for m in new.values()])
             if gone: c.execute(_UNHALF, gone)
             if scores: c.execute(_ADD[Score], scores)
             if events: c.execute(_ADD[Event], events)
     except BaseException:
         self.drift.__dict__, self.counts, self.alerted = saved
         raise
+
+# %% ../../nbs/63_monitor_stream.ipynb #0c42dff0
 @patch
 def expire(self: Scorer) -> int:
     "Drop the halves that waited longer than the timeout for their partner; they are counted as `expired` events."
@@ -239,13 +259,17 @@ def expire(self: Scorer) -> int:
         old = c.execute(select(Pending.id, Pending.kind).where(Pending.run == self.run, Pending.t_recv < cutoff)).all()
         if old:
             c.execute(insert(Event), [dict(run=self.run, kind="expired", message_id=i, t=time.time(),
-                                           detail=json.dumps({"missing": "y_pred" if k == "y_true" else "y_true"})) for i, k in old])
-            c.execute(delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k")), [{"i": i, "k": k} for i, k in old])
+                                           detail=json.dumps({"missing": "y_pred" if k == "y_true" else "y_true"}))
+                                      for i, k in old])
+            c.execute(delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k")),
+                      [{"i": i, "k": k} for i, k in old])
     self.counts["expired"] += len(old)
     if old: log.warning("expired %d unmatched half(s) after %.0f s", len(old), self.timeout)
     return len(old)
+
+# %% ../../nbs/63_monitor_stream.ipynb #1784a79d
 def score(broker: Broker, scorer: Scorer | None = None, **consume) -> int:
-    "The metric role: consume y_true and y_pred, match and score them, expire lone halves now and then; returns the messages handled."
+    "The metric role: consume y_true and y_pred, match and score them, expire lone halves now and then; messages."
     scorer = scorer or Scorer()
     def maybe_expire():
         if time.monotonic() - scorer.last_expire > min(scorer.timeout / 4, 5): scorer.expire()
@@ -253,7 +277,7 @@ def score(broker: Broker, scorer: Scorer | None = None, **consume) -> int:
         scorer.handle(msgs); maybe_expire()
     return broker.consume(("y_true", "y_pred"), handle, on_idle=maybe_expire, **consume)
 
-# %% ../../nbs/63_monitor_stream.ipynb #03e20b92
+# %% ../../nbs/63_monitor_stream.ipynb #3af11a3b
 @dataclass
 class StreamSummary:
     "Where a run stands: counts, errors (all and rolling), latency, throughput and drift alerts."
@@ -271,17 +295,19 @@ class StreamSummary:
     latency_p50_ms: float | None   # producer send -> scored, last `window` messages
     latency_p99_ms: float | None
     throughput: float | None   # messages scored per second over the last `window`
-    alerts: list = field(default_factory=list)   # drift alerts: dicts with detector, message_id, position, statistic, threshold
+    alerts: list = field(default_factory=list)   # drift alerts: detector, message_id, position, statistic, threshold
     def to_dict(self) -> dict: return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
+# %% ../../nbs/63_monitor_stream.ipynb #75552bdd
 def scores_frame(run: str | None = None, db=None) -> pd.DataFrame:
-    "The scored messages of a run in scoring order (the seed's metric_log.csv columns and more)."
+    "The scored messages of a run in scoring order (id, row, targets, errors, model, times)."
     run = run or settings.get("monitor", "run")
+    cols = ["n", "id", "row", "y_true", "y_pred", "error", "abs_error", "in_train", "model", "t_sent", "t_scored"]
     with session_scope(_db(db)) as s:
-        rows = s.execute(select(Score.n, Score.id, Score.row, Score.y_true, Score.y_pred, Score.error, Score.abs_error, Score.in_train,
-                                Score.model, Score.t_sent, Score.t_scored).where(Score.run == run).order_by(Score.n)).all()
-    return pd.DataFrame(rows, columns=["n", "id", "row", "y_true", "y_pred", "error", "abs_error", "in_train", "model", "t_sent", "t_scored"])
+        rows = s.execute(select(*(getattr(Score, c) for c in cols)).where(Score.run == run).order_by(Score.n)).all()
+    return pd.DataFrame(rows, columns=cols)
 
+# %% ../../nbs/63_monitor_stream.ipynb #610dfea6
 def summary(run: str | None = None, db=None, window: int | None = None) -> StreamSummary:
     "The current `StreamSummary` of a run, read from the database."
     run = run or settings.get("monitor", "run")
@@ -291,29 +317,34 @@ def summary(run: str | None = None, db=None, window: int | None = None) -> Strea
         off = s.get(Offset, run)
         pending = s.scalar(select(func.count()).select_from(Pending).where(Pending.run == run))
         ev = dict(s.execute(select(Event.kind, func.count()).where(Event.run == run).group_by(Event.kind)).all())
-        alerts = [json.loads(d) for d in s.scalars(select(Event.detail).where(Event.run == run, Event.kind == "drift").order_by(Event.n))]
+        alerts = [json.loads(d) for d in s.scalars(select(Event.detail).where(Event.run == run, Event.kind == "drift")
+                                                   .order_by(Event.n))]
     test, last = df[~df.in_train], df.tail(window)
     lat = (last.t_scored - last.t_sent) * 1000
     span = last.t_scored.max() - last.t_scored.min() if len(last) > 1 else 0
     f = lambda v: None if v is None or not np.isfinite(v) else float(v)
-    return StreamSummary(run=run, produced=off.next_pos if off else 0, total=off.total if off else 0, scored=len(df), pending=pending,
-                         expired=ev.get("expired", 0), duplicates=ev.get("duplicate", 0),
-                         mae=f(test.abs_error.mean()) if len(test) else None, rmse=f(np.sqrt((test.error ** 2).mean())) if len(test) else None,
+    return StreamSummary(run=run, produced=off.next_pos if off else 0, total=off.total if off else 0, scored=len(df),
+                         pending=pending, expired=ev.get("expired", 0), duplicates=ev.get("duplicate", 0),
+                         mae=f(test.abs_error.mean()) if len(test) else None,
+                         rmse=f(np.sqrt((test.error ** 2).mean())) if len(test) else None,
                          rolling_mae=f(last.abs_error.mean()) if len(last) else None,
                          rolling_rmse=f(np.sqrt((last.error ** 2).mean())) if len(last) else None,
-                         latency_p50_ms=f(lat.quantile(0.5)) if len(lat) else None, latency_p99_ms=f(lat.quantile(0.99)) if len(lat) else None,
+                         latency_p50_ms=f(lat.quantile(0.5)) if len(lat) else None,
+                         latency_p99_ms=f(lat.quantile(0.99)) if len(lat) else None,
                          throughput=f((len(last) - 1) / span) if span > 0 else None, alerts=alerts)
 
-# %% ../../nbs/63_monitor_stream.ipynb #28550f12
+# %% ../../nbs/63_monitor_stream.ipynb #2c77da2e
 def export_csv(path=None, run: str | None = None, db=None):
-    "Write the seed's `metric_log.csv` (id, y_true, y_pred, absolute_error) for a run; returns the path."
+    "Write `metric_log.csv` (id, y_true, y_pred, absolute_error) for a run; returns the path."
     path = Path(path) if path is not None else settings.path("log_dir") / "metric_log.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    scores_frame(run, db)[["id", "y_true", "y_pred", "abs_error"]].rename(columns={"abs_error": "absolute_error"}).to_csv(path, index=False)
+    (scores_frame(run, db)[["id", "y_true", "y_pred", "abs_error"]].rename(columns={"abs_error": "absolute_error"})
+     .to_csv(path, index=False))
     return path
 
+# %% ../../nbs/63_monitor_stream.ipynb #b253b4db
 def plot_histogram(path=None, run: str | None = None, db=None, bins: int = 30):
-    "Draw the seed's error histogram (`error_distribution.png`) of a run's absolute errors; returns the path."
+    "Draw the error histogram (`error_distribution.png`) of a run's absolute errors; returns the path."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     path = Path(path) if path is not None else settings.path("log_dir") / "error_distribution.png"
@@ -325,8 +356,10 @@ def plot_histogram(path=None, run: str | None = None, db=None, bins: int = 30):
     fig.tight_layout(); fig.savefig(path, dpi=90); plt.close(fig)
     return path
 
-def plot(run: str | None = None, db=None, interval_s: float | None = None, stop: threading.Event | None = None, path=None) -> int:
-    "The plot role: redraw the histogram (and the CSV) every `interval_s` seconds, and a last time when `stop` is set (the files hold the whole run); returns the redraws."
+# %% ../../nbs/63_monitor_stream.ipynb #ab983cb0
+def plot(run: str | None = None, db=None, interval_s: float | None = None, stop: threading.Event | None = None,
+         path=None) -> int:
+    "The plot role: redraw the histogram (and the CSV) every `interval_s` seconds and once more at `stop`; redraws."
     interval_s = float(settings.get("monitor", "plot_interval_s") if interval_s is None else interval_s)
     stop, n = stop or threading.Event(), 0
     while True:
@@ -335,11 +368,12 @@ def plot(run: str | None = None, db=None, interval_s: float | None = None, stop:
         export_csv(None if path is None else Path(path).with_name("metric_log.csv"), run, db); n += 1
         if done: return n
 
-# %% ../../nbs/63_monitor_stream.ipynb #7cca4d77
+# %% ../../nbs/63_monitor_stream.ipynb #ec2f5052
 ROLES = ("produce", "predict", "score", "plot", "all")
 
+# %% ../../nbs/63_monitor_stream.ipynb #d8d36a4a
 def _wait_done(run, db, stop: threading.Event, timeout: float | None) -> None:
-    "Block until every streamed row of `run` is scored or expired, `stop` is set, or `timeout` seconds pass (a cheap count, twice a second)."
+    "Block until every row of `run` is scored or expired, `stop` is set, or `timeout` seconds pass."
     t_end, eng = None if timeout is None else time.monotonic() + timeout, _db(db)
     while not stop.wait(0.5):
         with session_scope(eng) as s:
@@ -347,18 +381,20 @@ def _wait_done(run, db, stop: threading.Event, timeout: float | None) -> None:
             scored = s.scalar(select(func.count()).select_from(Score).where(Score.run == run))
             pending = s.scalar(select(func.count()).select_from(Pending).where(Pending.run == run))
             expired = s.scalar(select(func.count()).select_from(Event).where(Event.run == run, Event.kind == "expired"))
-        if off and off.next_pos >= off.total and (scored >= off.total or (pending == 0 and scored + expired >= off.total)): return
+        complete = scored >= off.total or (pending == 0 and scored + expired >= off.total) if off else False
+        if off and off.next_pos >= off.total and complete: return
         if t_end and time.monotonic() > t_end: log.warning("run %s not complete after %.0f s", run, timeout); return
 
+# %% ../../nbs/63_monitor_stream.ipynb #68df2642
 def monitor_stream(role: str = "all",           # one of ROLES
                    url: str | None = None,      # broker URL; None: setting [monitor] broker_url
                    run: str | None = None, db=None, home=None,
                    stop: threading.Event | None = None,   # set it to end the role(s); SIGTERM/SIGINT set it in the CLI
-                   timeout: float | None = None,          # "all": give up waiting for the last scores after this many seconds
+                   timeout: float | None = None,          # "all": give up waiting for the last scores after this many s
                    prefix: str | None = None,
                    consume: dict | None = None,           # batch/wait options of `Broker.consume`
                    **produce_kw) -> StreamSummary:
-    "Run one role until `stop` (the producer until its rows are sent), or all four in threads of this process until every row is scored."
+    "Run one role until `stop` (the producer until its rows are sent), or all four in threads until all are scored."
     if role not in ROLES: raise ValueError(f"unknown role {role!r}; valid roles: {list(ROLES)}")
     run, stop, consume = run or settings.get("monitor", "run"), stop or threading.Event(), dict(consume or {})
     consume.setdefault("batch", settings.getint("monitor", "batch"))
@@ -372,7 +408,7 @@ def monitor_stream(role: str = "all",           # one of ROLES
     elif role == "plot":
         plot(run, db, stop=stop)
     else:
-        scorer = Scorer(run, db, home=home)   # loads the model first: a missing model fails here, before any thread starts
+        scorer = Scorer(run, db, home=home)   # loads the model first: a missing model fails here, before any thread
         errors: list = []
         def guard(fn):
             def go():
@@ -386,8 +422,10 @@ def monitor_stream(role: str = "all",           # one of ROLES
                     elif name == "score": score(b, scorer, stop=halt, **consume)
                     else: produce(b, run=run, db=db, stop=stop, **produce_kw)
             return fn
-        threads = [threading.Thread(target=guard(role_(n)), name=f"monitor-{n}", daemon=True) for n in ("score", "predict", "produce")]
-        threads.append(threading.Thread(target=guard(lambda: plot(run, db, stop=stop)), name="monitor-plot", daemon=True))
+        threads = [threading.Thread(target=guard(role_(n)), name=f"monitor-{n}", daemon=True)
+                   for n in ("score", "predict", "produce")]
+        threads.append(threading.Thread(target=guard(lambda: plot(run, db, stop=stop)), name="monitor-plot",
+                                        daemon=True))
         for t in threads: t.start()
         _wait_done(run, db, stop, timeout)
         stop.set()
