@@ -1,5 +1,7 @@
 """The queues domain end to end: analytics against hand-computed figures, hierarchy sums, calibrated intervals on
 held-out data, uploads (good and hostile) through the REST app, the typed BentoML API in process, and the dashboard."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -182,8 +184,33 @@ def test_dashboard_callbacks(client):
     assert "Held-out coverage" in ev and len(fig.data) == 4
     import gradio as gr
     with pytest.raises(gr.Error, match="valid granularities"): D.show_queue("nyc_departures", 3, "hourly", "", "")
-    with pytest.raises(gr.Error, match="levels must be numbers"):
+    with pytest.raises(gr.Error, match="'x' is not a number"):
         D.run_forecast("nyc_departures", 3, "weekly", 6, "80,x")
+
+
+@pytest.mark.parametrize("levels, message", [("80,100", "100 is outside (0, 100)"), ("0,95", "0 is outside (0, 100)"),
+                                             ("80,80.0", "80.0 is given twice"), ("80,abc", "'abc' is not a number"),
+                                             ("", "none given")])
+def test_dashboard_refuses_bad_levels_before_the_backend(monkeypatch, levels, message):
+    "Issue 10: the page checks the interval levels itself, with a readable message, and never calls the backend."
+    import gradio as gr
+    from mlkit.serve import queues_demo as D
+    calls = []
+    class Recorder:
+        def forecast(self, *a, **k): calls.append(a); raise AssertionError("the backend was called")
+        def data(self, *a, **k): calls.append(a); raise AssertionError("the backend was called")
+    monkeypatch.setattr(D, "backend", lambda: Recorder())
+    with pytest.raises(gr.Error, match=re.escape(message)): D.run_forecast("nyc_departures", 3, "weekly", 6, levels)
+    assert calls == []
+    hint, button = D.levels_hint(levels)
+    assert message in hint and button.interactive is False
+
+
+def test_backend_keeps_its_own_level_check(client):
+    "The HTTP API (no page in front of it) still refuses levels outside (0, 100)."
+    r = client.get("/queues/api/forecast", params={"queue_id": 1, "horizon": 3, "granularity": "weekly",
+                                                       "levels": [80, 100]})
+    assert r.status_code == 400 and "strictly between 0 and 100" in r.text
 
 
 def test_queue_forecast_report_renders(tmp_path):
@@ -217,4 +244,6 @@ def test_dashboard_over_gradio_client(client):
         assert "JFK" in out[0] and "direct children" in out[0]
         with pytest.raises(Exception, match="valid granularities"):
             c.predict("nyc_departures", 3, "hourly", "", "", api_name="/show_queue")
+        with pytest.raises(Exception, match="95 is given twice"):
+            c.predict("nyc_departures", 3, "weekly", 6, "95,80,95", api_name="/forecast")
     finally: demo.close()
