@@ -134,6 +134,7 @@ def _nyc_departures() -> QueueData:
     info = datasets.info("nyc_departures")
     return make_queue_data("nyc_departures", queues, loads, "daily", info.source, info.sha256)
 
+# %% ../../nbs/20_queues_data.ipynb #5e2ee5af
 def _bank_calls() -> QueueData:
     df = datasets.load("bank_calls", validate=True)
     queues = _hierarchy([1], [None], ["Bank call centre"])
@@ -141,6 +142,7 @@ def _bank_calls() -> QueueData:
     info = datasets.info("bank_calls")
     return make_queue_data("bank_calls", queues, loads, "5min", info.source, info.sha256)
 
+# %% ../../nbs/20_queues_data.ipynb #b05be205
 @lru_cache(maxsize=4)
 def load_bundled(name: str = "nyc_departures") -> QueueData:
     "A bundled data set as `QueueData` (cached: treat it as read-only)."
@@ -159,10 +161,12 @@ def _leaves_under(data: QueueData, queue_id: int) -> tuple[int, ...]:
         todo.extend(kids)
     return tuple(sorted(out))
 
+# %% ../../nbs/20_queues_data.ipynb #76830818
 def leaves_under(data: QueueData, queue_id: int) -> list[int]:
     "The leaf ids whose load adds up to `queue_id`'s (itself if it is a leaf)."
     return list(_leaves_under(data, data.check_queue(queue_id)))
 
+# %% ../../nbs/20_queues_data.ipynb #11276413
 def _day(x, what: str) -> pd.Timestamp | None:
     if x is None or x == "": return None
     try: t = pd.Timestamp(x)
@@ -170,6 +174,7 @@ def _day(x, what: str) -> pd.Timestamp | None:
     if t is pd.NaT: raise DataError(f"{what} must be a date such as '2013-03-01' (or a date-time), got {x!r}")
     return t.tz_convert("UTC").tz_localize(None) if t.tz is not None else t
 
+# %% ../../nbs/20_queues_data.ipynb #bbcef645
 def series(data: QueueData, queue_id: int, granularity: str | None = None, start=None, end=None) -> pd.Series:
     "Load of `queue_id` per `granularity` period (default: the base) whose start lies in [start, end]."
     queue_id = data.check_queue(queue_id)
@@ -308,6 +313,7 @@ def parse_upload(content: bytes,                    # the load CSV: queueId,date
 # %% ../../nbs/20_queues_data.ipynb #b012ec9c
 def _now(): return datetime.now(timezone.utc).replace(tzinfo=None)
 
+# %% ../../nbs/20_queues_data.ipynb #d178aac6
 class QueueDataset(Base):
     __tablename__ = "queue_datasets"
     __table_args__ = (UniqueConstraint("name", "version", name="queue_dataset_version"),)
@@ -319,6 +325,7 @@ class QueueDataset(Base):
     rows: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=_now)
 
+# %% ../../nbs/20_queues_data.ipynb #828b2300
 class QueueNode(Base):
     __tablename__ = "queue_nodes"
     dataset_id: Mapped[int] = mapped_column(ForeignKey("queue_datasets.id", ondelete="CASCADE"), primary_key=True)
@@ -326,6 +333,7 @@ class QueueNode(Base):
     name: Mapped[str] = mapped_column(String(200))
     parent_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
+# %% ../../nbs/20_queues_data.ipynb #2be5c6f4
 class QueueLoad(Base):
     __tablename__ = "queue_loads"
     dataset_id: Mapped[int] = mapped_column(ForeignKey("queue_datasets.id", ondelete="CASCADE"), primary_key=True)
@@ -333,6 +341,7 @@ class QueueLoad(Base):
     period: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
     load: Mapped[int] = mapped_column(BigInteger)
 
+# %% ../../nbs/20_queues_data.ipynb #d7193b6c
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
 
 def _check_name(name) -> str:
@@ -344,6 +353,7 @@ def _check_name(name) -> str:
                         f"{list(BUNDLED)})")
     return name
 
+# %% ../../nbs/20_queues_data.ipynb #1a4c09c9
 def save_upload(data: QueueData, name: str, engine=None) -> str:
     "Store `data` as the next version of `name` in one transaction; returns `name@version`."
     _check_name(name)
@@ -361,6 +371,7 @@ def save_upload(data: QueueData, name: str, engine=None) -> str:
     _log.info("saved upload %s@%d (%d queues, %d load rows)", name, v, len(data.queues), len(long))
     return f"{name}@{v}"
 
+# %% ../../nbs/20_queues_data.ipynb #b9281844
 def list_uploads(engine=None) -> pd.DataFrame:
     "Every stored upload version, oldest first."
     engine = init_db(engine)
@@ -371,6 +382,7 @@ def list_uploads(engine=None) -> pd.DataFrame:
     df.insert(0, "ref", df.name + "@" + df.version.astype(str))
     return df
 
+# %% ../../nbs/20_queues_data.ipynb #a77ce57d
 def load_upload(ref: str, engine=None) -> QueueData:
     "A stored upload by `name@version` or `name` (its latest version)."
     engine = init_db(engine)
@@ -394,6 +406,7 @@ def load_upload(ref: str, engine=None) -> QueueData:
     L.columns.name = None
     return make_queue_data(f"{ds.name}@{ds.version}", queues, L, ds.base, "upload", ds.sha256)
 
+# %% ../../nbs/20_queues_data.ipynb #7803e547
 def load_queues(name: str = "nyc_departures", engine=None) -> QueueData:
     "A data set by name: a bundled one, or an upload (`name` or `name@version`)."
     if not isinstance(name, str): raise TypeError(f"data set name must be a string, got {type(name).__name__}")
