@@ -30,6 +30,7 @@ class QueueInfo:
     level: int
     parent_id: int | None
 
+# %% ../../nbs/21_queues_analytics.ipynb #22d2232a
 def queues_by_level(data: QueueData) -> dict[int, list[QueueInfo]]:
     "Every queue with its total load, grouped by level (1: the roots)."
     totals = data.loads.sum()
@@ -49,10 +50,12 @@ class TimeSeriesData:
     timestamps: list[str]
     values: list[int]
 
+# %% ../../nbs/21_queues_analytics.ipynb #c3ce4e25
 def _iso(ts) -> list[str]:
     ts = pd.DatetimeIndex(ts)
     return list(ts.strftime("%Y-%m-%d")) if (ts == ts.normalize()).all() else list(ts.strftime("%Y-%m-%dT%H:%M:%S"))
 
+# %% ../../nbs/21_queues_analytics.ipynb #485534a0
 def historical(data: QueueData, queue_id: int, granularity: str | None = None, start=None, end=None) -> TimeSeriesData:
     "`GET /queues/api/historical`: `queue_id`'s load per `granularity` period in [start, end]."
     y = series(data, queue_id, granularity, start, end)
@@ -66,6 +69,7 @@ class AverageLoadWeekdays:
     weekdays: list[str]
     average_load: list[float | None]
 
+# %% ../../nbs/21_queues_analytics.ipynb #ecae57b1
 @dataclass(frozen=True)
 class AverageLoadWeekly:
     "Mean daily load of each week (weeks start on Monday)."
@@ -73,9 +77,11 @@ class AverageLoadWeekly:
     week: list[str]
     average_load: list[float]
 
+# %% ../../nbs/21_queues_analytics.ipynb #9aae360a
 def _daily(data: QueueData, queue_id: int, start, end) -> pd.Series:
     return series(data, queue_id, "daily" if data.base != "weekly" else "weekly", start, end)
 
+# %% ../../nbs/21_queues_analytics.ipynb #619cef4e
 def daily_average(data: QueueData, queue_id: int, start=None, end=None) -> AverageLoadWeekdays:
     "`GET /queues/api/daily_average`: mean load per weekday."
     if data.base == "weekly": raise DataError(f"weekday averages need daily data; {data.name!r} is weekly")
@@ -83,6 +89,7 @@ def daily_average(data: QueueData, queue_id: int, start=None, end=None) -> Avera
     m = d.groupby(d.index.dayofweek).mean()
     return AverageLoadWeekdays(int(queue_id), list(WEEKDAYS), [float(m[i]) if i in m.index else None for i in range(7)])
 
+# %% ../../nbs/21_queues_analytics.ipynb #9f377e6a
 def weekly_average(data: QueueData, queue_id: int, start=None, end=None) -> AverageLoadWeekly:
     "`GET /queues/api/weekly_average`: mean daily load of each week."
     if data.base == "weekly": raise DataError(f"weekly averages of daily load need daily data; {data.name!r} is weekly")
@@ -100,6 +107,7 @@ class Structure:
     depth: int                 # levels from this queue down to its deepest leaf, itself included
     parent_id: int | None
 
+# %% ../../nbs/21_queues_analytics.ipynb #3ab0e36c
 @dataclass(frozen=True)
 class LoadStats:
     total_tickets: int
@@ -111,6 +119,7 @@ class LoadStats:
     percentile_90: float
     percentile_95: float
 
+# %% ../../nbs/21_queues_analytics.ipynb #61e8ea18
 @dataclass(frozen=True)
 class TimeStats:
     busiest_period: str
@@ -118,6 +127,7 @@ class TimeStats:
     weekday_avg: float | None  # mean daily load Monday to Friday
     weekend_avg: float | None  # mean daily load on Saturdays and Sundays (None: closed)
 
+# %% ../../nbs/21_queues_analytics.ipynb #53ae88d2
 @dataclass(frozen=True)
 class QueueStats:
     "Structure, load and time statistics of a queue over a period."
@@ -146,6 +156,7 @@ def structure(data: QueueData, queue_id: int) -> Structure:
 # %% ../../nbs/21_queues_analytics.ipynb #92d44e0f
 def _mean(s: pd.Series) -> float | None: return float(s.mean()) if len(s) else None
 
+# %% ../../nbs/21_queues_analytics.ipynb #81cd732e
 def queue_stats(data: QueueData, queue_id: int, start=None, end=None, granularity: str | None = None) -> QueueStats:
     "`GET /queues/api/queue_stats` for `queue_id` over [start, end] at `granularity`."
     g = granularity or data.base
@@ -180,6 +191,7 @@ def sample_data(kind: str = "tickets", data: QueueData | None = None, n_days: in
             [["queueId", "date", "new_tickets"]].sort_values(["queueId", "date"], ignore_index=True)
             .assign(date=lambda d: _iso(d.date)))
 
+# %% ../../nbs/21_queues_analytics.ipynb #08353fa8
 @dataclass(frozen=True)
 class DataStatus:
     status: bool
@@ -193,6 +205,7 @@ class DataStatus:
     end: str
     sha256: str
 
+# %% ../../nbs/21_queues_analytics.ipynb #7fe7f799
 def data_status(data: QueueData) -> DataStatus:
     "`GET /queues/api/data_status`: what data is loaded."
     ts = _iso(data.loads.index[[0, -1]])
