@@ -32,8 +32,8 @@ lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 run: install  ## the main job: data pipeline summary, train every domain (skips stored models), then serve the bento (Ctrl-C stops)
-	@echo "== data pipeline summary"; $(BIN)/mlkit data
-	@echo "== training the default models of every domain (seconds when they are already stored)"; $(PY) -m mlkit.serve.train
+	@echo "== data pipeline summary"; $(BIN)/mlkit data --reuse
+	@echo "== training the default models of every domain (seconds when they are already stored)"; $(PY) -m mlkit.serve.train --reuse
 	@echo "== serving (the rendered reports are in reports/; 'make reports' renders them again)"; $(BIN)/mlkit serve
 
 train: install  ## train the default models of every domain into the BentoML model store (idempotent; data/bentoml)

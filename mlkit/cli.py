@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="run the data pipeline over bundled data sets and print a summary table")
     d.add_argument("names", nargs="*", help=f"data sets (default: all of {datasets.names()})")
+    d.add_argument("--reuse", action="store_true", help="print the last table when nothing the pipeline reads changed")
     r = sub.add_parser("reports", help="render the papermill report templates into reports/*.html")
     r.add_argument("names", nargs="*", help=f"templates (default: all of {list(REPORTS)})")
     r.add_argument("--symbol", action="append", help="only the runs for this symbol (repeatable)")
@@ -149,8 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.command == "data":
-            with pd.option_context("display.width", 200, "display.max_columns", 20):
-                print(data_summary(a.names or None).to_string())
+            from mlkit.stamps import code_state, remembered
+            def table() -> str:
+                with pd.option_context("display.width", 200, "display.max_columns", 20):
+                    return data_summary(a.names or None).to_string()
+            text, reused = remembered("data-summary", lambda: {**code_state(), "names": a.names}, table, reuse=a.reuse)
+            if reused: print("(nothing the pipeline reads changed since its last run: that run's table, load times included)")
+            print(text)
         elif a.command == "reports":
             render_reports(a.names or None, a.symbol)
         elif a.command == "train":

@@ -9,6 +9,7 @@ from .process import StopOnFailedStartup, die_with_parent
 die_with_parent()   # in a worker, before the heavy imports below: it must not outlive its server even while it starts
 
 import functools
+import importlib
 import gc
 import json
 import logging
@@ -16,7 +17,6 @@ import logging
 from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import attrs
 import bentoml
-import gradio as gr
 from _bentoml_sdk.method import APIMethod
 from bentoml.exceptions import BentoMLException, InvalidArgument
 from fastapi import FastAPI
@@ -26,7 +26,6 @@ from pydantic import ValidationError
 from .. import __version__
 from ..core import get_logger, git_commit, settings
 from ..marketplace.api import app as marketplace_app
-from . import market_demo, marketplace_ui, monitor_demo, queues_demo, recsys_demo, text_demo, vision_demo
 from .market import MarketAPI
 from .monitor import MonitorAPI
 from .queues import QueuesAPI
@@ -36,8 +35,9 @@ from .vision import VisionAPI
 
 # %% auto #0
 __all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'CLIENT_ERROR', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote',
-           'landing_page', 'ui_app', 'problem', 'ProblemMiddleware', 'openapi30', 'document_errors', 'output_refs',
-           'about', 'SecureHeaders', 'MountRoots', 'MarketplaceAPI', 'conforming', 'mount_domains', 'MLKit']
+           'landing_page', 'mount_demos', 'ui_app', 'problem', 'ProblemMiddleware', 'openapi30', 'document_errors',
+           'output_refs', 'about', 'SecureHeaders', 'MountRoots', 'MarketplaceAPI', 'conforming', 'mount_domains',
+           'MLKit']
 
 # %% ../../nbs/99_serve_app.ipynb #6b8debd6
 class ClientError(InvalidArgument):
@@ -75,31 +75,40 @@ def remote(mixin: type,     # a domain's mixin, e.g. MarketAPI
     return type(f"Remote{mixin.__name__}", (), ns)
 
 # %% ../../nbs/99_serve_app.ipynb #59c4184d
-def _guarded(demo: gr.Blocks):
-    "Mount `demo` with Gradio's own check that input files came through its upload route (a mounted app skips it)."
+def _guarded(module: str):
+    "Mount the `demo` of `module` with Gradio's own check that input files came through its upload route."
     def mount(app, path):
+        import gradio as gr
+        from mlkit.serve.marketplace_ui import guard_uploads
+        demo = importlib.import_module(module).demo
         out = gr.mount_gradio_app(app, demo, path=path)
-        marketplace_ui.guard_uploads(demo)
+        guard_uploads(demo)   # a mounted app skips that check unless told
         return out
     return mount
 
+def _marketplace_ui(app, path):
+    "Mount the marketplace's demo (its own mount sets its upload limit)."
+    from mlkit.serve.marketplace_ui import mount
+    return mount(app, path)
+
 DEMOS: dict[str, tuple[str, str, callable]] = {   # path under /ui -> (title, what it does, mount(app, path))
     "market": ("Market direction", "next-day direction of BTC-USD and the S&P 500, with the walk-forward figures",
-               _guarded(market_demo.demo)),
+               _guarded("mlkit.serve.market_demo")),
     "marketplace": ("Prediction marketplace", "accounts, balance, priced diabetes-progression models, prediction jobs",
-                    lambda app, path: marketplace_ui.mount(app, path)),
+                    _marketplace_ui),
     "queues": ("Support-queue load", "history, weekday and weekly averages, and load forecasts with intervals per queue",
-               _guarded(queues_demo.demo)),
+               _guarded("mlkit.serve.queues_demo")),
     "text": ("Ticket text classification", "train, compare and apply text classifiers; predictions for a text or a CSV",
-             _guarded(text_demo.demo)),
+             _guarded("mlkit.serve.text_demo")),
     "vision": ("Handwritten digits", "draw a digit and see the class probabilities of the dense network",
-               _guarded(vision_demo.demo)),
+               _guarded("mlkit.serve.vision_demo")),
     "recsys": ("Movie recommendations", "personal picks for MovieLens users, popular-in-genres for new ones",
-               _guarded(recsys_demo.demo)),
+               _guarded("mlkit.serve.recsys_demo")),
     "monitor": ("Live model monitoring", "the streamed model's error histogram and drift alarms, refreshed live",
-                _guarded(monitor_demo.demo)),
+                _guarded("mlkit.serve.monitor_demo")),
 }
 
+# %% ../../nbs/99_serve_app.ipynb #61409070
 def landing_page(demos: dict = DEMOS, prefix: str = "/ui") -> str:
     "The HTML of `/ui/`: one link per demo, with what it does."
     items = "".join(f'<li><a href="{prefix}/{p}/">{t}</a>: {d}</li>' for p, (t, d, _) in demos.items())
@@ -107,15 +116,24 @@ def landing_page(demos: dict = DEMOS, prefix: str = "/ui") -> str:
             f"<body style='font-family:sans-serif;max-width:48em;margin:2em auto'><h1>mlkit demos</h1><ul>{items}</ul>"
             f"<p>The HTTP API and its documentation: <a href='/docs'>/docs</a>.</p></body></html>")
 
-def ui_app(demos: dict = DEMOS) -> FastAPI:
+# %% ../../nbs/99_serve_app.ipynb #2ff46a15
+def mount_demos(app: FastAPI, demos: dict = DEMOS) -> FastAPI:
+    "Mount each demo of `demos` on `app` at `/<path>`, skipping paths already mounted; returns `app`."
+    have = {getattr(r, "path", None) for r in app.routes}
+    for path, (_, _, mount) in demos.items():
+        if f"/{path}" not in have: mount(app, f"/{path}")
+    return app
+
+def ui_app(demos: dict = DEMOS,
+           mounted: bool = True,  # False: the landing page only; `mount_demos` adds the demos later
+           ) -> FastAPI:
     "The Gradio demos as one ASGI app, to be mounted at `/ui`: each at `/<path>`, and the landing page at `/`."
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     page = landing_page(demos)
     app.get("/", include_in_schema=False)(lambda: HTMLResponse(page))
-    for path, (_, _, mount) in demos.items(): mount(app, f"/{path}")
-    return app
+    return mount_demos(app, demos) if mounted else app
 
-UI = ui_app()
+UI = ui_app(mounted=False)
 
 # %% ../../nbs/99_serve_app.ipynb #568e85a7
 _CODES = {400: "bad_request", 401: "unauthorized", 402: "payment_required", 403: "forbidden", 404: "not_found",
@@ -412,6 +430,7 @@ class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI,
     "mlkit's HTTP API: every domain's routes under its own prefix, in one process; demos at /ui."
     def __init__(self):
         super().__init__()
+        mount_demos(UI)   # here, in the worker: the supervisor never imports Gradio
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAtInfo())
         _ABOUT.update(about())
         _log.info("serving mlkit %s from %s%s: %s", __version__, _ABOUT["mode"], f" {_ABOUT['bento']}" if _ABOUT["bento"] else "",

@@ -14,7 +14,7 @@ from ..core import get_logger
 log = get_logger("serve.train")
 
 # %% auto #0
-__all__ = ['log', 'DOMAINS', 'train_queues', 'train_marketplace', 'train_all', 'served_models', 'main']
+__all__ = ['log', 'DOMAINS', 'train_queues', 'train_marketplace', 'train_all', 'served_models', 'train_state', 'main']
 
 # %% ../../nbs/98_serve_train.ipynb #d3dd4617
 DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accepts force=)
@@ -77,13 +77,33 @@ def served_models(home=None) -> list[dict]:
              ("monitor", settings.get("monitor", "model"), True)]
     return [dict(domain=d, name=n, tag=store.production_tag(n, home), required=r) for d, n, r in names]
 
+# %% ../../nbs/98_serve_train.ipynb #ac643ac3
+def train_state(home=None) -> dict:
+    "Everything `train_all`'s check reads, for `mlkit.stamps`: code, packages, settings, caches and the model store."
+    from mlkit.core import settings
+    from mlkit.stamps import code_state, tree_state
+    from mlkit.store import store_home
+    h = store_home(home)
+    return {**code_state(), "cache": tree_state(settings.path("cache_dir")),
+            "model_dir": tree_state(settings.path("model_dir")),
+            "store": tree_state(h / "models"), "registry": tree_state(h / "mlkit_registry.json")}
+
 # %% ../../nbs/98_serve_train.ipynb #da22290f
 def main(argv=None):
     ap = argparse.ArgumentParser(description="train the default models of every domain into the model store (idempotent)")
     ap.add_argument("domains", nargs="*", help=f"domains to train (default all): {', '.join(DOMAINS)}")
     ap.add_argument("--force", action="store_true", help="retrain even when an identical model is stored")
+    ap.add_argument("--reuse", action="store_true",
+                    help="skip the check when nothing it reads changed since the last one (what `make run` does)")
     a = ap.parse_args(argv)
-    train_all(a.domains or None, force=a.force)
+    if a.force or a.domains: return train_all(a.domains or None, force=a.force)
+    from mlkit.stamps import remembered
+    t = time.perf_counter()
+    out, reused = remembered("train", train_state, lambda: train_all(), reuse=a.reuse)
+    if reused:
+        print(f"every domain up to date: nothing the check reads changed since it last ran ({time.perf_counter() - t:.1f} s; "
+              f"`make train` checks again)", flush=True)
+    return out
 
 # %% ../../nbs/98_serve_train.ipynb #83a24587
 if __name__ == "__main__": main()
