@@ -46,6 +46,7 @@ REGISTRY_FILE = "mlkit_registry.json"
 _MODEL_DIR = "mlkit_model"              # the mlkit model inside a BentoML model's directory
 _home_override: list[Path] = []
 
+# %% ../nbs/05_store.ipynb #77628bb3
 @contextlib.contextmanager
 def using_home(path):  # a BentoML home directory (created if missing)
     "Use another BentoML home as the default of every function here inside the block (tests, sandboxes)."
@@ -54,12 +55,14 @@ def using_home(path):  # a BentoML home directory (created if missing)
     try: yield p
     finally: _home_override.pop()
 
+# %% ../nbs/05_store.ipynb #26d5a0fb
 def store_home(home=None) -> Path:
     "The BentoML home used: `home`, else the innermost `using_home`, else BentoML's configured `BENTOML_HOME`."
     if home is not None: return Path(home).expanduser().resolve()
     if _home_override: return _home_override[-1]
     return Path(BentoMLContainer.bentoml_home.get()).resolve()
 
+# %% ../nbs/05_store.ipynb #7c0c60b6
 def _store(home=None) -> ModelStore:
     if home is None and not _home_override: return BentoMLContainer.model_store.get()
     d = store_home(home) / "models"
@@ -69,7 +72,7 @@ def _store(home=None) -> ModelStore:
 # %% ../nbs/05_store.ipynb #8862dc80
 @contextlib.contextmanager
 def _registry(home=None, write: bool = False):
-    "The registry as a dict, under an exclusive lock; with `write=True` it is saved atomically when the block succeeds."
+    "The registry as a dict, under an exclusive lock; with `write=True` it is saved atomically when the block ends."
     h = store_home(home)
     h.mkdir(parents=True, exist_ok=True)
     path = h / REGISTRY_FILE
@@ -84,9 +87,11 @@ def _registry(home=None, write: bool = False):
                 os.replace(tmp, path)
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
 
+# %% ../nbs/05_store.ipynb #6174d0e7
 def _entry(reg: dict, name: str) -> dict:
     return reg["models"].setdefault(name, {"production": None, "stack": [], "history": []})
 
+# %% ../nbs/05_store.ipynb #ba3f8287
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 # %% ../nbs/05_store.ipynb #5ac9c7eb
@@ -96,14 +101,18 @@ def _json_safe(v):
     if isinstance(v, (list, tuple)): return [("null" if x is None else _json_safe(x)) for x in v]
     return v
 
+# %% ../nbs/05_store.ipynb #017f41e0
 def _check_name(name) -> str:
     if not isinstance(name, str): raise TypeError(f"model name must be a string, got {type(name).__name__}")
     try: Tag.from_taglike(name)
-    except ValueError as e: raise DataError(f"invalid model name {name!r}: {e}; use lowercase letters, digits, '-', '_' and '.'") from None
+    except ValueError as e:
+        raise DataError(f"invalid model name {name!r}: {e}; use lowercase letters, digits, '-', '_' and '.'") from None
     if ":" in name or name != name.lower():
-        raise DataError(f"invalid model name {name!r}: expected lowercase letters, digits, '-', '_' and '.' without a version")
+        raise DataError(f"invalid model name {name!r}: expected lowercase letters, digits, '-', '_' and '.' "
+                        "without a version")
     return name
 
+# %% ../nbs/05_store.ipynb #88ed4239
 def save_model(name: str,                 # BentoML model name, e.g. "market-btc-usd"
                model,                     # a fitted mlkit model (an `MlkitClassifier`)
                card=None,                 # ModelCard or its dict; None: the model's `card_`, else a bare card
@@ -113,13 +122,16 @@ def save_model(name: str,                 # BentoML model name, e.g. "market-btc
                ) -> str:
     "Save a fitted mlkit model and its card as a new version of `name`; returns its tag `name:version`."
     _check_name(name)
-    if not isinstance(model, MlkitClassifier): raise TypeError(f"model must be a fitted mlkit model (MlkitClassifier), got {type(model).__name__}")
+    if not isinstance(model, MlkitClassifier):
+        raise TypeError(f"model must be a fitted mlkit model (MlkitClassifier), got {type(model).__name__}")
     if stage not in STAGES: raise DataError(f"unknown stage {stage!r}; valid stages at creation: {list(STAGES)}")
     model._check_fitted()
     if isinstance(card, dict): card = ModelCard(**card)
     card = card or getattr(model, "card_", None) or make_card(model)
-    labels = {**{str(k): str(v) for k, v in (labels or {}).items()}, "stage": stage, "framework": "mlkit", "estimator": model.name}
-    with bentoml.models.create(name, labels=labels, metadata=_json_safe(card.to_dict()), _model_store=_store(home)) as bm:
+    labels = {**{str(k): str(v) for k, v in (labels or {}).items()}, "stage": stage, "framework": "mlkit",
+              "estimator": model.name}
+    with bentoml.models.create(name, labels=labels, metadata=_json_safe(card.to_dict()),
+                               _model_store=_store(home)) as bm:
         model.save(Path(bm.path) / _MODEL_DIR, card=card)
     tag = str(bm.tag)
     log.info("saved %s (%s, stage %s) to the model store %s", tag, model.name, stage, store_home(home),
@@ -131,14 +143,16 @@ def save_model(name: str,                 # BentoML model name, e.g. "market-btc
 BENTO_MANIFEST = "mlkit_bento.json"   # in a built bento's source folder: the production tags packed at build time
 MANIFEST_FORMAT = 1                   # the manifest layout this mlkit reads and writes
 
+# %% ../nbs/05_store.ipynb #c98948d2
 @functools.lru_cache(maxsize=8)
 def _read_manifest(path: str, mtime_ns: int) -> dict:
     try: m = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{path} is not a readable bento manifest ({e}); rebuild the bento with `make bento`") from None
+        raise ConfigError(f"{path} is not a readable bento manifest ({e}); "
+                          "rebuild the bento with `make bento`") from None
     if not isinstance(m, dict) or not isinstance(m.get("models"), dict):
-        raise ConfigError(f"{path}: expected a JSON object with a 'models' mapping of name to tag, got {str(m)[:80]!r}; "
-                          "rebuild the bento with `make bento`")
+        raise ConfigError(f"{path}: expected a JSON object with a 'models' mapping of name to tag, "
+                          f"got {str(m)[:80]!r}; rebuild the bento with `make bento`")
     fmt, built_by = m.get("format"), m.get("mlkit_version")
     if fmt != MANIFEST_FORMAT or built_by != __version__:
         raise ConfigError(f"this bento was built by mlkit {built_by} (manifest format {fmt}), but the running mlkit is "
@@ -146,27 +160,32 @@ def _read_manifest(path: str, mtime_ns: int) -> dict:
                           f"or serve it with mlkit {built_by}")
     return m
 
+# %% ../nbs/05_store.ipynb #7f3843fc
 def bento_manifest(root=None) -> dict | None:
-    "The manifest of the built bento this process serves (bento tag, packed production tags), or None in a working tree."
+    "The manifest of the built bento this process serves (bento tag, packed production tags), else None."
     p = Path(root or settings.root) / BENTO_MANIFEST
     try: mtime = p.stat().st_mtime_ns
     except FileNotFoundError: return None
     return _read_manifest(str(p), mtime)
 
+# %% ../nbs/05_store.ipynb #a93ece94
 def _check_not_bento(home=None) -> None:
     "Promotion and rollback change a working tree's registry; inside a built bento they would silently change nothing."
     if home is None and not _home_override and (m := bento_manifest()) is not None:
-        raise ConfigError(f"this process serves the built bento {m.get('bento')}, whose production models are fixed at build "
-                          f"time ({m['models']}); promote or roll back in the working tree, then build again (`make bento`)")
+        raise ConfigError(f"this process serves the built bento {m.get('bento')}, whose production models are fixed "
+                          f"at build time ({m['models']}); promote or roll back in the working tree, then build again "
+                          "(`make bento`)")
 
 # %% ../nbs/05_store.ipynb #b1f44dff
 def _get(ref: str, home=None):
     "The BentoML model of a full tag or `name:latest`; a `DataError` names what the store holds otherwise."
-    if not isinstance(ref, str) or not ref.strip(): raise TypeError(f"model tag must be a non-empty string like 'name:version', got {ref!r}")
+    if not isinstance(ref, str) or not ref.strip():
+        raise TypeError(f"model tag must be a non-empty string like 'name:version', got {ref!r}")
     try: return bentoml.models.get(ref, _model_store=_store(home))
     except (NotFound, BentoMLException, ValueError) as e:
         raise DataError(f"model {ref!r} not found ({e}); {_inventory(ref.split(':')[0], home)}") from None
 
+# %% ../nbs/05_store.ipynb #551aae6a
 def _inventory(name: str | None, home=None) -> str:
     "What the store holds, for error messages."
     st = _store(home)
@@ -174,17 +193,26 @@ def _inventory(name: str | None, home=None) -> str:
     except (NotFound, ValueError, BentoMLException): versions = []
     if versions: return f"versions of {name!r}: {versions}"
     names = sorted({m.tag.name for m in st.list()})
-    return f"model names in the store {store_home(home)}: {names}" if names else f"the model store {store_home(home)} is empty (run `mlkit train` first)"
+    if not names: return f"the model store {store_home(home)} is empty (run `mlkit train` first)"
+    return f"model names in the store {store_home(home)}: {names}"
 
+# %% ../nbs/05_store.ipynb #9f4bc308
 def _figures(bm) -> dict:
     m = bm.info.metadata.get("metrics", {})
     return {k: m[k] for k in ("accuracy", "baseline_accuracy", "roc_auc", "sharpe") if k in m}
 
+# %% ../nbs/05_store.ipynb #f5f954ec
 def production_tag(name: str, home=None) -> str | None:
     "The tag of the production model of `name`, or None (inside a built bento: the tag packed at build time)."
     if home is None and not _home_override and (m := bento_manifest()) is not None: return m["models"].get(name)
     with _registry(home) as reg: return reg["models"].get(name, {}).get("production")
 
+# %% ../nbs/05_store.ipynb #b08d4c47
+def _exists(tag: str, home=None) -> bool:
+    try: bentoml.models.get(tag, _model_store=_store(home)); return True
+    except (NotFound, BentoMLException, ValueError): return False
+
+# %% ../nbs/05_store.ipynb #d40349ee
 def promote(tag: str,            # full tag "name:version" or "name:latest"
             home=None,
             reason: str | None = None,  # why, for the history
@@ -199,18 +227,17 @@ def promote(tag: str,            # full tag "name:version" or "name:latest"
         prev = e["production"]
         if prev == tag:
             log.info("%s is already in production", tag); return tag
-        figs = {"new": _figures(bm), **({"previous": _figures(_get(prev, home))} if prev and _exists(prev, home) else {}), **(figures or {})}
+        old = {"previous": _figures(_get(prev, home))} if prev and _exists(prev, home) else {}
+        figs = {"new": _figures(bm), **old, **(figures or {})}
         e["production"] = tag
         e["stack"].append(tag)
-        e["history"].append({"time": _now(), "action": "promote", "tag": tag, "previous": prev, "reason": reason, "figures": figs})
+        e["history"].append({"time": _now(), "action": "promote", "tag": tag, "previous": prev, "reason": reason,
+                             "figures": figs})
     log.info("promoted %s to production (previous: %s; reason: %s; figures: %s)", tag, prev, reason, figs,
              extra={"event": "promote", "tag": tag, "previous": prev, "figures": figs})
     return tag
 
-def _exists(tag: str, home=None) -> bool:
-    try: bentoml.models.get(tag, _model_store=_store(home)); return True
-    except (NotFound, BentoMLException, ValueError): return False
-
+# %% ../nbs/05_store.ipynb #481b8899
 def rollback(name: str, home=None, reason: str | None = None) -> str:
     "Restore the production model that preceded the current one; returns its tag."
     _check_not_bento(home)
@@ -219,19 +246,26 @@ def rollback(name: str, home=None, reason: str | None = None) -> str:
         if not e or not e["production"]:
             raise DataError(f"no production model named {name!r} to roll back; {_inventory(name, home)}")
         stack = [t for t in e["stack"][:-1] if t != e["production"]]
-        if not stack: raise DataError(f"{name!r} has no earlier production model to roll back to (in production: {e['production']})")
+        if not stack:
+            raise DataError(f"{name!r} has no earlier production model to roll back to "
+                            f"(in production: {e['production']})")
         target = stack[-1]
-        if not _exists(target, home): raise DataError(f"the previous production model {target} is no longer in the store; {_inventory(name, home)}")
+        if not _exists(target, home):
+            raise DataError(f"the previous production model {target} is no longer in the store; "
+                            f"{_inventory(name, home)}")
         cur = e["production"]
-        figs = {"restored": _figures(_get(target, home)), **({"rolled_back": _figures(_get(cur, home))} if _exists(cur, home) else {})}
+        gone = {"rolled_back": _figures(_get(cur, home))} if _exists(cur, home) else {}
+        figs = {"restored": _figures(_get(target, home)), **gone}
         e["stack"] = e["stack"][:-1]
         while e["stack"] and e["stack"][-1] != target: e["stack"].pop()
         e["production"] = target
-        e["history"].append({"time": _now(), "action": "rollback", "tag": target, "previous": cur, "reason": reason, "figures": figs})
+        e["history"].append({"time": _now(), "action": "rollback", "tag": target, "previous": cur, "reason": reason,
+                             "figures": figs})
     log.info("rolled %s back from %s to %s (figures: %s)", name, cur, target, figs,
              extra={"event": "rollback", "tag": target, "previous": cur, "figures": figs})
     return target
 
+# %% ../nbs/05_store.ipynb #b4ac66c7
 def history(name: str, home=None) -> pd.DataFrame:
     "Every promotion and rollback of `name`, oldest first."
     with _registry(home) as reg: rows = reg["models"].get(name, {}).get("history", [])
@@ -244,19 +278,25 @@ def history(name: str, home=None) -> pd.DataFrame:
 def load_model(ref: str,   # "name:version", "name:latest", or "name" (its production model)
                home=None) -> tuple:
     "Load a stored model: `(model, card as a dict, tag)`."
-    if not isinstance(ref, str) or not ref.strip(): raise TypeError(f"model reference must be a non-empty string like 'name', 'name:latest' or 'name:version', got {ref!r}")
+    if not isinstance(ref, str) or not ref.strip():
+        raise TypeError("model reference must be a non-empty string like 'name', 'name:latest' or 'name:version', "
+                        f"got {ref!r}")
     if ":" not in ref:
         _check_name(ref)
         prod = production_tag(ref, home)
-        if prod is None: raise DataError(f"no production model named {ref!r}; {_inventory(ref, home)}; promote one or pass a full tag")
+        if prod is None:
+            raise DataError(f"no production model named {ref!r}; {_inventory(ref, home)}; "
+                            "promote one or pass a full tag")
         ref = prod
     bm = _get(ref, home)
     model = _load_dir(Path(bm.path) / _MODEL_DIR)
     return model, model.card_.to_dict(), str(bm.tag)
 
+# %% ../nbs/05_store.ipynb #4500d26f
 def list_models(name: str | None = None, home=None) -> pd.DataFrame:
     "The stored mlkit models (all, or the versions of `name`), oldest first, with stage and key metrics."
-    cols = ["tag", "name", "version", "created", "stage", "estimator", "accuracy", "baseline_accuracy", "roc_auc", "sharpe", "train_end", "labels"]
+    cols = ["tag", "name", "version", "created", "stage", "estimator", "accuracy", "baseline_accuracy", "roc_auc",
+            "sharpe", "train_end", "labels"]
     st = _store(home)
     try: models = st.list(name)
     except NotFound: models = []
@@ -266,16 +306,20 @@ def list_models(name: str | None = None, home=None) -> pd.DataFrame:
         if bm.info.labels.get("framework") != "mlkit": continue
         e, tag = entries.get(bm.tag.name, {}), str(bm.tag)
         was_prod = any(h["tag"] == tag for h in e.get("history", []))
-        stage = "production" if e.get("production") == tag else "archived" if was_prod else bm.info.labels.get("stage", "candidate")
+        stage = ("production" if e.get("production") == tag else "archived" if was_prod
+                 else bm.info.labels.get("stage", "candidate"))
         md = bm.info.metadata
-        rows.append(dict(tag=tag, name=bm.tag.name, version=bm.tag.version, created=pd.Timestamp(bm.creation_time), stage=stage,
-                         estimator=bm.info.labels.get("estimator"), **{k: md.get("metrics", {}).get(k, float("nan")) for k in cols[6:10]},
+        figures = {k: md.get("metrics", {}).get(k, float("nan")) for k in cols[6:10]}
+        rows.append(dict(tag=tag, name=bm.tag.name, version=bm.tag.version, created=pd.Timestamp(bm.creation_time),
+                         stage=stage, estimator=bm.info.labels.get("estimator"), **figures,
                          train_end=md.get("train_end"), labels=dict(bm.info.labels)))
     return pd.DataFrame(rows, columns=cols).sort_values(["name", "created"], ignore_index=True)
 
+# %% ../nbs/05_store.ipynb #513292e0
 def delete_model(tag: str, home=None) -> None:
     "Remove a stored model that is not in production (a full tag)."
     bm = _get(tag, home)
-    if production_tag(bm.tag.name, home) == str(bm.tag): raise DataError(f"{bm.tag} is in production; promote another model or roll back before deleting it")
+    if production_tag(bm.tag.name, home) == str(bm.tag):
+        raise DataError(f"{bm.tag} is in production; promote another model or roll back before deleting it")
     bentoml.models.delete(str(bm.tag), _model_store=_store(home))
     log.info("deleted %s from the model store", bm.tag, extra={"event": "delete", "tag": str(bm.tag)})
