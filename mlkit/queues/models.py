@@ -11,6 +11,7 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
+from fastcore.basics import patch
 
 from .. import store
 from ..core import DataError, get_logger, git_commit, settings
@@ -32,6 +33,7 @@ def model_name(dataset: str, granularity: str) -> str:
     "The store name of a data set's forecaster at a granularity."
     return f"queues-{dataset.replace('_', '-').replace('@', '-v')}-{granularity}"
 
+# %% ../../nbs/23_queues_models.ipynb #3ea78d90
 def _summary(fc: QueueForecaster) -> dict:
     bt = fc.backtest_
     table = {str(k): {c: (None if pd.isna(v) else round(float(v), 4)) for c, v in row.items()} for k,
@@ -40,6 +42,7 @@ def _summary(fc: QueueForecaster) -> dict:
             "coverage": {str(k): v for k, v in bt.coverage.items()},
             "chosen": {str(k): v for k, v in bt.chosen.items()}, "fit_seconds": round(fc.fit_seconds_, 1)}
 
+# %% ../../nbs/23_queues_models.ipynb #ad01a8fe
 def save_forecaster(fc: QueueForecaster, home=None, promote: bool = True) -> str:
     "Store a fitted forecaster (and promote it); returns its tag."
     fc._check_fitted()
@@ -53,6 +56,7 @@ def save_forecaster(fc: QueueForecaster, home=None, promote: bool = True) -> str
     if promote: store.promote(tag, home=home, reason="queues forecaster")
     return tag
 
+# %% ../../nbs/23_queues_models.ipynb #dcd8ff7b
 def load_forecaster(dataset: str, granularity: str, home=None) -> tuple[QueueForecaster, str]:
     "The production forecaster of `dataset` at `granularity` and its tag; a `DataError` says how to train it."
     name = model_name(dataset, granularity)
@@ -99,45 +103,56 @@ class QueuesBackend:
             try: self._fc[(n, g)] = load_forecaster(n, g, home)
             except DataError as e: self.missing.append(str(e)); _log.warning("%s", e)
 
-    def data(self, name: str | None = None) -> QueueData:
-        "A data set by name (default: settings [queues] dataset)."
-        name = name or self.default
-        with self._lock:
-            if name not in self._data: self._data[name] = load_queues(name, self.engine)
-            return self._data[name]
+# %% ../../nbs/23_queues_models.ipynb #ee702f04
+@patch
+def data(self: QueuesBackend, name: str | None = None) -> QueueData:
+    "A data set by name (default: settings [queues] dataset)."
+    name = name or self.default
+    with self._lock:
+        if name not in self._data: self._data[name] = load_queues(name, self.engine)
+        return self._data[name]
 
-    def forecaster(self, name: str | None, granularity: str | None) -> tuple[QueueForecaster, str]:
-        "The forecaster of a data set at a granularity: stored, or fitted now for an upload."
-        data = self.data(name)
-        g = data.check_granularity(granularity or DEFAULT_GRANULARITY.get(data.name, data.base))
-        key = (data.name, g)
-        with self._lock:
-            if key in self._fc: return self._fc[key]
-            if data.name in BUNDLED:
-                try: self._fc[key] = load_forecaster(data.name, g, self.home); return self._fc[key]
-                except DataError as e: raise LookupError(str(e)) from None
-            s = seasons(data, g)[0]
-            fc = QueueForecaster(g, h=max(s, 2), n_windows=2).fit(data)
-            self._fc[key] = (fc, f"fitted on demand for {data.name}")
-            return self._fc[key]
+# %% ../../nbs/23_queues_models.ipynb #4114beec
+@patch
+def forecaster(self: QueuesBackend, name: str | None, granularity: str | None) -> tuple[QueueForecaster, str]:
+    "The forecaster of a data set at a granularity: stored, or fitted now for an upload."
+    data = self.data(name)
+    g = data.check_granularity(granularity or DEFAULT_GRANULARITY.get(data.name, data.base))
+    key = (data.name, g)
+    with self._lock:
+        if key in self._fc: return self._fc[key]
+        if data.name in BUNDLED:
+            try: self._fc[key] = load_forecaster(data.name, g, self.home); return self._fc[key]
+            except DataError as e: raise LookupError(str(e)) from None
+        s = seasons(data, g)[0]
+        fc = QueueForecaster(g, h=max(s, 2), n_windows=2).fit(data)
+        self._fc[key] = (fc, f"fitted on demand for {data.name}")
+        return self._fc[key]
 
-    def forecast(self, queue_id: int, horizon: int, granularity: str | None = None, levels=(80, 95),
-                 dataset: str | None = None) -> tuple[ForecastResult, str]:
-        fc, tag = self.forecaster(dataset, granularity)
-        self.data(dataset).check_queue(queue_id)
-        return fc.forecast(queue_id, horizon, levels), tag
+# %% ../../nbs/23_queues_models.ipynb #ba5b4e44
+@patch
+def forecast(self: QueuesBackend, queue_id: int, horizon: int, granularity: str | None = None, levels=(80, 95),
+             dataset: str | None = None) -> tuple[ForecastResult, str]:
+    "The forecast of one queue and the tag of the model behind it."
+    fc, tag = self.forecaster(dataset, granularity)
+    self.data(dataset).check_queue(queue_id)
+    return fc.forecast(queue_id, horizon, levels), tag
 
-    def upload(self, content: bytes, hierarchy: bytes | None, name: str) -> str:
-        "Validate and store an upload as the next version of `name`; returns `name@version`."
-        from mlkit.queues.data import _check_name
-        _check_name(name)
-        data = parse_upload(content, hierarchy, name)
-        return save_upload(data, name, self.engine)
+# %% ../../nbs/23_queues_models.ipynb #d4f3cf0c
+@patch
+def upload(self: QueuesBackend, content: bytes, hierarchy: bytes | None, name: str) -> str:
+    "Validate and store an upload as the next version of `name`; returns `name@version`."
+    from mlkit.queues.data import _check_name
+    _check_name(name)
+    data = parse_upload(content, hierarchy, name)
+    return save_upload(data, name, self.engine)
 
-    def reload(self) -> str:
-        "Forget cached data sets and on-demand forecasters; the default data set is the bundled one again."
-        with self._lock:
-            self._data.clear()
-            self._fc = {k: v for k, v in self._fc.items() if k[0] in BUNDLED}
-            self.default = settings.get("queues", "dataset")
-        return self.default
+# %% ../../nbs/23_queues_models.ipynb #e9f0f6cb
+@patch
+def reload(self: QueuesBackend) -> str:
+    "Forget cached data sets and on-demand forecasters; the default data set is the bundled one again."
+    with self._lock:
+        self._data.clear()
+        self._fc = {k: v for k, v in self._fc.items() if k[0] in BUNDLED}
+        self.default = settings.get("queues", "dataset")
+    return self.default
