@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/marketplace.py [--jobs 600] [--drain 2000]
 
 A real server (`python -m mlkit.marketplace.api`, uvicorn, one process, [marketplace] workers threads) on a temporary
-SQLite database; clients POST single-row Risk Assessment jobs with a bearer JWT. "accepted/s": 202 answers per second
+SQLite database; clients POST single-row linear-regression (`risk-assessment`) jobs with a bearer JWT. "accepted/s": 202 answers per second
 of submitting; "completed/s": jobs per second from the first submission until the last one is completed (read from the
 database). Then the workers alone: a backlog queued while no worker runs is drained in-process by a JobRunner.
 Target: at least 200 completed single-row jobs per second.

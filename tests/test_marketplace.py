@@ -183,7 +183,9 @@ def test_openapi_describes_the_seed_routes(srv):
     body = doc["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body) and body["application/json"]["examples"]
     models = httpx.get(srv.url + "/models").json()
-    assert [(m["name"], m["cost"]) for m in models] == [("Risk Assessment", 10), ("Return Prediction", 15), ("Premium Analysis", 20)]
+    assert [(m["name"], m["cost"]) for m in models] == [("Diabetes progression: linear regression", 10),
+                                                        ("Diabetes progression: random forest", 15),
+                                                        ("Diabetes progression: CatBoost", 20)]
     for m in models:
         assert [c["name"] for c in m["input_schema"]["columns"]] == ["age", "bmi", "bp", "s1", "s5"]
         assert m["model_card"]["data"]["dataset"] == "diabetes" and m["model_card"]["metrics"]["mae"] > 0
@@ -212,51 +214,77 @@ def test_happy_path_json_csv_and_download(srv):
 
 
 # ------------------------------------------------------------------------------------------ bad requests write nothing
-def test_bad_requests_get_4xx_and_write_nothing(srv):
-    base = srv.url
-    ann, bob = new_user(base, topup=100), new_user(base, topup=10)
-    pid = httpx.post(base + "/predict", json={"model_id": "risk-assessment", "input_data": ROW}, headers=bob["h"]).json()["prediction_id"]
-    wait_status(base, bob["h"], pid)
-    H, J = ann["h"], {**ann["h"], "Content-Type": "application/json"}
-    big_csv = ("age,bmi,bp,s1,s5\n" + "50,26.4,94,190,4.6\n" * 2000).encode()                  # ~40 kB > 20 kB limit
-    cases = [
-        ("post", "/predict", dict(content=b'{"model_id": "risk-assessment", "input_data": {', headers=J), 400, "malformed JSON"),
-        ("post", "/predict", dict(content=b"[1, 2]", headers=J), 422, "body must be a JSON object"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": "age,bmi\n1,2,3\n"}, headers=H), 422, "malformed CSV"),
-        ("post", "/predict", dict(files={"file": ("x.csv", b"age,bmi,bp,s1,s5\n1,2\n")}, data={"model_id": "risk-assessment"}, headers=H),
-         422, "malformed CSV"),
-        ("post", "/predict", dict(files={"file": ("x.csv", b"\xff\xfe\x00")}, data={"model_id": "risk-assessment"}, headers=H), 422, "not UTF-8"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": {"age": 50, "bmi": 26, "weight": 80}}, headers=H),
-         422, "expected columns ['age', 'bmi', 'bp', 's1', 's5'], got ['age', 'bmi', 'weight']; missing ['bp', 's1', 's5']; unexpected ['weight']"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": {**ROW, "age": "old"}}, headers=H), 422, "expected a finite number"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": {**ROW, "bmi": 400}}, headers=H), 422, "outside the valid range"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": [ROW] * 101}, headers=H), 413, "too many rows"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": 5}, headers=H), 422, "got int"),
-        ("post", "/predict", dict(json={"model_id": "no-such-model", "input_data": ROW}, headers=H), 404, "unknown model_id"),
-        ("post", "/predict", dict(files={"file": ("big.csv", big_csv)}, data={"model_id": "risk-assessment"}, headers=H), 413, "over the limit"),
-        ("post", "/predict", dict(json={"model_id": "risk-assessment", "input_data": ROW}), 401, "authentication required"),
-        ("post", "/account/topup", dict(json={"amount": -10}, headers=H), 422, "positive"),
-        ("post", "/account/topup", dict(json={"amount": 0}, headers=H), 422, "positive"),
-        ("post", "/account/topup", dict(json={"amount": 1e12}, headers=H), 422, "over the limit"),
-        ("post", "/account/topup", dict(json={"amount": "NaN"}, headers=H), 422, "finite"),
-        ("post", "/account/topup", dict(json={"amount": "ten"}, headers=H), 422, "must be a number"),
-        ("post", "/account/topup", dict(json={"amount": True}, headers=H), 422, "must be a number"),
-        ("post", "/account/topup", dict(json={"amount": 1.234}, headers=H), 422, "2 decimal places"),
-        ("post", "/account/topup", dict(json={}, headers=H), 422, "amount"),
-        ("get", f"/predict/{pid}", dict(headers=H), 404, "no prediction"),                        # bob's job, asked by ann
-        ("get", f"/predict/{pid}/download", dict(headers=H), 404, "no prediction"),
-        ("get", f"/predict/{uuid.uuid4()}", dict(headers=H), 404, "no prediction"),
-        ("post", "/users", dict(json={"username": "a b", "password": "correct horse"}), 422, "username must be"),
-    ]
+@pytest.fixture(scope="module")
+def ann_and_bobs_job(srv):
+    "Ann, who sends the bad requests, and a completed job of Bob's, which Ann must not see."
+    ann, bob = new_user(srv.url, topup=100), new_user(srv.url, topup=10)
+    pid = httpx.post(srv.url + "/predict", json={"model_id": "risk-assessment", "input_data": ROW},
+                     headers=bob["h"]).json()["prediction_id"]
+    wait_status(srv.url, bob["h"], pid)
+    return ann, bob, pid
+
+
+RA = "risk-assessment"
+BIG_CSV = ("age,bmi,bp,s1,s5\n" + "50,26.4,94,190,4.6\n" * 2000).encode()                   # ~40 kB > 20 kB limit
+# (method, path ({pid}: Bob's job), request keywords from Ann's headers H and her JSON headers J, status, message)
+BAD_REQUESTS = [
+    ("post", "/predict", lambda H, J: dict(content=b'{"model_id": "risk-assessment", "input_data": {', headers=J),
+     400, "malformed JSON"),
+    ("post", "/predict", lambda H, J: dict(content=b"[1, 2]", headers=J), 422, "body must be a JSON object"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": "age,bmi\n1,2,3\n"}, headers=H),
+     422, "malformed CSV"),
+    ("post", "/predict", lambda H, J: dict(files={"file": ("x.csv", b"age,bmi,bp,s1,s5\n1,2\n")},
+                                           data={"model_id": RA}, headers=H), 422, "malformed CSV"),
+    ("post", "/predict", lambda H, J: dict(files={"file": ("x.csv", b"\xff\xfe\x00")}, data={"model_id": RA}, headers=H),
+     422, "not UTF-8"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": {"age": 50, "bmi": 26, "weight": 80}},
+                                           headers=H),
+     422, "expected columns ['age', 'bmi', 'bp', 's1', 's5'], got ['age', 'bmi', 'weight']; missing ['bp', 's1', 's5']; "
+          "unexpected ['weight']"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": {**ROW, "age": "old"}}, headers=H),
+     422, "expected a finite number"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": {**ROW, "bmi": 400}}, headers=H),
+     422, "outside the valid range"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": [ROW] * 101}, headers=H),
+     413, "too many rows"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": 5}, headers=H), 422, "got int"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": "no-such-model", "input_data": ROW}, headers=H),
+     404, "unknown model_id"),
+    ("post", "/predict", lambda H, J: dict(files={"file": ("big.csv", BIG_CSV)}, data={"model_id": RA}, headers=H),
+     413, "over the limit"),
+    ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": ROW}), 401, "authentication required"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": -10}, headers=H), 422, "positive"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": 0}, headers=H), 422, "positive"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": 1e12}, headers=H), 422, "over the limit"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": "NaN"}, headers=H), 422, "finite"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": "ten"}, headers=H), 422, "must be a number"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": True}, headers=H), 422, "must be a number"),
+    ("post", "/account/topup", lambda H, J: dict(json={"amount": 1.234}, headers=H), 422, "2 decimal places"),
+    ("post", "/account/topup", lambda H, J: dict(json={}, headers=H), 422, "amount"),
+    ("get", "/predict/{pid}", lambda H, J: dict(headers=H), 404, "no prediction"),          # Bob's job, asked by Ann
+    ("get", "/predict/{pid}/download", lambda H, J: dict(headers=H), 404, "no prediction"),
+    ("get", f"/predict/{uuid.uuid4()}", lambda H, J: dict(headers=H), 404, "no prediction"),
+    ("post", "/users", lambda H, J: dict(json={"username": "a b", "password": "correct horse"}), 422, "username must be"),
+]
+
+
+@pytest.mark.parametrize("method, path, kw, status, msg", BAD_REQUESTS,
+                         ids=[f"{i:02d}-{c[1].split('/')[1]}-{c[3]}-{c[4][:30]}" for i, c in enumerate(BAD_REQUESTS)])
+def test_bad_request_gets_4xx_and_writes_nothing(srv, ann_and_bobs_job, method, path, kw, status, msg):
+    "One bad request: its status, a message naming the problem, and no row written or balance changed."
+    ann, _, pid = ann_and_bobs_job
+    kw, url = kw(ann["h"], {**ann["h"], "Content-Type": "application/json"}), srv.url + path.format(pid=pid)
     before = db_counts(srv.db_url)
-    for method, path, kw, status, msg in cases:
-        r = getattr(httpx, method)(base + path, **kw) if "files" not in kw and "content" not in kw else \
-            httpx.request(method.upper(), base + path, **kw)
-        assert r.status_code == status, (path, kw.get("json"), r.status_code, r.text[:300])
-        detail = r.json()["detail"]
-        assert msg in str(detail), (path, detail)
+    r = getattr(httpx, method)(url, **kw) if "files" not in kw and "content" not in kw else \
+        httpx.request(method.upper(), url, **kw)
+    assert r.status_code == status, (path, kw.get("json"), r.status_code, r.text[:300])
+    assert msg in str(r.json()["detail"]), (path, r.json())
     assert db_counts(srv.db_url) == before                                                        # nothing written
-    assert httpx.get(base + f"/predict/{pid}", headers=bob["h"]).status_code == 200                # the owner still sees it
+
+
+def test_refused_requests_leave_the_owner_their_job(srv, ann_and_bobs_job):
+    _, bob, pid = ann_and_bobs_job
+    assert httpx.get(srv.url + f"/predict/{pid}", headers=bob["h"]).status_code == 200             # the owner still sees it
 
 
 # ----------------------------------------------------------------------------------------------- concurrent charges
@@ -265,7 +293,7 @@ def test_200_concurrent_predictions_50_paid(backend, srv, tmp_path, model_dir):
     if backend == "sqlite": server = srv
     else: server = Server(tmp_path, backend_url(backend, tmp_path), model_dir).start()
     try:
-        base, u = server.url, new_user(server.url, topup=500)                  # pays for 50 Risk Assessments at 10
+        base, u = server.url, new_user(server.url, topup=500)                  # pays for 50 linear-regression jobs at 10
         balances, stop = [], threading.Event()
 
         def watch():
@@ -345,10 +373,60 @@ def test_migrations_build_exactly_the_declared_schema(backend, tmp_path):
 
     from mlkit.marketplace.tables import _alembic_config, schema_diff, upgrade_db
     url = backend_url(backend, tmp_path)
-    assert upgrade_db(url) == "0004"
+    assert upgrade_db(url) == "0005"
     assert schema_diff(url) == []
     if backend == "sqlite":                       # down and up again (never on a shared PostgreSQL database)
         command.downgrade(_alembic_config(url), "base")
         with create_engine(url).connect() as c:
             assert not [n for (n,) in c.execute(text("SELECT name FROM sqlite_master WHERE type='table'")) if n.startswith("mp_") and n != "mp_alembic_version"]
-        assert upgrade_db(url) == "0004" and schema_diff(url) == []
+        assert upgrade_db(url) == "0005" and schema_diff(url) == []
+
+
+SEED_001 = {"risk-assessment": ("Risk Assessment", 10, "Linear regression: a progression (risk) score from age, BMI, blood "
+                                                       "pressure and two serum measurements."),
+            "return-prediction": ("Return Prediction", 15, "Random forest (200 trees): the same score with non-linear "
+                                                           "effects and interactions."),
+            "premium-analysis": ("Premium Analysis", 20, "CatBoost gradient boosting: the most flexible model of the three.")}
+
+
+def test_migration_0005_names_the_models_for_what_they_predict(tmp_path):
+    "A 0004 catalog under seed 001's names is renamed in place (ids, prices, history kept); the downgrade restores it."
+    from alembic import command
+
+    from mlkit.marketplace.catalog import BUILTIN
+    from mlkit.marketplace.tables import _alembic_config, upgrade_db
+    url = _sqlite_url(tmp_path / "v4.db")
+    assert upgrade_db(url, "0004") == "0004"
+    eng = create_engine(url)
+    with eng.begin() as c:
+        c.execute(text("INSERT INTO mp_users VALUES ('u', '', 'u', 'x', 0, NULL, '2026-11-27 00:00:00')"))
+        for mid, (name, cost, desc) in SEED_001.items():
+            if mid == "premium-analysis": name = "Our own name"                     # renamed by hand: left alone
+            c.execute(text("INSERT INTO mp_models VALUES (:i, :n, :c, :d, '{}', '{}', '{}', 'm.joblib', 1, "
+                           "'2026-11-27 00:00:00')"), {"i": mid, "n": name, "c": cost, "d": desc})
+        c.execute(text("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, cost, created_at, "
+                       "attempts) VALUES ('p1', 'u', 'risk-assessment', 'pending', '{}', 1, 10, '2026-11-27 00:00:00', 0)"))
+
+    def catalog():
+        with eng.connect() as c:
+            return c.execute(text("SELECT id, name, cost, description FROM mp_models ORDER BY cost")).all()
+
+    def history():
+        with eng.connect() as c:
+            return c.execute(text("SELECT p.id, m.id, m.cost FROM mp_predictions p JOIN mp_models m "
+                                  "ON m.id = p.model_id")).all()
+
+    assert upgrade_db(url) == "0005"
+    new = {b["id"]: (b["name"], b["description"]) for b in BUILTIN}
+    assert [(i, n, d) for i, n, _, d in catalog()] == [
+        ("risk-assessment", *new["risk-assessment"]), ("return-prediction", *new["return-prediction"]),
+        ("premium-analysis", "Our own name", new["premium-analysis"][1])]
+    assert [n for _, n, _, _ in catalog()][:2] == ["Diabetes progression: linear regression",
+                                                   "Diabetes progression: random forest"]
+    assert history() == [("p1", "risk-assessment", 10)]                      # the history points at the same model
+    command.downgrade(_alembic_config(url), "0004")
+    assert [(i, n, int(c), d) for i, n, c, d in catalog()] == [
+        (i, "Our own name" if i == "premium-analysis" else n, c, d) for i, (n, c, d) in SEED_001.items()]
+    assert history() == [("p1", "risk-assessment", 10)]
+    assert upgrade_db(url) == "0005" and catalog()[0][1] == "Diabetes progression: linear regression"
+    eng.dispose()

@@ -48,7 +48,7 @@ def test_browser_happy_path(server):
             # a refusal is a message, not a traceback: nothing to pay with yet
             page.get_by_role("tab", name="Predict").click()
             page.get_by_role("button", name="Predict (JSON)").click()
-            toast = page.get_by_test_id("toast-body").filter(has_text="insufficient balance: Risk Assessment costs 10.00")
+            toast = page.get_by_test_id("toast-body").filter(has_text="insufficient balance: Diabetes progression: linear regression costs 10.00")
             expect(toast).to_be_visible(timeout=20_000)
             assert "Traceback" not in toast.inner_text()
             toast.get_by_test_id("toast-close").click()
@@ -58,9 +58,10 @@ def test_browser_happy_path(server):
             expect(page.locator("#account")).to_contain_text("balance 25.00", timeout=20_000)
             # the models with their prices
             page.get_by_role("tab", name="Models").click()
-            for name in ("Risk Assessment", "Return Prediction", "Premium Analysis"):
+            for name in ("Diabetes progression: linear regression", "Diabetes progression: random forest",
+                         "Diabetes progression: CatBoost"):
                 expect(page.locator("#models")).to_contain_text(name, timeout=20_000)
-            # predict with the JSON example of the first model (Risk Assessment, 10)
+            # predict with the JSON example of the first model (linear regression, 10)
             page.get_by_role("tab", name="Predict").click()
             page.get_by_role("button", name="Use the model's example").click()
             expect(page.locator("#json-input textarea")).to_have_value(re.compile(r'"bmi"'), timeout=20_000)
@@ -80,7 +81,7 @@ def test_browser_happy_path(server):
             page.locator("#prediction-id textarea").fill("")
             page.locator("#history").get_by_test_id("cell-0-0").click()                 # a row click shows its details
             expect(page.locator("#prediction-id textarea")).to_have_value(pid, timeout=20_000)
-            expect(page.locator("#details")).to_contain_text("completed · Risk Assessment · 1 row(s) · cost 10.00 credits",
+            expect(page.locator("#details")).to_contain_text("completed · Diabetes progression: linear regression · 1 row(s) · cost 10.00 credits",
                                                              timeout=20_000)
             expect(page.locator("#details")).to_contain_text("Predicted disease progression one year after baseline")
             link = page.locator("#result-csv a[data-testid=download-link]")
@@ -128,8 +129,7 @@ def test_gradio_client(new_client, tmp_path):
     assert table["headers"][:3] == ["name", "price (credits)", "predicts"] and [r[1] for r in table["data"]] == [10, 15, 20]
     assert {r[2] for r in table["data"]} == {"disease progression one year after baseline"}   # what every model predicts
     assert choice["value"] == "risk-assessment"
-    assert choice["choices"][2] == ["Premium Analysis: disease progression one year after baseline (20 credits)",
-                                    "premium-analysis"]
+    assert choice["choices"][2] == ["Diabetes progression: CatBoost (20 credits)", "premium-analysis"]
     _, pid, _, balance = client.predict("return-prediction", f"[{ROW}, {ROW}]", api_name="/predict_json")
     assert balance == 25
     csv = tmp_path / "rows.csv"

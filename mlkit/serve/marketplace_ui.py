@@ -120,9 +120,10 @@ def models(mp: api.Marketplace, current: str | None = None) -> tuple[pd.DataFram
                  "R² (held out)": (m.model_card.get("metrics") or {}).get("r2"),
                  "inputs": ", ".join(c["name"] for c in m.input_schema.get("columns", [])),
                  "description": m.description, "model id": m.id} for m in ms]
-    choices = [(f"{r['name']}: {r['predicts']} ({r['price (credits)']:g} credits)", r["model id"]) for r in rows]
+    choices = [(f"{r['name']} ({r['price (credits)']:g} credits)", r["model id"]) for r in rows]
     ids = [r["model id"] for r in rows]
-    return pd.DataFrame(rows), gr.Dropdown(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    return pd.DataFrame(rows), gr.Dropdown(choices=choices,
+                                           value=current if current in ids else (ids[0] if ids else None))
 
 @ui_errors
 def example(mp: api.Marketplace, model_id: str | None) -> str:
