@@ -301,7 +301,7 @@ def test_migration_0003_encrypts_rows_stored_in_clear(mp_settings, tmp_path):
                 "VALUES ('p1', 'u', 'm', 'completed', ?, 1, ?, 10, '2026-11-27 00:00:00', 1)",
                 (_json.dumps([ROW]), _json.dumps({"predictions": [151.5]})))
     con.commit(); con.close()
-    assert upgrade_db(url) == "0004"
+    assert upgrade_db(url) == "0005"
     raw = _raw(url, "p1")
     assert "26.4" not in raw[0] and "151.5" not in raw[1] and '"enc": "A256GCM"' in raw[0]
     with session_scope(url) as s:
@@ -328,7 +328,7 @@ def test_migration_0004_binds_envelopes_to_rows_and_seals_error_messages(mp_sett
     con.execute(ins, ("p2", "failed", _json.dumps(ring.encrypt([ROW], IN)), None, "row 0, column 'bmi': 26.4 is outside the valid range"))
     con.execute(ins, ("p3", "failed", _json.dumps(ring.encrypt([ROW], IN)), None, "gave up after 3 interrupted attempts; the charge is refunded"))
     con.commit(); con.close()
-    assert upgrade_db(url) == "0004"
+    assert upgrade_db(url) == "0005"
     with session_scope(url) as s:
         p1, p2, p3 = (s.get(Prediction, i) for i in ("p1", "p2", "p3"))
         assert (unseal(p1.input_data, IN, "p1"), unseal(p1.result, OUT, "p1")) == ([ROW], {"predictions": [151.5]})
@@ -342,7 +342,7 @@ def test_migration_0004_binds_envelopes_to_rows_and_seals_error_messages(mp_sett
     with create_engine(url).connect() as c:
         assert c.execute(text("SELECT error FROM mp_predictions WHERE id = 'p2'")).scalar().endswith("valid range")
         assert '"v"' not in c.execute(text("SELECT input_data FROM mp_predictions WHERE id = 'p1'")).scalar()
-    assert upgrade_db(url) == "0004"
+    assert upgrade_db(url) == "0005"
 
 
 def test_swapped_ciphertexts_are_detected(app_url):
@@ -382,7 +382,16 @@ def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
     cols = [{**c, "maximum": 30.0} if c["name"] == "bmi" else c for c in ra.input_schema["columns"]]
     runner._models[ra.id] = MlModel(id=ra.id, name=ra.name, cost=ra.cost, input_schema={**ra.input_schema, "columns": cols},
                                     path=ra.path)
-    assert runner.run_pending() == 1
+    import logging
+    logfile = logging.FileHandler(tmp_path / "mlkit.log", encoding="utf-8")     # as the configured log file formats it
+    from mlkit.core import JsonFormatter
+    logfile.setFormatter(JsonFormatter())
+    logging.getLogger("mlkit").addHandler(logfile)
+    try: assert runner.run_pending() == 1
+    finally: logging.getLogger("mlkit").removeHandler(logfile); logfile.close()
+    logged = (tmp_path / "mlkit.log").read_text()
+    assert f"prediction job {pid} failed (InvalidInput)" in logged and jobs.INPUT_REJECTED in logged, logged
+    assert "33.37" not in logged, logged                                     # neither the message nor a traceback quotes it
     job = jobs.get_prediction(url, uid, pid)
     assert job["status"] == "failed" and "33.3713 is outside the valid range" in job["error"]     # its owner reads it
     assert [j["error"] for j in jobs.list_predictions(url, uid)] == [jobs.INPUT_REJECTED]
@@ -551,7 +560,7 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
     with create_engine(base).begin() as c:
         c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE")); c.execute(text(f"CREATE SCHEMA {schema}"))
     url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    assert upgrade_db(url) == "0004"
+    assert upgrade_db(url) == "0005"
     seed_catalog(url, tmp_path / "models")
     uid = register(url, f"pg{uuid.uuid4().hex[:8]}", PW).id
     jobs.topup(url, uid, 50)

@@ -13,6 +13,7 @@ import random
 import re
 import threading
 import time
+import traceback
 from datetime import timedelta
 from decimal import Decimal
 
@@ -24,9 +25,10 @@ from sqlalchemy.orm import defer
 
 from .catalog import check_frame, check_records, predict_rows
 from .crypto import Unreadable, seal, unseal
-from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, Unauthorized, echo, LedgerEntry, MlModel, NotFound, PayloadTooLarge,
-                                      PaymentRequired, Prediction, StoredDataUnavailable, log, mp_setting, new_id, post_entry, read_scope, utcnow,
-                                      write_scope, group_write)
+from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, LedgerEntry, MlModel,
+                                      NotFound, PayloadTooLarge, PaymentRequired, Prediction, StoredDataUnavailable,
+                                      Unauthorized, echo, group_write, log, mp_setting, new_id, post_entry, read_scope,
+                                      utcnow, write_scope)
 
 # %% auto #0
 __all__ = ['INPUT_REJECTED', 'parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'validated_input',
@@ -35,28 +37,34 @@ __all__ = ['INPUT_REJECTED', 'parse_amount', 'topup', 'balance', 'transactions',
 # %% ../../nbs/43_marketplace_jobs.ipynb #1e0ee7ac
 def _iso(t): return None if t is None else t.isoformat(timespec="milliseconds") + "Z"
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #ad7e095b
 _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")      # ASCII digits only: no '1_000', no Arabic-Indic or full-width digits
 
 def parse_amount(value, maximum: Decimal | None = None) -> Decimal:
-    "A positive amount of money written in ASCII decimals, with at most 2 decimals, at most `maximum` (default `[marketplace] max_topup`)."
+    "A positive amount in ASCII decimals, at most 2 decimals and at most `maximum` (default `[marketplace] max_topup`)."
     maximum = Decimal(mp_setting("max_topup")) if maximum is None else maximum
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise InvalidInput(f"amount must be a number, got {type(value).__name__} {echo(value)}")
     text = str(value).strip() if not isinstance(value, float) or not value.is_integer() else str(int(value))
     if not _AMOUNT.fullmatch(text):
-        raise InvalidInput(f"amount must be a number written in ASCII digits (finite, positive, such as 12.50), got {echo(value)}")
+        raise InvalidInput("amount must be a number written in ASCII digits (finite, positive, such as 12.50), "
+                           f"got {echo(value)}")
     d = Decimal(text)
     if d <= 0: raise InvalidInput(f"amount must be positive, got {echo(value)}")
     if d > maximum: raise InvalidInput(f"amount {echo(value)} is over the limit of {maximum} per top-up")
-    if d != d.quantize(Decimal("0.01")): raise InvalidInput(f"amount must have at most 2 decimal places, got {echo(value)}")
+    if d != d.quantize(Decimal("0.01")):
+        raise InvalidInput(f"amount must have at most 2 decimal places, got {echo(value)}")
     return d.quantize(Decimal("0.01"))
 
-def _fingerprint(*parts) -> str: return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+# %% ../../nbs/43_marketplace_jobs.ipynb #4cf602f9
+def _fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #7f0cac4b
 _IDEM = IdempotentRequest.__table__
 
 def _idempotent(engine, user_id: str, key: str | None, route: str, fingerprint, work) -> tuple[dict, bool]:
-    "`work(connection)` -> response, done at most once per (user, `Idempotency-Key`): a retry gets the first response, `True`."
+    "`work(connection)` -> response, at most once per (user, `Idempotency-Key`): a retry gets the first response, True."
     if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 100 and key.isascii() and key.isprintable()):
         raise InvalidInput(f"Idempotency-Key must be 1-100 printable ASCII characters, got {echo(key)}")
     if key is not None and callable(fingerprint): fingerprint = fingerprint()       # hashed only when a key needs it
@@ -79,24 +87,30 @@ def _idempotent(engine, user_id: str, key: str | None, route: str, fingerprint, 
             if key is None or attempt: raise
     raise AssertionError("unreachable")
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #04902cb8
 def _account_id(s, user_id: str) -> str:
-    if (aid := s.scalar(select(Account.id).where(Account.user_id == user_id))) is None: raise NotFound("no account for this user")
+    if (aid := s.scalar(select(Account.id).where(Account.user_id == user_id))) is None:
+        raise NotFound("no account for this user")
     return aid
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #8791b910
 def topup(engine, user_id: str, amount,
-          idempotency_key: str | None = None,  # a retry with the same key credits nothing and returns the first answer's balance
+          idempotency_key: str | None = None,  # a retry with the same key credits nothing, answers the first balance
          ) -> Decimal:
     "Add `amount` to the user's balance (and its ledger row, in one transaction); returns the new balance."
     amount = parse_amount(amount)
     def work(s):
-        if (aid := post_entry(s, None, "topup", amount, user_id=user_id)) is None: raise Unauthorized("no account for this user")
+        if (aid := post_entry(s, None, "topup", amount, user_id=user_id)) is None:
+            raise Unauthorized("no account for this user")
         return {"balance": str(s.scalar(select(Account.balance).where(Account.id == aid)))}
     out, _ = _idempotent(engine, user_id, idempotency_key, "topup", _fingerprint(str(amount)), work)
     return Decimal(out["balance"])
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #447c6d17
 def balance(engine, user_id: str) -> Decimal:
     with read_scope(engine) as s: return s.scalar(select(Account.balance).where(Account.user_id == user_id))
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #9ceaa502
 def transactions(engine, user_id: str, limit: int = 100) -> list[dict]:
     "The user's ledger, newest first."
     with read_scope(engine) as s:
@@ -118,7 +132,8 @@ def _read_csv(text: str, max_rows: int) -> pd.DataFrame:
         raise InvalidInput(f"malformed CSV: the header needs distinct, non-empty column names; got {echo(header, 200)}")
     for i, r in enumerate(rows[1:max_rows + 2], start=2):
         if len(r) != len(header):
-            raise InvalidInput(f"malformed CSV: line {i} has {len(r)} field(s), the header has {len(header)} ({echo(header, 200)})")
+            raise InvalidInput(f"malformed CSV: line {i} has {len(r)} field(s), the header has {len(header)} "
+                               f"({echo(header, 200)})")
     return pd.DataFrame(rows[1:max_rows + 2], columns=header)
 
 def parse_input(data, max_rows: int | None = None) -> pd.DataFrame:
@@ -128,7 +143,8 @@ def parse_input(data, max_rows: int | None = None) -> pd.DataFrame:
         try: data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError: raise InvalidInput("the upload is not UTF-8 text; send a CSV file") from None
     if isinstance(data, str):
-        if not data.strip(): raise InvalidInput("input_data is empty; send a JSON object, an array of objects or CSV text")
+        if not data.strip():
+            raise InvalidInput("input_data is empty; send a JSON object, an array of objects or CSV text")
         if data.lstrip()[:1] in "[{":
             try: data = json.loads(data)
             except json.JSONDecodeError as e: raise InvalidInput(f"malformed JSON in input_data: {e}") from None
@@ -141,7 +157,8 @@ def parse_input(data, max_rows: int | None = None) -> pd.DataFrame:
                                f"{type(data[bad[0]]).__name__} {echo(data[bad[0]])}")
         df = pd.DataFrame.from_records(data[:max_rows + 1])
     elif not isinstance(data, str):
-        raise InvalidInput(f"input_data must be a JSON object, an array of objects or CSV text; got {type(data).__name__}")
+        raise InvalidInput("input_data must be a JSON object, an array of objects or CSV text; "
+                           f"got {type(data).__name__}")
     if len(df) > max_rows: raise PayloadTooLarge(f"too many rows: at most {max_rows} per prediction")
     return df
 
@@ -188,9 +205,10 @@ INPUT_REJECTED = "the input failed the model's checks (the full message is store
 def _charge_and_queue(s, user_id: str, model: MlModel, records: list[dict]) -> dict:
     "In `s`'s transaction: the pending job, the conditional charge and its ledger row."
     pid = new_id()
-    job = {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending", "input_data": seal(records, _IN, pid),
-           "n_rows": len(records), "cost": model.cost, "attempts": 0, "created_at": utcnow()}
-    def queue(s): s.execute(_JOBS.insert(), job)            # after the charge, before its ledger row (which refers to it)
+    job = {"id": pid, "user_id": user_id, "model_id": model.id, "status": "pending",
+           "input_data": seal(records, _IN, pid), "n_rows": len(records), "cost": model.cost, "attempts": 0,
+           "created_at": utcnow()}
+    def queue(s): s.execute(_JOBS.insert(), job)       # after the charge, before its ledger row (which refers to it)
     if post_entry(s, None, "charge", -model.cost, prediction_id=pid, require_funds=True, user_id=user_id,
                   before_entry=queue) is None:
         have = s.scalar(select(Account.balance).where(Account.user_id == user_id))
@@ -212,8 +230,8 @@ def _revealed(p: Prediction, column: str):
     return v
 
 def _job_dict(p: Prediction, model_name: str | None = None, full: bool = True) -> dict:
-    d = {"prediction_id": p.id, "model_id": p.model_id, "model_name": model_name, "status": p.status, "cost": float(p.cost),
-         "n_rows": p.n_rows, "created_at": _iso(p.created_at), "started_at": _iso(p.started_at),
+    d = {"prediction_id": p.id, "model_id": p.model_id, "model_name": model_name, "status": p.status,
+         "cost": float(p.cost), "n_rows": p.n_rows, "created_at": _iso(p.created_at), "started_at": _iso(p.started_at),
          "finished_at": _iso(p.finished_at), "attempts": p.attempts, "error": p.error}
     if full:
         d["input_data"] = _revealed(p, "input_data")
@@ -233,7 +251,8 @@ def list_predictions(engine, user_id: str, limit: int = 100, offset: int = 0) ->
     "The user's predictions, newest first, without their data."
     with read_scope(engine) as s:
         rows = s.execute(select(Prediction, MlModel.name).join(MlModel, MlModel.id == Prediction.model_id)
-                         .options(defer(Prediction.input_data), defer(Prediction.result), defer(Prediction.error_detail))  # not decrypted
+                         .options(defer(Prediction.input_data), defer(Prediction.result),    # not decrypted
+                                  defer(Prediction.error_detail))
                          .where(Prediction.user_id == user_id).order_by(Prediction.created_at.desc(), Prediction.id)
                          .limit(limit).offset(offset)).all()
         return [_job_dict(p, n, full=False) for p, n in rows]
@@ -347,9 +366,12 @@ def _outcomes(self: JobRunner, group: list[Prediction], inputs: dict) -> list[tu
         preds = predict_rows(model, X, self.model_dir)
     except Exception as e:                   # the batch failed: run each job alone so only the bad ones fail
         if len(group) > 1: return [o for j in group for o in self._outcomes([j], inputs)]
-        log.exception("prediction job %s failed", group[0].id)   # details stay in the log, not in the answer
-        if isinstance(e, InvalidInput): return [(group[0], None, (INPUT_REJECTED, str(e)))]   # str(e) may quote input
-        return [(group[0], None, (f"internal error ({type(e).__name__}); the charge is refunded", None))]
+        if isinstance(e, InvalidInput): out = (INPUT_REJECTED, str(e))      # str(e) may quote input: sealed only
+        else: out = (f"internal error ({type(e).__name__}); the charge is refunded", None)
+        # the log gets what `Prediction.error` keeps, the exception's type and the code's frames, never its message
+        log.error("prediction job %s failed (%s): %s\n%s", group[0].id, type(e).__name__, out[0],
+                  "".join(traceback.format_tb(e.__traceback__)).rstrip())
+        return [(group[0], None, out)]
     out, i, name = [], 0, model.input_schema.get("output", {}).get("name", "prediction")
     for j in group:
         out.append((j, {"predictions": preds[i:i + j.n_rows], "output": name}, None)); i += j.n_rows
