@@ -305,6 +305,8 @@ def test_routes_through_bentoml_serve(home, tmp_path):
 def test_report_template_renders(tmp_path):
     from mlkit.reports import render
     out = render(ROOT / "nbs" / "reports" / "text_classification.ipynb", tmp_path / "t.html",
-                 {"data": "fine_food_reviews", "group_frac": 0.2, "n_boot": 50, "random_check": False})
+                 {"data": "fine_food_reviews", "group_frac": 0.2, "n_boot": 50, "random_check": False, "tune": True,
+                  "tune_grid": {"char_ngrams": [0], "C": [10.0], "nb_blend": [0.0, 0.5]}})
     html = out.read_text()
     assert "Held-out metrics against the baselines" in html and "NB-SVM (baseline)" in html and "Traceback" not in html
+    assert "Verdict (CV-tuned)" in html and "nb_blend" in html

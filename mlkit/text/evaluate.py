@@ -237,7 +237,7 @@ def tune(
     "Score every configuration of `grid` by stratified k-fold cross-validation accuracy on `train`; the best one wins."
     from itertools import product
     from sklearn.model_selection import StratifiedKFold
-    from mlkit.text.models import FEATURES, check_config, make_estimator, make_features
+    from mlkit.text.models import FEATURES, NBSVM, check_config, make_estimator, make_features
 
     if model not in ("logistic", "svm"):
         raise DataError(f"tune works for 'logistic' and 'svm', got {model!r}")
@@ -245,32 +245,40 @@ def tune(
     if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
         raise DataError(f"grid must map config keys to non-empty lists of values, got {grid!r}")
     seed = settings.getint("compute", "seed") if seed is None else int(seed)
-    fkeys, ekeys = [k for k in grid if k in FEATURES], [k for k in grid if k not in FEATURES]
-    fcombos, ecombos = (
-        [dict(zip(fkeys, v)) for v in product(*(grid[k] for k in fkeys))],
-        [dict(zip(ekeys, v)) for v in product(*(grid[k] for k in ekeys))],
-    )
+    blends = grid.get("nb_blend", [0.0])  # applied to the predictions: no refit of the features or the model
+    fkeys = [k for k in grid if k in FEATURES and k != "nb_blend"]
+    ekeys = [k for k in grid if k not in FEATURES]
+    fcombos = [dict(zip(fkeys, v)) for v in product(*(grid[k] for k in fkeys))]
+    ecombos = [dict(zip(ekeys, v)) for v in product(*(grid[k] for k in ekeys))]
+    bcombos = [{"nb_blend": b} for b in blends] if "nb_blend" in grid else [{}]
     for f in fcombos:
         for e in ecombos:
-            check_config(model, {**f, **e})  # every configuration is valid before any fit
+            for b in bcombos:
+                check_config(model, {**f, **e, **b})  # every configuration is valid before any fit
     X, y = train["text"].reset_index(drop=True), train["label"].to_numpy()
     splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(X, y))
-    t, rows, cfgs = time.perf_counter(), [], []
+    t, rows = time.perf_counter(), []
+    nb_p = [NBSVM().fit(X[tr], y[tr]).predict_proba(X[va]) if any(blends) else None for tr, va in splits]
     for f in fcombos:
-        scores = {i: [] for i in range(len(ecombos))}
-        for tr, va in splits:
+        scores = {(i, j): [] for i in range(len(ecombos)) for j in range(len(bcombos))}
+        for (tr, va), q in zip(splits, nb_p):
             feats = make_features(check_config(model, f))
             A, B = feats.fit_transform(X[tr]), feats.transform(X[va])
             for i, e in enumerate(ecombos):
                 est = make_estimator(model, check_config(model, {**f, **e}), seed).fit(A, y[tr])
-                scores[i].append(float(np.mean(est.predict(B) == y[va])))
+                p = est.predict_proba(B)
+                for j, b in enumerate(bcombos):
+                    w = b.get("nb_blend", 0.0)
+                    pred = est.classes_[((1 - w) * p + w * q if w else p).argmax(axis=1)]
+                    scores[(i, j)].append(float(np.mean(pred == y[va])))
         rows += [
-            {**f, **e, "cv_accuracy": float(np.mean(scores[i])), "cv_std": float(np.std(scores[i]))}
+            {**f, **e, **b, "cv_accuracy": float(np.mean(scores[(i, j)])), "cv_std": float(np.std(scores[(i, j)]))}
             for i, e in enumerate(ecombos)
+            for j, b in enumerate(bcombos)
         ]
-        cfgs += [{**f, **e} for e in ecombos]
     table = pd.DataFrame(rows).sort_values("cv_accuracy", ascending=False, kind="stable")
-    return Tuning(model, cfgs[table.index[0]], table.reset_index(drop=True), folds, time.perf_counter() - t)
+    best = {k: v for k, v in rows[table.index[0]].items() if k not in ("cv_accuracy", "cv_std")}
+    return Tuning(model, best, table.reset_index(drop=True), folds, time.perf_counter() - t)
 
 # %% ../../nbs/32_text_evaluate.ipynb #d0bd01d0
 GOALS = {"rotten_tomatoes": 0.80, "rotten_tomatoes_polarity": 0.794, "fine_food_reviews": 0.81}

@@ -84,8 +84,9 @@ FEATURES = {
     "char_ngrams": 5,  # character n-grams (inside word boundaries) of length 2..char_ngrams (0: none, 3-6)
     "min_df": 2,  # ignore character n-grams seen in fewer texts
     "hashing": False,  # hash words and characters into 2**20 columns (large inputs; no n-gram names)
-    "max_features": None,
-}  # keep the most frequent n-grams of each kind (None: all)
+    "max_features": None,  # keep the most frequent n-grams of each kind (None: all)
+    "nb_blend": 0.0,  # weight of an NB-SVM's probabilities averaged in (0: none, up to 1); see "Blending in NB-SVM"
+}
 _HIDDEN = {"verbose", "n_jobs", "warm_start", "random_state"}
 
 
@@ -96,6 +97,7 @@ def _feature_check(k, v):
         "min_df": lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100,
         "hashing": lambda v: isinstance(v, bool),
         "max_features": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 100),
+        "nb_blend": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
     }[k]
     if not ok(v):
         what = {
@@ -104,6 +106,7 @@ def _feature_check(k, v):
             "min_df": "an integer in [1, 100]",
             "hashing": "true or false",
             "max_features": "null or an integer >= 100",
+            "nb_blend": "a number in [0, 1]",
         }[k]
         raise DataError(f"config key {k!r} must be {what}, got {v!r}")
 
@@ -451,7 +454,11 @@ class TextClassifier(MlkitClassifier):
         return _texts(X)
 
     def _proba(self, texts):
-        return self.pipeline_.predict_proba(texts)
+        p = self.pipeline_.predict_proba(texts)
+        if getattr(self, "nbsvm_", None) is None:  # models saved before nb_blend existed have no nbsvm_
+            return p
+        w = self.config_["nb_blend"]
+        return (1 - w) * p + w * self.nbsvm_.predict_proba(texts)
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns the instance's own __dict__
@@ -467,7 +474,7 @@ def fit(self: TextClassifier, X, y, progress=None):  # noqa: F811  (@patch binds
     texts = _texts(X)
     Xf, codes, info = self._check_fit(pd.DataFrame({"text": texts}), y)
     self.seed_ = self._seed()
-    self.config_ = cfg
+    self.config_, self.nbsvm_ = cfg, None
     if self.model == "nbsvm":
         progress("fitting NB-SVM", 0.1)
         self.pipeline_ = Pipeline([("nbsvm", make_estimator("nbsvm", cfg, self.seed_))]).fit(texts, codes)
@@ -478,6 +485,9 @@ def fit(self: TextClassifier, X, y, progress=None):  # noqa: F811  (@patch binds
         progress(f"fitting {self.model} on {Xt.shape[0]:,} texts x {Xt.shape[1]:,} n-grams", 0.5)
         est = make_estimator(self.model, cfg, self.seed_).fit(Xt, codes)
         self.pipeline_ = Pipeline([("features", feats), ("model", est)])
+        if cfg["nb_blend"] > 0:
+            progress("fitting NB-SVM to blend in", 0.8)
+            self.nbsvm_ = NBSVM().fit(texts, codes)
     progress("fitted", 1.0)
     return self._fitted(info)
 
@@ -491,13 +501,18 @@ def _linear_parts(clf: TextClassifier):
     clf.__dict__["_linear_cache"] = (clf.pipeline_, out)  # names of ~10^5 n-grams: built once, not per request
     return out
 
+# %% ../../nbs/31_text_models.ipynb #a21d0fac
+def _nb_parts(nb: NBSVM):
+    "(transform, n-gram names, one weight row per class) of a fitted NB-SVM: its weights times its log-count ratios."
+    W = np.vstack([m.coef_[0] * r for m, r in zip(nb.models_, nb.r_)])
+    return nb.vectorizer_.transform, nb.vectorizer_.get_feature_names_out(), (
+        np.vstack([-W[0], W[0]]) if len(nb.classes_) == 2 else W
+    )
+
 # %% ../../nbs/31_text_models.ipynb #6448d1bd
 def _compute_linear_parts(clf: TextClassifier):
     if clf.model == "nbsvm":
-        nb = clf.pipeline_[-1]
-        names = nb.vectorizer_.get_feature_names_out()
-        W = np.vstack([m.coef_[0] * r for m, r in zip(nb.models_, nb.r_)])
-        return nb.vectorizer_.transform, names, (np.vstack([-W[0], W[0]]) if len(clf.classes_) == 2 else W)
+        return _nb_parts(clf.pipeline_[-1])
     feats, est = clf.pipeline_["features"], clf.pipeline_["model"]
     if isinstance(est, CalibratedClassifierCV):
         est = est.calibrated_classifiers_[0].estimator
@@ -508,7 +523,14 @@ def _compute_linear_parts(clf: TextClassifier):
         names = feats.get_feature_names_out()
     except (AttributeError, ValueError):
         names = np.array([f"hash_{i}" for i in range(W.shape[1])], dtype=object)
-    return feats.transform, names, W
+    if getattr(clf, "nbsvm_", None) is None:
+        return feats.transform, names, W
+    w, (nb_transform, nb_names, nb_W) = clf.config_["nb_blend"], _nb_parts(clf.nbsvm_)
+
+    def transform(texts):
+        return sparse.hstack([feats.transform(texts), nb_transform(texts)]).tocsr()
+
+    return transform, np.r_[names, ["nb__" + n for n in nb_names]].astype(object), np.hstack([(1 - w) * W, w * nb_W])
 
 # %% ../../nbs/31_text_models.ipynb #e70a3379
 def contributions(
