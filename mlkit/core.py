@@ -41,7 +41,8 @@ class SchemaError(DataError):
     "A frame does not match its declared schema; `problems` lists every mismatch at once."
     def __init__(self, problems: list[str], name: str = "frame"):
         self.problems = list(problems)
-        super().__init__(f"{name} does not match its schema ({len(self.problems)} problem(s)):\n- " + "\n- ".join(self.problems))
+        super().__init__(f"{name} does not match its schema ({len(self.problems)} problem(s)):\n- "
+                         + "\n- ".join(self.problems))
 
 class NotFittedError(MlkitError, ValueError, AttributeError):
     "An estimator was used before `fit`."
@@ -54,12 +55,14 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "logging": {"level": "INFO", "json_file": "mlkit.jsonl", "max_bytes": "5000000", "backup_count": "5"},
     "serving": {"host": "127.0.0.1", "port": "3000", "demo_port": "7860", "workers": "1", "threads": "4"},
     "compute": {"n_jobs": "2", "seed": "42", "walk_forward_backend": "serial", "walk_forward_threads": "1"},
-    "text": {"store_name": "text-classifier", "default_data": "rotten_tomatoes", "default_model": "logistic", "test_size": "0.2",
-             "bootstrap": "1000", "max_text_chars": "100000", "max_csv_bytes": "20000000", "max_csv_rows": "100000", "sync_fit_rows": "3000"},
+    "text": {"store_name": "text-classifier", "default_data": "rotten_tomatoes", "default_model": "logistic",
+             "test_size": "0.2", "bootstrap": "1000", "max_text_chars": "100000", "max_csv_bytes": "20000000",
+             "max_csv_rows": "100000", "sync_fit_rows": "3000"},
     "framework": {"max_epochs": "300", "early_stopping": "true", "patience": "10", "validation_fraction": "0.1",
                   "verbose": "false", "cv_folds": "5", "max_image_pixels": "20000000", "vision_model": "vision-digits"},
-    "monitor": {"broker_url": "memory://", "queue_prefix": "mlkit.monitor", "model": "monitor-diabetes", "run": "default",
-                "order": "shuffle", "interval_s": "1.0", "match_timeout_s": "60", "batch": "200", "plot_interval_s": "10", "window": "100"},
+    "monitor": {"broker_url": "memory://", "queue_prefix": "mlkit.monitor", "model": "monitor-diabetes",
+                "run": "default", "order": "shuffle", "interval_s": "1.0", "match_timeout_s": "60", "batch": "200",
+                "plot_interval_s": "10", "window": "100"},
     "queues": {"dataset": "nyc_departures", "max_upload_bytes": "5000000", "max_upload_rows": "200000",
                "max_horizon_days": "300", "levels": "80,95", "cv_windows": "3", "cv_horizon": "28"},
     "recsys": {"model_name": "recsys-movielens", "n_factors": "10", "reg": "15.0", "reg_bias": "3.0", "n_iter": "15",
@@ -87,7 +90,8 @@ class Settings:
         if section not in self.values:
             raise ConfigError(f"unknown settings section {section!r}; valid sections: {sorted(self.values)}")
         if key not in self.values[section]:
-            raise ConfigError(f"unknown setting {section}.{key}; valid keys of [{section}]: {sorted(self.values[section])}")
+            raise ConfigError(f"unknown setting {section}.{key}; "
+                              f"valid keys of [{section}]: {sorted(self.values[section])}")
         return self.values[section][key]
 
     def getint(self, section: str, key: str) -> int:
@@ -241,15 +245,17 @@ def package_versions(packages=()) -> dict:
 
 def git_commit() -> str | None:
     "`git rev-parse HEAD` of the checkout mlkit is imported from, or None."
-    try: r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent if "__file__" in globals() else None,
+    try: r = subprocess.run(["git", "rev-parse", "HEAD"],
+                            cwd=Path(__file__).resolve().parent if "__file__" in globals() else None,
                             capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError): return None
     return (r.stdout.strip() or None) if r.returncode == 0 else None
 
 # %% ../nbs/00_core.ipynb #b8bddc6a
 def git_dirty() -> bool | None:
-    "True when tracked files of mlkit's checkout differ from its commit (`git status --porcelain -uno`), None outside git."
-    try: r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).resolve().parent
-                            if "__file__" in globals() else None, capture_output=True, text=True, timeout=10)
+    "True when tracked files of mlkit's checkout differ from its commit (`git status --porcelain -uno`), else None."
+    try: r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                            cwd=Path(__file__).resolve().parent if "__file__" in globals() else None,
+                            capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError): return None
     return bool(r.stdout.strip()) if r.returncode == 0 else None
