@@ -21,7 +21,8 @@ _ENTRY = {   # public name -> (module, attribute; None: the module itself)
     "load_dataset": ("mlkit.datasets", "load"),
     "MLKit": ("mlkit.serve.service", "MLKit"),
 }
-_all_ = ["backtest", "walk_forward", "study", "train", "monitor_market", "load_model", "datasets", "load_dataset", "MLKit"]
+_all_ = ["backtest", "walk_forward", "study", "train", "monitor_market", "load_model", "datasets", "load_dataset",
+         "MLKit"]
 
 # %% ../nbs/00a_api.ipynb #67c82450
 def __getattr__(name: str):
