@@ -24,9 +24,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .tables import (Account, AccountLocked, Busy, Conflict, InvalidInput, LoginThrottle, RefreshToken, Unauthorized, User,
-                                      echo, log,
-                                      marketplace_dir, mp_setting, new_id, read_scope, utcnow, write_scope)
+from .tables import (Account, AccountLocked, Busy, Conflict, InvalidInput, LoginThrottle, RefreshToken,
+                                      Unauthorized, User, echo, log, marketplace_dir, mp_setting, new_id, read_scope,
+                                      utcnow, write_scope)
 
 # %% auto #0
 __all__ = ['USERNAME_RE', 'hash_password', 'verify_password', 'canonical_username', 'register', 'login', 'jwt_secret',
@@ -46,7 +46,8 @@ def _on_hash_pool(fn, *args):
     with _pool_lock:
         if _pool is None:
             n = int(mp_setting("hash_workers"))
-            _pool = (ThreadPoolExecutor(n, thread_name_prefix="mp-argon2"), threading.BoundedSemaphore(n + int(mp_setting("hash_queue"))))
+            _pool = (ThreadPoolExecutor(n, thread_name_prefix="mp-argon2"),
+                     threading.BoundedSemaphore(n + int(mp_setting("hash_queue"))))
     pool, slots = _pool
     if not slots.acquire(blocking=False): raise Busy("too many log-ins in progress; retry in a few seconds")
     try: return pool.submit(fn, *args).result()
@@ -69,7 +70,7 @@ def verify_password(hash_: str, password: str) -> bool:
     return _on_hash_pool(check) and _utf8(password) is not None
 
 def canonical_username(username) -> str:
-    "The name an account is known by: NFKC-normalised and case-folded, then matched in full (ASCII letters, digits, _ . @ -)."
+    "The name an account is known by: NFKC, case-folded, matched in full (ASCII letters, digits, _ . @ -)."
     canon = unicodedata.normalize("NFKC", username).casefold() if isinstance(username, str) else None
     if canon is None or not USERNAME_RE.fullmatch(canon):
         raise InvalidInput(f"username must be 3-50 characters among letters, digits and _ . @ -; got {echo(username)}")
@@ -102,7 +103,7 @@ def register(engine, username: str, password: str, firstname: str = "") -> User:
 
 # %% ../../nbs/41_marketplace_auth.ipynb #731f106c
 def _throttle_keys(canon: str, client: str | None) -> dict[str, int]:
-    "The throttle keys of one log-in and their limits: name+address, address, name (names hashed: bounded, no raw input stored)."
+    "The throttle keys of one log-in and their limits: name+address, address, name (hashed: no raw input kept)."
     name = hashlib.sha256(canon.encode("utf-8", "replace")).hexdigest()[:32]
     per_pair, window_keys = int(mp_setting("lockout_attempts")), {"n:" + name: int(mp_setting("name_attempts"))}
     if client:
@@ -121,13 +122,16 @@ def _count(engine, keys: dict[str, int], now) -> tuple[int, datetime, int] | Non
                 for key, limit in keys.items():
                     fresh = t.c.reset_at <= now
                     row = s.execute(t.update().where(t.c.key == key).values(
-                        attempts=case((fresh, 1), else_=t.c.attempts + 1), reset_at=case((fresh, now + window), else_=t.c.reset_at))
+                        attempts=case((fresh, 1), else_=t.c.attempts + 1),
+                        reset_at=case((fresh, now + window), else_=t.c.reset_at))
                         .returning(t.c.attempts, t.c.reset_at)).first()
                     if row is None:
-                        s.execute(t.insert().values(key=key, attempts=1, reset_at=now + window)); row = (1, now + window)
+                        s.execute(t.insert().values(key=key, attempts=1, reset_at=now + window))
+                        row = (1, now + window)
                     if worst is None or row[0] - limit > worst[0] - worst[2]: worst = (row[0], row[1], limit)
             return worst
-        except IntegrityError:                     # PostgreSQL: a concurrent first attempt inserted the key; count again
+        # PostgreSQL: a concurrent first attempt inserted the key; count again
+        except IntegrityError:
             worst = None
             if retry == 2: raise
 
@@ -146,12 +150,14 @@ def _locked(until) -> AccountLocked:
 def login(engine, username: str, password: str,
           client: str | None = None,  # the caller's address (throttled too); None in scripts
          ) -> User:
-    "The user whose credentials these are; `Unauthorized` otherwise, `AccountLocked` (429) for a throttled name or address."
+    "The user whose credentials these are; `Unauthorized` otherwise, `AccountLocked` (429) when throttled."
     now = utcnow()
     try: canon = canonical_username(username)
-    except InvalidInput: canon = username if isinstance(username, str) else ""   # still counted: the same answer as a wrong name
+    # still counted: the same answer as a wrong name
+    except InvalidInput: canon = username if isinstance(username, str) else ""
     keys = _throttle_keys(canon, client)
-    n, until, limit = _count(engine, keys, now)      # counted BEFORE any password check: parallel guesses cannot overtake it
+    # counted BEFORE any password check: parallel guesses cannot overtake it
+    n, until, limit = _count(engine, keys, now)
     if n > limit: raise _locked(until)
     with read_scope(engine) as s:
         user = s.scalar(select(User).where(User.username == canon)) if USERNAME_RE.fullmatch(canon) else None
@@ -160,10 +166,12 @@ def login(engine, username: str, password: str,
         _forgive(engine, keys)
         if _hasher.check_needs_rehash(user.password_hash):
             new_hash = hash_password(password)
-            with write_scope(engine) as s: s.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
+            with write_scope(engine) as s:
+                s.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
         return user
     if n >= limit:
-        log.warning("marketplace log-in throttled after repeated failures", extra={"user_id": user.id if user else None})
+        log.warning("marketplace log-in throttled after repeated failures",
+                    extra={"user_id": user.id if user else None})
         raise _locked(until)
     raise Unauthorized("invalid username or password")
 
@@ -195,7 +203,7 @@ def create_token(user_id: str, minutes: float | None = None,  # lifetime; defaul
 
 @lru_cache(maxsize=4096)
 def _verified(token: str, secret: str) -> tuple[str, float]:
-    "Subject and expiry (epoch seconds) of a token whose signature and issuer check out; cached, since HS256 is the cost."
+    "Subject and expiry (epoch seconds) of a token whose signature and issuer check out; cached (HS256 is the cost)."
     claims = jwt.decode(token, secret, algorithms=["HS256"], issuer="mlkit-marketplace",
                         options={"require": ["sub", "exp"], "verify_exp": False})
     return claims["sub"], float(claims["exp"])
@@ -226,17 +234,20 @@ def issue_refresh_token(engine, user_id: str, family: str | None = None, days: f
     return token
 
 def rotate_refresh_token(engine, token: str) -> tuple[str, str]:
-    "Spend a refresh token: (user id, its successor). A token used twice revokes its whole family (a thief or the owner lost it)."
+    "Spend a refresh token: (user id, its successor). A token used twice revokes its family (stolen, or lost)."
     now = utcnow()
     with write_scope(engine) as s:
         row = s.get(RefreshToken, _sha(token)) if isinstance(token, str) else None
         if row is None or row.expires_at <= now: raise Unauthorized("invalid or expired refresh token; log in again")
         replayed = row.used_at is not None
         if replayed:      # revoke the family in this transaction, which must commit: so the refusal is raised after it
-            s.execute(update(RefreshToken).where(RefreshToken.family == row.family, RefreshToken.used_at.is_(None)).values(used_at=now))
-            log.warning("a used refresh token was presented again: its family is revoked", extra={"user_id": row.user_id})
-        won = not replayed and s.execute(update(RefreshToken).where(RefreshToken.token_hash == row.token_hash, RefreshToken.used_at.is_(None))
-                        .values(used_at=now)).rowcount == 1
+            s.execute(update(RefreshToken).where(RefreshToken.family == row.family, RefreshToken.used_at.is_(None))
+                      .values(used_at=now))
+            log.warning("a used refresh token was presented again: its family is revoked",
+                        extra={"user_id": row.user_id})
+        won = not replayed and s.execute(update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,
+                                                                    RefreshToken.used_at.is_(None))
+                                         .values(used_at=now)).rowcount == 1
         user_id, family = row.user_id, row.family
     if replayed: raise Unauthorized("refresh token already used; every token of this log-in is revoked, log in again")
     if not won: raise Unauthorized("refresh token already used; log in again")

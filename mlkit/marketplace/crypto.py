@@ -34,7 +34,8 @@ __all__ = ['log', 'ENCRYPTION_DEFAULTS', 'KEY_ID_RE', 'ENVELOPE', 'BOUND', 'ENCR
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #a81e53dd
 ENCRYPTION_DEFAULTS: dict[str, str] = {
-    "encryption_keys": "",     # 'id:base64' AES-256 keys, comma-separated; empty: one is generated into <data_dir>/marketplace/encryption_keys
+    # 'id:base64' AES-256 keys, comma-separated; empty: one is generated into <data_dir>/marketplace/encryption_keys
+    "encryption_keys": "",
     "encryption_key_id": "",   # the key that encrypts new data; empty: the last of encryption_keys
 }
 KEY_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
@@ -62,7 +63,7 @@ def parse_keys(spec: str, source: str = "[marketplace] encryption_keys") -> dict
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #b816dfaa
 class DecryptError(MlkitError):
-    "A stored value that cannot be decrypted: its key id is not configured, or it was altered (the GCM tag does not match)."
+    "A stored value that cannot be decrypted: its key id is not configured, or it was altered (its GCM tag fails)."
 
 @dataclass(frozen=True)
 class Unreadable:
@@ -100,7 +101,8 @@ class KeyRing:
 
     def __post_init__(self):
         if self.current not in self.keys:
-            raise ConfigError(f"encryption_key_id {self.current!r} is not among the configured keys {sorted(self.keys)}")
+            raise ConfigError(f"encryption_key_id {self.current!r} is not among the configured keys "
+                              f"{sorted(self.keys)}")
 
     def _cipher(self, kid: str) -> AESGCM:
         if kid not in self._aead: self._aead[kid] = AESGCM(self.keys[kid])
@@ -147,7 +149,8 @@ def _key_file_text(path: Path, create: bool) -> str:
         try:
             os.link(tmp, path)                    # fails if another process made the file first: its key wins
             log.warning("no [marketplace] encryption_keys in settings: generated an AES-256 key into %s (mode 0600); "
-                        "set MLKIT_MARKETPLACE_ENCRYPTION_KEYS in production and keep this file out of backups of the database", path)
+                        "set MLKIT_MARKETPLACE_ENCRYPTION_KEYS in production and keep this file out of backups of the "
+                        "database", path)
         except FileExistsError: pass
         finally: os.unlink(tmp)
     if not path.exists(): return ""
@@ -167,7 +170,7 @@ def load_keyring(spec: str = "",            # configured keys, 'id:base64' entri
     return KeyRing({**file_keys, **keys}, key_id or list(keys or file_keys)[-1])
 
 def keyring() -> KeyRing:
-    "The key ring of the current settings (`[marketplace] encryption_keys`, `encryption_key_id`, the key file under the data directory)."
+    "The key ring of the settings (`[marketplace] encryption_keys`, `encryption_key_id`, the key file in the data dir)."
     section = settings.values.get("marketplace", {})
     spec, kid = (section.get(k, ENCRYPTION_DEFAULTS[k]) for k in ("encryption_keys", "encryption_key_id"))
     path = settings.path("data_dir") / "marketplace" / "encryption_keys"
@@ -215,7 +218,7 @@ _TODO = {   # which stored values each mode rewrites: (encryption key id or None
 
 def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
              after=None) -> tuple[Counter, object]:
-    "One batch of rows of `name` after id `after`, in `conn`'s transaction; (rows rewritten per former key id, last id)."
+    "One batch of rows of `name` after id `after`, in `conn`'s transaction; (rows rewritten per former key id, last)."
     t = table(name, column("id"), *(column(c, JSON) for c in cols))      # raw envelopes: no decryption on the way in
     q = select(t).order_by(t.c.id).limit(batch).with_for_update()
     rows = conn.execute(q if after is None else q.where(t.c.id > after)).all()
@@ -232,7 +235,8 @@ def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
                                    .message(f"{name} row {r.id!r} column {c}"))
             plain = v if kid is None else ring.decrypt(v, f"{name}.{c}", r.id if bound else None)
             if isinstance(plain, Unreadable): raise DecryptError(plain.message(f"{name} row {r.id!r} column {c}"))
-            new[c] = plain if mode == "decrypt" else ring.encrypt(plain, f"{name}.{c}", None if mode == "unbind" else r.id)
+            new[c] = plain if mode == "decrypt" else ring.encrypt(plain, f"{name}.{c}",
+                                                                  None if mode == "unbind" else r.id)
             old.add(kid or "plaintext")
         if new:
             conn.execute(update(t).where(t.c.id == r.id).values(**new))
@@ -240,7 +244,7 @@ def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
     return counts, (rows[-1].id if rows else None)
 
 def _rewrite_all(bind, mode: str, batch: int = 200, ring: KeyRing | None = None) -> dict[str, int]:
-    "`_rewrite` over every encrypted column the database has, in batches: each its own transaction (an Engine), or `bind`'s."
+    "`_rewrite` over every encrypted column the database has, in batches: each its own transaction, or `bind`'s."
     ring, total = ring or keyring(), Counter()
     for name, cols in ENCRYPTED_COLUMNS.items():
         have = {c["name"] for c in inspect(bind).get_columns(name)}
