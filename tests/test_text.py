@@ -82,6 +82,20 @@ def test_registry_errors_leave_nothing_half_saved(home):
         assert len(R.list_models()) == before
 
 
+def test_train_default_retrains_only_when_the_recipe_changed(tmp_path, monkeypatch):
+    td = sample(n=600)
+    first = R.train_default(tmp_path, data=td)["text"]
+    card = R.load(None, tmp_path)[1]
+    assert card["extra"]["recipe"] == R.recipe_fingerprint()            # the card records the recipe it was made by
+    assert R.train_default(tmp_path, data=td)["text"] == first          # unchanged recipe: kept, not refitted
+    assert len(store.list_models(R.store_name(), tmp_path)) == 1
+    monkeypatch.setattr(R, "TEXT_RECIPE_VERSION", R.TEXT_RECIPE_VERSION + 1)   # the default recipe changed
+    second = R.train_default(tmp_path, data=td)["text"]
+    assert second != first and store.production_tag(R.store_name(), tmp_path) == second
+    assert R.load(None, tmp_path)[1]["extra"]["recipe"] == R.recipe_fingerprint()
+    assert R.train_default(tmp_path, data=td)["text"] == second         # and the new one is kept in turn
+
+
 def test_predict_statistics_list(client, home):
     r = client.post("/text/predict", json={"text": "Stale, overpriced and the bag was half empty."})
     assert r.status_code == 200, r.text

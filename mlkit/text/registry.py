@@ -5,6 +5,8 @@
 # %% ../../nbs/33_text_registry.ipynb #275667c4
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 import uuid
@@ -20,14 +22,14 @@ from ..core import DataError, get_logger, settings
 from ..models import make_card
 from .data import TEXT_SETS, TextData, check_text, check_upload, load_text, read_csv_bytes, split_text
 from .evaluate import ClassificationReport, evaluate
-from .models import TextClassifier, check_config, contributions
+from .models import TextClassifier, check_config, contributions, make_estimator, make_features
 
 log = get_logger("text")
 
 # %% auto #0
-__all__ = ['log', 'ModelNotFound', 'ModelInUse', 'NoProductionModel', 'store_name', 'FitResult', 'resolve_data', 'fit', 'load',
-           'ModelStats', 'statistics', 'list_models', 'remove', 'Prediction', 'predict', 'predict_frame', 'predict_csv',
-           'Job', 'start_fit', 'job', 'wait', 'train_default']
+__all__ = ['log', 'TEXT_RECIPE_VERSION', 'ModelNotFound', 'ModelInUse', 'NoProductionModel', 'store_name', 'FitResult',
+           'resolve_data', 'recipe_fingerprint', 'fit', 'load', 'ModelStats', 'statistics', 'list_models', 'remove',
+           'Prediction', 'predict', 'predict_frame', 'predict_csv', 'Job', 'start_fit', 'job', 'wait', 'train_default']
 
 # %% ../../nbs/33_text_registry.ipynb #75c0f886
 class ModelNotFound(DataError):
@@ -89,6 +91,23 @@ def _metrics(rep: ClassificationReport) -> dict:
     }
     return {**{k: v for k, v in top.items() if np.isfinite(v)}, "report": rep.to_dict()}
 
+# %% ../../nbs/33_text_registry.ipynb #57c4451c
+TEXT_RECIPE_VERSION = 1  # raise when the recipe's code changes in a way its parameters do not show
+
+
+def recipe_fingerprint(model: str = "logistic", config: dict | None = None) -> str:
+    "sha256 of the recipe a configuration resolves to: recipe version, model, full configuration, unfitted pipeline."
+    cfg = check_config(model, config)
+    parts = {
+        "recipe_version": TEXT_RECIPE_VERSION,
+        "model": model.lower(),
+        "config": cfg,
+        "estimator": make_estimator(model.lower(), cfg, 0).get_params(deep=True),
+    }
+    if model.lower() != "nbsvm":
+        parts["features"] = make_features(cfg).get_params(deep=True)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
 # %% ../../nbs/33_text_registry.ipynb #c25e2478
 def fit(
     model: str = "logistic",  # one of MODELS
@@ -132,6 +151,7 @@ def fit(
             "n_test": len(sp.test),
             "config": cfg,
             "config_given": config or {},
+            "recipe": recipe_fingerprint(model, config),  # see "The recipe fingerprint"
             "fit_seconds": round(secs, 2),
             "dropped": td.dropped,
         },
@@ -402,19 +422,36 @@ def wait(job_id: str, timeout: float = 600) -> Job:
         time.sleep(0.2)
     return j
 
+# %% ../../nbs/33_text_registry.ipynb #40fc085d
+def _stale(card: dict, model: str, data: str) -> str | None:
+    "Why a production model's card is not today's default model on `data`; None when it is."
+    x = card.get("extra", {})
+    if card.get("model") != "text" or card.get("params", {}).get("model") != model:
+        return f"it is not a {model!r} text model"
+    if x.get("data") != data:
+        return f"it was fitted on {x.get('data')!r}, the default data set is {data!r}"
+    if x.get("config_given"):
+        return f"it was fitted with a user's configuration {x['config_given']}"
+    if x.get("recipe") != recipe_fingerprint(model):
+        return f"its recipe {str(x.get('recipe'))[:12]} is not today's {recipe_fingerprint(model)[:12]}"
+    return None
+
 # %% ../../nbs/33_text_registry.ipynb #0ddf5ce6
-def train_default(home=None, force: bool = False) -> dict:
+def train_default(
+    home=None,
+    force: bool = False,  # fit even when the production model is today's default
+    model: str | None = None,  # None: settings text.default_model
+    data=None,  # a bundled set's name or a TextData; None: settings text.default_data
+) -> dict:
     "Fit and promote the default text model unless it is already in production; returns `{'text': tag}`."
-    model, data = settings.get("text", "default_model"), settings.get("text", "default_data")
+    model = model or settings.get("text", "default_model")
+    data = data or settings.get("text", "default_data")
+    name = data.name if isinstance(data, TextData) else data
     tag = store.production_tag(store_name(), home)
     if tag and not force and store._exists(tag, home):
-        _, card, _ = load(None, home)
-        if (
-            card["extra"].get("data") == data
-            and card["model"] == "text"
-            and card["params"].get("model") == model
-            and not card["extra"].get("config_given")
-        ):
+        why = _stale(load(None, home)[1], model, name)
+        if why is None:
             log.info("the default text model %s is already in production", tag)
             return {"text": tag}
+        log.info("retraining the default text model: the production model %s is stale (%s)", tag, why)
     return {"text": fit(model, None, data, promote=True, home=home).tag}
