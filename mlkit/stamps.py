@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import sysconfig
 from fnmatch import fnmatch
 from pathlib import Path
 
-import mlkit
 from fastcore.basics import patch
 
 from .core import get_logger, settings
@@ -48,7 +48,8 @@ def _distributions() -> list[str]:
 
 def code_state() -> dict:
     "mlkit's files, the installed distributions and the effective settings: what every step of `make run` reads."
-    return {"mlkit": tree_state(Path(mlkit.__file__).parent, skip=("__pycache__", "*.pyc")),
+    package = importlib.util.find_spec("mlkit").submodule_search_locations[0]   # without importing mlkit
+    return {"mlkit": tree_state(package, skip=("__pycache__", "*.pyc")),
             "distributions": _distributions(),
             "settings": settings.values, "root": str(settings.root)}
 
