@@ -11,6 +11,7 @@ from typing import Optional
 from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
+from fastcore.basics import patch
 from fastapi import FastAPI, File, Form, Path as PathParam, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
@@ -37,6 +38,7 @@ def backend() -> QueuesBackend:
         if not _backend: _backend.append(QueuesBackend())
         return _backend[-1]
 
+# %% ../../nbs/93_serve_queues.ipynb #6f807aa0
 def use_backend(b: QueuesBackend) -> QueuesBackend:
     "Make `b` the backend of this worker (the service's `__init__`, tests)."
     with _lock: _backend[:] = [b]
@@ -49,6 +51,7 @@ class Interval(BaseModel):
                                examples=[[5210.3, 5102.8]])
     upper: list[float] = Field(description="upper bounds, one per timestamp", examples=[[5731.9, 5655.0]])
 
+# %% ../../nbs/93_serve_queues.ipynb #1b6ec8ea
 class Evidence(BaseModel):
     model_mase: float = Field(description="cross-validated MASE of the series' chosen model", examples=[0.62])
     seasonal_naive_mase: Optional[float] = Field(description="MASE of seasonal naive on the same windows",
@@ -62,6 +65,7 @@ class Evidence(BaseModel):
     window_h: int = Field(description="steps per window", examples=[28])
     dataset: str = Field(description="data set the forecaster was fitted on", examples=["nyc_departures"])
 
+# %% ../../nbs/93_serve_queues.ipynb #21c378eb
 class ForecastOut(BaseModel):
     "A forecast with intervals, the model that made it and its cross-validation evidence."
     queue_id: int = Field(examples=[1])
@@ -75,10 +79,12 @@ class ForecastOut(BaseModel):
                            examples=["queues-nyc-departures-daily:abc123"])
     backtest: Evidence
 
+# %% ../../nbs/93_serve_queues.ipynb #63618422
 class BaseResponse(BaseModel):
     status: str = Field(examples=["success"])
     message: str = Field(examples=["data reloaded; default data set nyc_departures"])
 
+# %% ../../nbs/93_serve_queues.ipynb #46630290
 def forecast_out(r, tag: str) -> ForecastOut:
     return ForecastOut(queue_id=r.queue_id, granularity=r.granularity, timestamps=r.timestamps, values=r.values,
                        intervals=[Interval(level=L, lower=r.lower[L], upper=r.upper[L]) for L in r.lower],
@@ -88,6 +94,7 @@ def forecast_out(r, tag: str) -> ForecastOut:
 class QueuesInputError(InvalidArgument):
     "A queues request that cannot be answered as asked (HTTP 400); the message names the valid options."
 
+# %% ../../nbs/93_serve_queues.ipynb #3b070719
 def _dataset(): return Query(None,
                              description="data set: nyc_departures, bank_calls or an upload's name@version (default: "
                              "settings)", examples=["nyc_departures"])
@@ -97,39 +104,47 @@ def _end(): return Query(None, description="last day (or date-time) of the perio
 def _gran(): return Query(None, description=f"one of {list(GRANULARITIES)} (default: the data set's base)",
                           examples=["daily"])
 
+# %% ../../nbs/93_serve_queues.ipynb #04bc4684
 queues_app = FastAPI(title="mlkit queues", description="Support-queue analytics and load forecasts.")
 
+# %% ../../nbs/93_serve_queues.ipynb #58e92843
 @queues_app.exception_handler(DataError)
 @queues_app.exception_handler(TypeError)
 async def _client_error(request: Request, e: Exception):
     return JSONResponse({"error": str(e)}, status_code=400)
 
+# %% ../../nbs/93_serve_queues.ipynb #258aaff9
 @queues_app.exception_handler(LookupError)
 async def _unavailable(request: Request, e: Exception):
     return JSONResponse({"error": str(e)}, status_code=503)
 
+# %% ../../nbs/93_serve_queues.ipynb #abc66dbe
 @queues_app.get("/data_status", response_model=A.DataStatus)
 def data_status(dataset: Optional[str] = _dataset()):
     "What data is loaded: queues, leaves, periods, base granularity, span and sha256."
     return A.data_status(backend().data(dataset))
 
+# %% ../../nbs/93_serve_queues.ipynb #daa675f1
 @queues_app.get("/queues", response_model=dict[str, dict[int, list[A.QueueInfo]]])
 def queues(dataset: Optional[str] = _dataset()):
     "Every queue with id, name, total load, level and parent, grouped by level (`queues_by_level`)."
     return {"queues_by_level": A.queues_by_level(backend().data(dataset))}
 
+# %% ../../nbs/93_serve_queues.ipynb #0fdacde7
 @queues_app.get("/historical", response_model=A.TimeSeriesData)
 def historical(queue_id: int = _qid(), granularity: Optional[str] = _gran(), start_date: Optional[str] = _start(),
                end_date: Optional[str] = _end(), dataset: Optional[str] = _dataset()):
     "A queue's load per period at a granularity."
     return A.historical(backend().data(dataset), queue_id, granularity, start_date, end_date)
 
+# %% ../../nbs/93_serve_queues.ipynb #03b3defd
 @queues_app.get("/daily_average", response_model=A.AverageLoadWeekdays)
 def daily_average(queue_id: int = _qid(), start_date: Optional[str] = _start(), end_date: Optional[str] = _end(),
                   dataset: Optional[str] = _dataset()):
     "Mean daily load per weekday (None for a weekday that is never open)."
     return A.daily_average(backend().data(dataset), queue_id, start_date, end_date)
 
+# %% ../../nbs/93_serve_queues.ipynb #657c5e66
 @queues_app.get("/weekly_average/{queue_id}", response_model=A.AverageLoadWeekly)
 def weekly_average(queue_id: int = PathParam(..., description="queue id", examples=[1]),
                    start_date: Optional[str] = _start(),
@@ -137,12 +152,14 @@ def weekly_average(queue_id: int = PathParam(..., description="queue id", exampl
     "Mean daily load of each week (weeks start on Monday)."
     return A.weekly_average(backend().data(dataset), queue_id, start_date, end_date)
 
+# %% ../../nbs/93_serve_queues.ipynb #e8798605
 @queues_app.get("/queue_stats", response_model=A.QueueStats)
 def queue_stats(queue_id: int = _qid(), start_date: Optional[str] = _start(), end_date: Optional[str] = _end(),
                 granularity: Optional[str] = _gran(), dataset: Optional[str] = _dataset()):
     "Structure, load statistics and busiest/quietest periods of a queue."
     return A.queue_stats(backend().data(dataset), queue_id, start_date, end_date, granularity)
 
+# %% ../../nbs/93_serve_queues.ipynb #c688bdc5
 @queues_app.get("/sample_data")
 def sample_data(df_type: str = Query("tickets", description=f"one of {list(A.SAMPLE_KINDS)}", examples=["tickets"]),
                 format: str = Query("json", description="json or csv", examples=["json"])):
@@ -153,11 +170,13 @@ def sample_data(df_type: str = Query("tickets", description=f"one of {list(A.SAM
     return {"columns": list(df.columns), "data": df.astype(object).where(df.notna(), None).to_dict("records"),
             "shape": list(df.shape), "df_type": df_type}
 
+# %% ../../nbs/93_serve_queues.ipynb #78987341
 @queues_app.post("/reload", response_model=BaseResponse)
 def reload():
     "Drop cached data and on-demand forecasters; the default data set is the bundled one again."
     return BaseResponse(status="success", message=f"data reloaded; default data set {backend().reload()}")
 
+# %% ../../nbs/93_serve_queues.ipynb #fb23533e
 @queues_app.post("/upload", response_model=BaseResponse)
 async def upload(request: Request, file: UploadFile = File(..., description="CSV: queueId,date,new_tickets"),
                  hierarchy: Optional[UploadFile] = File(None, description="CSV: queueId,parentId[,name]"),
@@ -173,6 +192,7 @@ async def upload(request: Request, file: UploadFile = File(..., description="CSV
     ref = backend().upload(content, h, name)
     return BaseResponse(status="success", message=f"stored as {ref}; use dataset={ref}")
 
+# %% ../../nbs/93_serve_queues.ipynb #743697d4
 @queues_app.get("/forecast", response_model=ForecastOut)
 def forecast_get(queue_id: int = _qid(), horizon: int = Query(14, description="periods ahead", examples=[14]),
                  granularity: Optional[str] = _gran(),
@@ -191,31 +211,33 @@ class QueuesAPI:
         super().__init__()                         # cooperative: the entry inherits several domains
         self.queues = use_backend(QueuesBackend())  # stored forecasters loaded once; nothing trained here
 
-    @bentoml.api(route="/queues/forecast")
-    def queues_forecast(self,
-                        queue_id: int = Field(..., description="queue id (see GET /queues/api/queues)", examples=[1]),
-                        horizon: int = Field(14, description="periods ahead (up to 300 days' worth)", examples=[14]),
-                        granularity: Optional[str] = Field(None,
-                                                           description=f"one of {list(GRANULARITIES)}; default: the "
-                                                           "stored forecaster's", examples=["daily"]),
-                        levels: list[float] = Field([80, 95],
-                                                    description="interval levels in percent, each in (0, 100)",
-                                                    examples=[[80, 95]]),
-                        dataset: Optional[str] = Field(None,
-                                                       description="nyc_departures, bank_calls or an upload's "
-                                                       "name@version", examples=["nyc_departures"]),
-                        ) -> ForecastOut:
-        "Forecast a queue's load with calibrated intervals, the model that made it and its cross-validation evidence."
-        try: r, tag = self.queues.forecast(queue_id, horizon, granularity, levels, dataset)
-        except (DataError, TypeError) as e: raise QueuesInputError(str(e)) from None
-        except LookupError as e: raise ServiceUnavailable(str(e)) from None
-        return forecast_out(r, tag)
+# %% ../../nbs/93_serve_queues.ipynb #213063b7
+@patch
+def queues_forecast(self: QueuesAPI,
+                    queue_id: int = Field(..., description="queue id (see GET /queues/api/queues)", examples=[1]),
+                    horizon: int = Field(14, description="periods ahead (up to 300 days' worth)", examples=[14]),
+                    granularity: Optional[str] = Field(None, description=f"one of {list(GRANULARITIES)}; default: "
+                                                       "the stored forecaster's", examples=["daily"]),
+                    levels: list[float] = Field([80, 95], description="interval levels in percent, each in (0, 100)",
+                                                examples=[[80, 95]]),
+                    dataset: Optional[str] = Field(None, description="nyc_departures, bank_calls or an upload's "
+                                                   "name@version", examples=["nyc_departures"]),
+                    ) -> ForecastOut:
+    "Forecast a queue's load with calibrated intervals, the model that made it and its cross-validation evidence."
+    try: r, tag = self.queues.forecast(queue_id, horizon, granularity, levels, dataset)
+    except (DataError, TypeError) as e: raise QueuesInputError(str(e)) from None
+    except LookupError as e: raise ServiceUnavailable(str(e)) from None
+    return forecast_out(r, tag)
+QueuesAPI.queues_forecast = bentoml.api(route="/queues/forecast")(QueuesAPI.queues_forecast)
 
-    @bentoml.api(route="/queues/reload")
-    def queues_reload(self) -> BaseResponse:
-        "Drop cached data and on-demand forecasters; the default data set is the bundled one again."
-        return BaseResponse(status="success", message=f"data reloaded; default data set {self.queues.reload()}")
+# %% ../../nbs/93_serve_queues.ipynb #4cb32d11
+@patch
+def queues_reload(self: QueuesAPI) -> BaseResponse:
+    "Drop cached data and on-demand forecasters; the default data set is the bundled one again."
+    return BaseResponse(status="success", message=f"data reloaded; default data set {self.queues.reload()}")
+QueuesAPI.queues_reload = bentoml.api(route="/queues/reload")(QueuesAPI.queues_reload)
 
+# %% ../../nbs/93_serve_queues.ipynb #cf0e14d8
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60})
 @bentoml.asgi_app(queues_app, path="/queues/api")
 class QueuesService(QueuesAPI):
