@@ -25,8 +25,8 @@ from sqlalchemy import select
 from ..core import settings
 from ..db import get_engine
 from . import jobs
-from .auth import (create_token, decode_token, issue_refresh_token, login, register, rotate_refresh_token,
-                                    user_from_token)
+from .auth import (create_token, decode_token, issue_refresh_token, login, register,
+                                    rotate_refresh_token, user_from_token)
 from .catalog import seed_catalog
 from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized,
                                       User, echo, log, mp_setting, read_scope, upgrade_db)
@@ -53,7 +53,8 @@ class Marketplace:
             self.engine = get_engine(self.url)
             seed_catalog(self.engine, self.model_dir)
             self.runner = jobs.JobRunner(self.engine, model_dir=self.model_dir, **self.runner_kw).start()
-            log.info("marketplace started: %s, %d worker(s)", self.engine.url.render_as_string(hide_password=True), self.runner.workers)
+            log.info("marketplace started: %s, %d worker(s)", self.engine.url.render_as_string(hide_password=True),
+                     self.runner.workers)
             return self
 
     def stop(self):
@@ -82,7 +83,8 @@ class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
     expires_in: int = Field(..., description="seconds")
-    refresh_token: str | None = Field(None, description="spend it with grant_type=refresh_token for a new pair (used once: rotated)")
+    refresh_token: str | None = Field(None, description="spend it with grant_type=refresh_token for a new pair "
+                                                        "(used once: rotated)")
 
 class TopUpIn(BaseModel):
     amount: Any = Field(..., examples=[100], json_schema_extra={"type": "number", "exclusiveMinimum": 0},
@@ -134,7 +136,8 @@ class Problem(BaseModel):
 
 _ERRORS = {s: {"model": Problem, "description": d} for s, d in
            [(400, "malformed request"), (401, "not authenticated"), (402, "insufficient balance"), (404, "not found"),
-            (409, "conflict; or a stored prediction failed its integrity check"), (413, "payload too large"), (422, "invalid input"), (429, "too many failed log-ins"),
+            (409, "conflict; or a stored prediction failed its integrity check"), (413, "payload too large"),
+            (422, "invalid input"), (429, "too many failed log-ins"),
             (503, "log-in capacity exhausted, or a stored prediction's encryption key is not configured; retry")]}
 def _errors(*codes): return {c: _ERRORS[c] for c in codes}
 
@@ -146,12 +149,14 @@ def check_value(v, where: str = "body", depth: int = 0):
     if depth > _MAX_DEPTH: raise InvalidInput(f"{where}: nested deeper than {_MAX_DEPTH} levels")
     if isinstance(v, bool) or v is None: return
     if isinstance(v, int):
-        if abs(v) > _MAX_INT: raise InvalidInput(f"{where}: integer {echo(v, 30)} is out of range; expected at most 2**53 in size")
+        if abs(v) > _MAX_INT:
+            raise InvalidInput(f"{where}: integer {echo(v, 30)} is out of range; expected at most 2**53 in size")
     elif isinstance(v, float):
         if not math.isfinite(v): raise InvalidInput(f"{where}: expected a finite number, got {v}")
     elif isinstance(v, str):
         try: v.encode("utf-8")
-        except UnicodeEncodeError: raise InvalidInput(f"{where}: text {echo(v)} holds a lone surrogate; send valid Unicode") from None
+        except UnicodeEncodeError:
+            raise InvalidInput(f"{where}: text {echo(v)} holds a lone surrogate; send valid Unicode") from None
     elif isinstance(v, dict):
         for k, x in v.items(): check_value(k, where, depth + 1); check_value(x, f"{where}.{echo(k, 30)}", depth + 1)
     elif isinstance(v, list):
@@ -165,7 +170,8 @@ def check_json(body: bytes):
     except RecursionError: raise InvalidInput(f"body: nested deeper than {_MAX_DEPTH} levels") from None
     except ValueError as e:                  # JSONDecodeError, UnicodeDecodeError, and ints over Python's digit limit
         if isinstance(e, InvalidInput): raise
-        if "digits" in str(e): raise InvalidInput("body: an integer is out of range; expected at most 2**53 in size") from None
+        if "digits" in str(e):
+            raise InvalidInput("body: an integer is out of range; expected at most 2**53 in size") from None
         return None
     check_value(obj)
     return obj
@@ -174,10 +180,11 @@ def check_query(qs: bytes):
     "Query parameters: integers beyond 2**53 and non-finite numbers are refused before any route parses them."
     for k, v in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
         if re.fullmatch(r"\s*[+-]?\d+\s*", v) and len(v.strip().lstrip("+-")) > 16 and abs(int(v)) > _MAX_INT:
-            raise InvalidInput(f"query parameter {echo(k, 30)}: integer {echo(v, 30)} is out of range; expected at most 2**53")
+            raise InvalidInput(f"query parameter {echo(k, 30)}: integer {echo(v, 30)} is out of range; "
+                               "expected at most 2**53")
 
 class InputGuard:
-    "ASGI middleware: one gate for every route's query string and JSON body (see `check_value`); 413 over `limit` bytes."
+    "ASGI middleware: one gate for every route's query string and JSON body (`check_value`); 413 over `limit` bytes."
     def __init__(self, app, limit: int | None = None): self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
@@ -206,9 +213,11 @@ class InputGuard:
 
 # %% ../../nbs/44_marketplace_api.ipynb #4f2bab94
 _basic = HTTPBasic(auto_error=False, description="username and password (as in seed 001)")
+_AUTH_REQUIRED = ("authentication required: HTTP Basic credentials or "
+                  "'Authorization: Bearer <token from POST /token>'")
 _bearer = HTTPBearer(auto_error=False, description="a JWT from POST /token")
 _oauth2 = OAuth2PasswordBearer(tokenUrl="token", refreshUrl="token", auto_error=False,
-                               description="OAuth2 password flow: POST /token (form) -> access_token (the same bearer JWT)")
+                               description="OAuth2 password flow: POST /token (form) -> access_token (the bearer JWT)")
 
 BearerCreds = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 BasicCreds = Annotated[HTTPBasicCredentials | None, Security(_basic)]
@@ -218,13 +227,14 @@ def _mp(request: Request) -> Marketplace: return request.app.state.marketplace.s
 def _client(request: Request) -> str | None: return request.client.host if request.client else None
 
 def current_user(request: Request, bearer: BearerCreds, basic: BasicCreds,
-                 _oauth: Annotated[str | None, Security(_oauth2)] = None,  # the same header: declared for OAuth2 clients
+                 # the same header: declared for OAuth2 clients
+                 _oauth: Annotated[str | None, Security(_oauth2)] = None,
                 ) -> User:
     "The caller, from a bearer JWT or HTTP Basic credentials."
     mp = _mp(request)
     if bearer is not None: return user_from_token(mp.engine, bearer.credentials)
     if basic is not None: return login(mp.engine, basic.username, basic.password, client=_client(request))
-    raise Unauthorized("authentication required: HTTP Basic credentials or 'Authorization: Bearer <token from POST /token>'")
+    raise Unauthorized(_AUTH_REQUIRED)
 
 CurrentUser = Annotated[User, Depends(current_user)]
 
@@ -244,19 +254,22 @@ async def _replay(request: Request, body: bytes) -> Request:
 
 def _json(body: bytes):
     try: return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise MarketplaceError(f"malformed JSON body: {e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MarketplaceError(f"malformed JSON body: {e}") from None
 
 # %% ../../nbs/44_marketplace_api.ipynb #1cd1e88f
 _PREDICT_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": PredictIn.model_json_schema(), "examples": {
         "one row": {"value": {"model_id": "risk-assessment", "input_data": _ROW}},
         "rows": {"value": {"model_id": "premium-analysis", "input_data": [_ROW, {**_ROW, "age": 61, "bmi": 31.2}]}},
-        "csv text": {"value": {"model_id": "return-prediction", "input_data": "age,bmi,bp,s1,s5\n50,26.4,94,190,4.6\n"}}}},
+        "csv text": {"value": {"model_id": "return-prediction",
+                               "input_data": "age,bmi,bp,s1,s5\n50,26.4,94,190,4.6\n"}}}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["model_id", "file"], "properties": {
         "model_id": {"type": "string", "example": "risk-assessment"},
         "file": {"type": "string", "format": "binary", "description": "CSV with a header row"}}}}}}}
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=100, pattern=r"^[\x21-\x7e]+$",
-                                              description="a retry with the same key neither credits nor charges twice")]
+                                              description="a retry with the same key neither credits nor charges "
+                                                          "twice")]
 
 _TOKEN_BODY = {"requestBody": {"required": True, "content": {
     "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
@@ -268,7 +281,7 @@ _TOKEN_BODY = {"requestBody": {"required": True, "content": {
 
 def create_app(database_url: str | None = None, model_dir=None, workers: int | None = None,
                demo_delay: str | None = None, lease_seconds: float | None = None) -> FastAPI:
-    "A marketplace FastAPI app on `database_url` (default settings.database_url); its lifespan starts and stops the workers."
+    "A marketplace FastAPI app on `database_url` (default settings.database_url); its lifespan starts, stops workers."
     mp = Marketplace(database_url, model_dir, workers, demo_delay, lease_seconds)
 
     @asynccontextmanager
@@ -304,7 +317,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
         user = register(_mp(request).engine, body.username, body.password, body.firstname)
         return {"user_id": user.id, "message": f"user {user.username} registered; the balance is 0"}
 
-    @app.post("/token", response_model=TokenOut, tags=["users"], openapi_extra=_TOKEN_BODY, responses=_errors(400, 401, 429))
+    @app.post("/token", response_model=TokenOut, tags=["users"], openapi_extra=_TOKEN_BODY,
+              responses=_errors(400, 401, 429))
     async def token(request: Request):
         body = await _read_body(request, 10_000)
         if request.headers.get("content-type", "").startswith("application/json"):
@@ -314,12 +328,14 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
             creds = dict(await (await _replay(request, body)).form())
         grant, engine = creds.get("grant_type") or "password", _mp(request).engine
         if grant == "refresh_token":
-            if not isinstance(creds.get("refresh_token"), str): raise MarketplaceError("grant_type=refresh_token needs a refresh_token field")
+            if not isinstance(creds.get("refresh_token"), str):
+                raise MarketplaceError("grant_type=refresh_token needs a refresh_token field")
             user_id, refresh = await run_in_threadpool(rotate_refresh_token, engine, creds["refresh_token"])
         elif grant == "password":
             if not isinstance(creds.get("username"), str) or not isinstance(creds.get("password"), str):
                 raise MarketplaceError("send username and password (form fields or a JSON object)")
-            user_id = (await run_in_threadpool(login, engine, creds["username"], creds["password"], _client(request))).id
+            user = await run_in_threadpool(login, engine, creds["username"], creds["password"], _client(request))
+            user_id = user.id
             refresh = await run_in_threadpool(issue_refresh_token, engine, user_id)
         else: raise MarketplaceError(f"unsupported grant_type {echo(grant)}; valid: password, refresh_token")
         minutes = float(mp_setting("token_minutes"))
@@ -347,14 +363,15 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
             return [{"id": m.id, "name": m.name, "cost": float(m.cost), "description": m.description,
                      "input_schema": m.input_schema, "example": m.example, "model_card": m.model_card} for m in rows]
 
-    @app.post("/predict", status_code=202, response_model=PredictAccepted, tags=["predictions"], openapi_extra=_PREDICT_BODY,
-              responses=_errors(400, 401, 402, 404, 413, 422))
+    @app.post("/predict", status_code=202, response_model=PredictAccepted, tags=["predictions"],
+              openapi_extra=_PREDICT_BODY, responses=_errors(400, 401, 402, 404, 413, 422))
     async def predict(request: Request, bearer: BearerCreds, basic: BasicCreds, idempotency_key: IdempotencyKey = None):
         m = request.app.state.marketplace
         if m.runner is None: await run_in_threadpool(m.start)
         if bearer is not None: user_id = decode_token(bearer.credentials)     # no database round trip on the hot path
-        elif basic is not None: user_id = (await run_in_threadpool(login, m.engine, basic.username, basic.password, _client(request))).id
-        else: raise Unauthorized("authentication required: HTTP Basic credentials or 'Authorization: Bearer <token from POST /token>'")
+        elif basic is not None:
+            user_id = (await run_in_threadpool(login, m.engine, basic.username, basic.password, _client(request))).id
+        else: raise Unauthorized(_AUTH_REQUIRED)
         body = await _read_body(request, int(mp_setting("max_upload_bytes")))
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await (await _replay(request, body)).form()
@@ -365,12 +382,14 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
         else:
             req = _json(body)
             if not isinstance(req, dict) or "model_id" not in req or "input_data" not in req:
-                raise InvalidInput("body must be a JSON object {\"model_id\": ..., \"input_data\": object, array or CSV text}")
+                raise InvalidInput('body must be a JSON object {"model_id": ..., "input_data": object, array or CSV '
+                                   'text}')
             model_id, data = req["model_id"], req["input_data"]
         if not isinstance(model_id, str): raise InvalidInput(f"model_id must be a string, got {echo(model_id)}")
         return await run_in_threadpool(jobs.submit, m.engine, user_id, model_id, data, m.runner, idempotency_key)
 
-    @app.get("/predict/{prediction_id}", response_model=PredictionOut, tags=["predictions"], responses=_errors(401, 404, 409, 503))
+    @app.get("/predict/{prediction_id}", response_model=PredictionOut, tags=["predictions"],
+             responses=_errors(401, 404, 409, 503))
     def prediction(prediction_id: str, request: Request, user: CurrentUser):
         job = jobs.get_prediction(_mp(request).engine, user.id, prediction_id)
         url = f"{request.scope.get('root_path', '')}/predict/{prediction_id}/download"
@@ -380,7 +399,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
              200: {"content": {"text/csv": {}}, "description": "input columns and a prediction column"}})
     def download(prediction_id: str, request: Request, user: CurrentUser):
         job = jobs.get_prediction(_mp(request).engine, user.id, prediction_id)
-        if job["status"] != "completed": raise Conflict(f"prediction {prediction_id} is {job['status']}; download it once completed")
+        if job["status"] != "completed":
+            raise Conflict(f"prediction {prediction_id} is {job['status']}; download it once completed")
         return Response(jobs.result_csv(job), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="prediction_{prediction_id}.csv"'})
 
