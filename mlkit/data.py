@@ -26,7 +26,8 @@ __all__ = ['log', 'TABLE_FORMATS', 'IMAGE_SUFFIXES', 'FILL_STRATEGIES', 'CLEAN_S
            'Scaler', 'split', 'TimeSeriesGapSplit']
 
 # %% ../nbs/01_data.ipynb #de8759fd
-TABLE_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".xlsx": "excel", ".xlsm": "excel", ".parquet": "parquet", ".pq": "parquet"}
+TABLE_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".xlsx": "excel", ".xlsm": "excel", ".parquet": "parquet",
+                 ".pq": "parquet"}
 
 def load_table(path: str | Path,            # a CSV, TSV, Excel (.xlsx) or Parquet file
                format: str | None = None,   # one of csv, tsv, excel, parquet; default from the suffix
@@ -77,7 +78,8 @@ def preprocess_images(images: Iterable,               # PIL images or paths
                       ) -> np.ndarray:                # float32 array (N, height, width, channels) in [0, 1]
     "Resize, convert and normalise images into one float32 batch."
     if mode not in ("RGB", "L"): raise DataError(f"mode must be 'RGB' or 'L', got {mode!r}")
-    if len(size) != 2 or min(size) < 1: raise DataError(f"size must be (width, height) with positive ints, got {size!r}")
+    if len(size) != 2 or min(size) < 1:
+        raise DataError(f"size must be (width, height) with positive ints, got {size!r}")
     out = []
     for im in images:
         im = load_image(im) if isinstance(im, (str, Path)) else im
@@ -87,7 +89,8 @@ def preprocess_images(images: Iterable,               # PIL images or paths
     return np.stack(out)
 
 # %% ../nbs/01_data.ipynb #0a951b86
-_KINDS = {"int": "iu", "float": "f", "number": "iuf", "bool": "b", "str": "OSU", "datetime": "M", "category": "category"}
+_KINDS = {"int": "iu", "float": "f", "number": "iuf", "bool": "b", "str": "OSU", "datetime": "M",
+          "category": "category"}
 
 @dataclass(frozen=True)
 class Column:
@@ -114,12 +117,15 @@ class Schema:
 # %% ../nbs/01_data.ipynb #164e8d36
 def _kind_ok(s: pd.Series | pd.Index, kind: str) -> bool:
     if kind == "category": return isinstance(s.dtype, pd.CategoricalDtype)
-    if kind == "str" and (isinstance(s.dtype, pd.StringDtype) or isinstance(s.dtype, pd.CategoricalDtype) and s.dtype.categories.dtype == object): return True
+    if kind == "str" and (isinstance(s.dtype, pd.StringDtype)
+                          or isinstance(s.dtype, pd.CategoricalDtype) and s.dtype.categories.dtype == object):
+        return True
     return s.dtype.kind in _KINDS[kind]
 
 def validate(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     "Check `df` against `schema`; raise a `SchemaError` listing every problem, else return `df` unchanged."
-    if not isinstance(df, pd.DataFrame): raise TypeError(f"validate expects a pandas DataFrame, got {type(df).__name__}")
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"validate expects a pandas DataFrame, got {type(df).__name__}")
     problems = []
     missing = [c for c in schema.columns if c not in df.columns]
     if missing: problems.append(f"missing column(s) {missing}; present: {list(df.columns)}")
@@ -132,9 +138,11 @@ def validate(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
         if n_null and not col.nullable: problems.append(f"column {name!r}: {n_null} missing value(s), none allowed")
         v = s.dropna()
         if col.min is not None and (bad := v[v < col.min]).size:
-            problems.append(f"column {name!r}: {bad.size} value(s) below {col.min} (e.g. {bad.iloc[0]!r} at {bad.index[0]!r})")
+            problems.append(f"column {name!r}: {bad.size} value(s) below {col.min} "
+                            f"(e.g. {bad.iloc[0]!r} at {bad.index[0]!r})")
         if col.max is not None and (bad := v[v > col.max]).size:
-            problems.append(f"column {name!r}: {bad.size} value(s) above {col.max} (e.g. {bad.iloc[0]!r} at {bad.index[0]!r})")
+            problems.append(f"column {name!r}: {bad.size} value(s) above {col.max} "
+                            f"(e.g. {bad.iloc[0]!r} at {bad.index[0]!r})")
         if col.allowed is not None and (bad := v[~v.isin(list(col.allowed))]).size:
             problems.append(f"column {name!r}: {bad.size} value(s) not in {list(col.allowed)} (e.g. {bad.iloc[0]!r})")
     if schema.index and not _kind_ok(df.index, schema.index):
@@ -149,7 +157,8 @@ def validate(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             dup = frame.duplicated(cols, keep=False)
             if dup.any():
                 first = frame.loc[dup, cols].drop_duplicates().head(3).to_dict("records")
-                problems.append(f"key {list(schema.key)}: {int(dup.sum())} rows share a key with another row (e.g. {first})")
+                problems.append(f"key {list(schema.key)}: {int(dup.sum())} rows share a key with another row "
+                                f"(e.g. {first})")
     if problems: raise SchemaError(problems, schema.name)
     return df
 
@@ -163,7 +172,8 @@ class MissingFiller(TransformerMixin, BaseEstimator):
         self.strategy, self.fill_value, self.columns = strategy, fill_value, columns
 
     def _check(self, X):
-        if not isinstance(X, pd.DataFrame): raise TypeError(f"MissingFiller expects a DataFrame, got {type(X).__name__}")
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(f"MissingFiller expects a DataFrame, got {type(X).__name__}")
         if self.strategy not in FILL_STRATEGIES:
             raise DataError(f"unknown fill strategy {self.strategy!r}; valid strategies: {list(FILL_STRATEGIES)}")
         if self.strategy == "constant" and self.fill_value is None:
@@ -177,7 +187,8 @@ class MissingFiller(TransformerMixin, BaseEstimator):
         cols = self._check(X)
         if self.strategy in ("median", "mean"):
             if bad := [c for c in cols if not pd.api.types.is_numeric_dtype(X[c])]:
-                raise DataError(f"strategy {self.strategy!r} needs numeric columns; not numeric: {bad} (use 'mode' or 'constant')")
+                raise DataError(f"strategy {self.strategy!r} needs numeric columns; not numeric: {bad} "
+                                "(use 'mode' or 'constant')")
             self.statistics_ = getattr(X[cols], self.strategy)().to_dict()
         elif self.strategy == "mode":
             self.statistics_ = {c: (m.iloc[0] if len(m := X[c].mode()) else np.nan) for c in cols}
@@ -213,7 +224,8 @@ def clean(df: pd.DataFrame, strategy: str = "drop", fill_value: Any = None, colu
     else:
         out = MissingFiller(strategy, fill_value, columns).fit_transform(df)
         after = out[before.index].isna().sum()
-        report = {"strategy": strategy, "filled": {c: int(before[c] - after[c]) for c in before.index if before[c] - after[c]},
+        report = {"strategy": strategy,
+                  "filled": {c: int(before[c] - after[c]) for c in before.index if before[c] - after[c]},
                   "still_missing": {c: int(v) for c, v in after.items() if v}}
     log.info("cleaned %d rows with %s", len(df), strategy, extra={"report": report})
     return out, report
@@ -227,7 +239,8 @@ class Scaler(TransformerMixin, BaseEstimator):
         self.method, self.columns = method, columns
 
     def fit(self, X: pd.DataFrame, y=None):
-        if self.method not in SCALERS: raise DataError(f"unknown scaling method {self.method!r}; valid methods: {list(SCALERS)}")
+        if self.method not in SCALERS:
+            raise DataError(f"unknown scaling method {self.method!r}; valid methods: {list(SCALERS)}")
         if not isinstance(X, pd.DataFrame): raise TypeError(f"Scaler expects a DataFrame, got {type(X).__name__}")
         cols = list(self.columns) if self.columns is not None else list(X.select_dtypes("number").columns)
         if missing := [c for c in cols if c not in X.columns]:
@@ -270,7 +283,8 @@ SPLIT_METHODS = ("random", "stratified", "time")
 
 def _n_test(n: int, test_size: float | int) -> int:
     if isinstance(test_size, float) and 0 < test_size < 1: k = int(round(n * test_size))
-    elif isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool) and 0 < test_size < n: k = int(test_size)
+    elif isinstance(test_size, (int, np.integer)) and not isinstance(test_size, bool) and 0 < test_size < n:
+        k = int(test_size)
     else: raise DataError(f"test_size must be a fraction in (0, 1) or a row count in [1, {n - 1}], got {test_size!r}")
     if not 0 < k < n: raise DataError(f"test_size={test_size!r} leaves an empty train or test set for {n} rows")
     return k
@@ -279,19 +293,23 @@ def _n_test(n: int, test_size: float | int) -> int:
 def split(df: pd.DataFrame, method: str = "random", test_size: float | int = 0.2, stratify: str | None = None,
           gap: int = 0, time_col: str | None = None, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Split a frame into train and test sets: random, stratified on a column, or time-ordered with a gap."
-    if method not in SPLIT_METHODS: raise DataError(f"unknown split method {method!r}; valid methods: {list(SPLIT_METHODS)}")
+    if method not in SPLIT_METHODS:
+        raise DataError(f"unknown split method {method!r}; valid methods: {list(SPLIT_METHODS)}")
     n = len(df); k = _n_test(n, test_size)
     if method == "time":
-        if not isinstance(gap, (int, np.integer)) or gap < 0: raise DataError(f"gap must be a non-negative int, got {gap!r}")
+        if not isinstance(gap, (int, np.integer)) or gap < 0:
+            raise DataError(f"gap must be a non-negative int, got {gap!r}")
         t = df[time_col] if time_col is not None else df.index.to_series()
-        if not t.is_monotonic_increasing: raise DataError(f"time split needs rows in ascending time order ({time_col or 'index'})")
+        if not t.is_monotonic_increasing:
+            raise DataError(f"time split needs rows in ascending time order ({time_col or 'index'})")
         if n - k - gap < 1: raise DataError(f"gap={gap} and test_size={test_size!r} leave no training rows out of {n}")
         return df.iloc[: n - k - gap], df.iloc[n - k:]
     if gap: raise DataError(f"gap only applies to method='time', got gap={gap} with method={method!r}")
     from sklearn.model_selection import train_test_split
     strat = None
     if method == "stratified":
-        if stratify not in df.columns: raise DataError(f"stratified split needs stratify=<column>; got {stratify!r}, columns: {list(df.columns)}")
+        if stratify not in df.columns:
+            raise DataError(f"stratified split needs stratify=<column>; got {stratify!r}, columns: {list(df.columns)}")
         strat = df[stratify]
     tr, te = train_test_split(np.arange(n), test_size=k, random_state=seed, stratify=strat)
     return df.iloc[np.sort(tr)], df.iloc[np.sort(te)]
@@ -300,7 +318,8 @@ def split(df: pd.DataFrame, method: str = "random", test_size: float | int = 0.2
 class TimeSeriesGapSplit:
     "Expanding-window time-series cross-validation with `gap` rows left out between each train and test block."
     def __init__(self, n_splits: int = 5, test_size: int | None = None, gap: int = 0):
-        if n_splits < 1 or gap < 0: raise DataError(f"need n_splits >= 1 and gap >= 0, got n_splits={n_splits}, gap={gap}")
+        if n_splits < 1 or gap < 0:
+            raise DataError(f"need n_splits >= 1 and gap >= 0, got n_splits={n_splits}, gap={gap}")
         self.n_splits, self.test_size, self.gap = n_splits, test_size, gap
 
     def get_n_splits(self, X=None, y=None, groups=None): return self.n_splits
@@ -308,7 +327,8 @@ class TimeSeriesGapSplit:
     def split(self, X, y=None, groups=None):
         n = len(X); k = self.test_size or n // (self.n_splits + 1)
         first = n - self.n_splits * k
-        if first - self.gap < 1: raise DataError(f"{self.n_splits} folds of {k} rows with gap {self.gap} do not fit in {n} rows")
+        if first - self.gap < 1:
+            raise DataError(f"{self.n_splits} folds of {k} rows with gap {self.gap} do not fit in {n} rows")
         for i in range(self.n_splits):
             start = first + i * k
             yield np.arange(0, start - self.gap), np.arange(start, start + k)
