@@ -52,7 +52,8 @@ def _check_y(y, n: int):
     arr = np.asarray(y)
     if arr.ndim != 1: raise DataError(f"y must be 1-D, got shape {arr.shape}")
     if len(arr) != n: raise DataError(f"y has {len(arr)} rows but X has {n}; they must have the same length")
-    if (na := int(pd.isna(arr).sum())): raise DataError(f"y has {na} missing value(s) (NaN/None); drop those rows first")
+    if (na := int(pd.isna(arr).sum())):
+        raise DataError(f"y has {na} missing value(s) (NaN/None); drop those rows first")
     classes, codes = np.unique(arr, return_inverse=True)
     if len(classes) < 2: raise DataError(f"y has a single class {classes.tolist()}; a classifier needs at least two")
     return classes, codes, None if name is None else str(name)
@@ -198,7 +199,8 @@ class LogisticModel(MlkitClassifier):
         cw = self.class_weight
         if isinstance(cw, dict):   # user labels -> internal codes
             cw = {int(np.searchsorted(info["classes_"], k)): v for k, v in cw.items()}
-        self.pipeline_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, class_weight=cw, max_iter=self.max_iter))
+        self.pipeline_ = make_pipeline(StandardScaler(),
+                                       LogisticRegression(C=self.C, class_weight=cw, max_iter=self.max_iter))
         self.pipeline_.fit(X, codes)
         return self._fitted(info)
 
@@ -207,7 +209,8 @@ class LogisticModel(MlkitClassifier):
     def feature_importance(self) -> pd.Series:
         "Coefficients on standardized features, largest absolute value first."
         coef = self.pipeline_[-1].coef_
-        s = pd.Series(coef[0] if coef.shape[0] == 1 else np.abs(coef).mean(axis=0), index=list(self.feature_names_in_), name="importance")
+        s = pd.Series(coef[0] if coef.shape[0] == 1 else np.abs(coef).mean(axis=0), index=list(self.feature_names_in_),
+                      name="importance")
         return s.reindex(s.abs().sort_values(ascending=False).index)
 
 # %% ../nbs/03_models.ipynb #a413858c
@@ -243,7 +246,7 @@ class CatBoostModel(MlkitClassifier):
 
     def _proba_array(self, A):
         if self.model_.get_cat_feature_indices(): return super()._proba_array(A)   # categorical columns need a frame
-        return self._proba(A)                                                        # CatBoost scores a float array as is
+        return self._proba(A)                                   # CatBoost scores a float array as is
 
     def feature_importance(self) -> pd.Series:
         "CatBoost's PredictionValuesChange importance, largest first."
@@ -270,7 +273,8 @@ class AutoGluonModel(MlkitClassifier):
                  path: str | None = None,                  # predictor directory; None: a temporary one
                  persist: bool = False,                    # keep models in memory after fit/load
                  n_jobs: int | None = None):               # CPUs; None: settings [compute] n_jobs
-        self.presets, self.time_limit, self.eval_metric, self.hyperparameters = presets, time_limit, eval_metric, hyperparameters
+        self.presets, self.time_limit, self.eval_metric = presets, time_limit, eval_metric
+        self.hyperparameters = hyperparameters
         self.path, self.persist, self.n_jobs = path, persist, n_jobs
 
 # %% ../nbs/03_models.ipynb #f9f781b8
@@ -288,7 +292,8 @@ def fit(self: AutoGluonModel, X, y):
     pred = TabularPredictor(label=_LABEL, problem_type="binary" if k == 2 else "multiclass",
                             eval_metric=self.eval_metric, path=str(path), verbosity=0)
     pred.fit(X.assign(**{_LABEL: codes}), time_limit=self.time_limit, presets=self.presets,
-             hyperparameters=self.hyperparameters, num_cpus=self.n_jobs or settings.getint("compute", "n_jobs"), num_gpus=0,
+             hyperparameters=self.hyperparameters, num_cpus=self.n_jobs or settings.getint("compute", "n_jobs"),
+             num_gpus=0,
              excluded_model_types=_no_torch_models())
     if self.persist: pred.persist()
     self.predictor_ = pred
@@ -408,7 +413,9 @@ def make_card(model: MlkitClassifier, X=None, y=None,
     if X is not None and len(X) != model.n_train_:
         raise DataError(f"X has {len(X)} rows but the model was trained on {model.n_train_}; pass the training data")
     target = {"name": model.target_name_, "classes": model.classes_.tolist()}
-    if y is not None: target["counts"] = {str(k): int(v) for k, v in pd.Series(np.asarray(y)).value_counts().sort_index().items()}
+    if y is not None:
+        counts = pd.Series(np.asarray(y)).value_counts().sort_index()
+        target["counts"] = {str(k): int(v) for k, v in counts.items()}
     start, end = model.train_period_ or (None, None)
     return ModelCard(
         model=model.name, model_class=f"mlkit.models.{type(model).__name__}", features=list(model.feature_names_in_),
@@ -424,7 +431,9 @@ def load_model(path) -> MlkitClassifier:
     "Load a model written by `save`, with its `ModelCard` as `card_`."
     path = Path(path)
     missing = [n for n in ("model.joblib", "model_card.json") if not (path / n).is_file()]
-    if missing: raise DataError(f"{path} is not a saved mlkit model: missing {missing} (expected model.joblib and model_card.json)")
+    if missing:
+        raise DataError(f"{path} is not a saved mlkit model: missing {missing} "
+                        "(expected model.joblib and model_card.json)")
     model = joblib.load(path / "model.joblib")
     model._load_from(path)
     model.card_ = ModelCard.from_json((path / "model_card.json").read_text())
