@@ -44,7 +44,8 @@ def _index_steps(index, what: str = "prices") -> np.ndarray:
 def _aligned(x, index: pd.DatetimeIndex, name: str) -> np.ndarray:
     "`x` as a float array aligned to `index`: a Series must carry the same index, an array the same length."
     if isinstance(x, pd.DataFrame):
-        if x.shape[1] != 1: raise ValueError(f"{name} must be one column, got a DataFrame with columns {list(x.columns)}")
+        if x.shape[1] != 1:
+            raise ValueError(f"{name} must be one column, got a DataFrame with columns {list(x.columns)}")
         x = x.iloc[:, 0]
     if isinstance(x, pd.Series):
         if len(x) != len(index):
@@ -96,7 +97,8 @@ def positions_from_proba(proba,                   # P(up) per bar: Series, array
     if not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if long_short and threshold < 0.5:
-        raise ValueError(f"long_short needs threshold in [0.5, 1] (long above it, short below 1 - threshold), got {threshold}")
+        raise ValueError("long_short needs threshold in [0.5, 1] (long above it, short below 1 - threshold), "
+                         f"got {threshold}")
     index = proba.index if isinstance(proba, (pd.Series, pd.DataFrame)) else None
     p = np.asarray(proba, dtype=float)
     if p.ndim == 2 and p.shape[1] == 2: p = p[:, 1]
@@ -150,7 +152,7 @@ def return_metrics(returns,                       # per-bar simple returns (Seri
 
 # %% ../nbs/04_validation.ipynb #93268551
 def classification_metrics(y_true, y_pred=None, proba=None, threshold: float = 0.5) -> dict:
-    "Accuracy, balanced accuracy, ROC AUC (with `proba`) and the majority-class rate; `y_pred` defaults to proba > threshold."
+    "Accuracy, balanced accuracy, ROC AUC (with `proba`) and the majority-class rate; `y_pred`: proba > threshold."
     y = np.asarray(y_true, dtype=float)
     p = None if proba is None else np.asarray(proba, dtype=float)
     yp = np.asarray(y_pred, dtype=float) if y_pred is not None else None
@@ -159,7 +161,8 @@ def classification_metrics(y_true, y_pred=None, proba=None, threshold: float = 0
         yp = np.where(np.isnan(p), np.nan, (p > threshold).astype(float))
     ok = ~np.isnan(y) & ~np.isnan(yp) & (np.ones_like(y, bool) if p is None else ~np.isnan(p))
     y, yp = y[ok], yp[ok]
-    if len(y) == 0: return dict(accuracy=np.nan, balanced_accuracy=np.nan, roc_auc=np.nan, majority_rate=np.nan, n_eval=0)
+    if len(y) == 0:
+        return dict(accuracy=np.nan, balanced_accuracy=np.nan, roc_auc=np.nan, majority_rate=np.nan, n_eval=0)
     classes, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
     hit = y == yp
     bal = np.mean(np.bincount(inv, weights=hit) / counts)       # mean recall over the classes present
@@ -205,7 +208,8 @@ def _positions(x, index: pd.DatetimeIndex, name: str = "positions"):
         return np.ascontiguousarray(x.to_numpy(dtype=float).T), x.columns
     if isinstance(x, np.ndarray) and x.ndim == 2:
         if x.shape[0] != len(index) or x.shape[1] == 0:
-            raise ValueError(f"{name} must have shape ({len(index)}, n_strategies) (one row per bar), got shape {x.shape}")
+            raise ValueError(f"{name} must have shape ({len(index)}, n_strategies) (one row per bar), "
+                             f"got shape {x.shape}")
         return np.ascontiguousarray(np.asarray(x, dtype=float).T), pd.RangeIndex(x.shape[1])
     return _aligned(x, index, name)[None, :], None
 
@@ -260,7 +264,7 @@ def _trade_table(h, a, b, c, buf, changes, X, C, index, labels) -> tuple:
     cr, ct, hn, hp = changes
     sn, sp = np.sign(hn), np.sign(hp)
     flip = sn != sp
-    st, en = flip & (sn != 0), flip & (sp != 0)                   # a trade starts here / the one held before ended at t-1
+    st, en = flip & (sn != 0), flip & (sp != 0)   # a trade starts here / the one held before ended at t-1
     s_r, s_t = cr[st], ct[st]
     held_at_end = np.flatnonzero(h[:, -1] != 0)
     e_r = np.concatenate([cr[en], held_at_end]); e_t = np.concatenate([ct[en] - 1, np.full(len(held_at_end), n - 1)])
@@ -326,7 +330,8 @@ def _row_metrics(E, r, ppy: float, t, sc) -> dict:
     mean, sd, down = _moments(r, sc)
     sq = np.sqrt(ppy)
     return dict(total_return=float(E[-1] - 1), cagr=float(cagr), volatility=float(sd * sq),
-                sharpe=float(mean / sd * sq) if sd > 0 else np.nan, sortino=float(mean / down * sq) if down > 0 else np.nan,
+                sharpe=float(mean / sd * sq) if sd > 0 else np.nan,
+                sortino=float(mean / down * sq) if down > 0 else np.nan,
                 max_drawdown=mdd, max_drawdown_bars=dd_bars, max_drawdown_days=dd_days,
                 calmar=float(cagr / -mdd) if mdd < 0 else np.nan)
 
@@ -336,7 +341,8 @@ def _buy_and_hold(C, ppy: float, sc) -> dict:
     bh = np.empty(len(C)); bh[0] = 0.0
     np.divide(C[1:], C[:-1], out=bh[1:]); bh[1:] -= 1
     mean, sd, _ = _moments(bh, sc, downside=False)
-    return dict(bh_total_return=float(C[-1] / C[0] - 1), bh_sharpe=float(mean / sd * np.sqrt(ppy)) if sd > 0 else np.nan,
+    return dict(bh_total_return=float(C[-1] / C[0] - 1),
+                bh_sharpe=float(mean / sd * np.sqrt(ppy)) if sd > 0 else np.nan,
                 bh_max_drawdown=_drawdown(C, None, sc, start=C[0])[0])   # drawdowns of C itself: no cumprod
 
 # %% ../nbs/04_validation.ipynb #eea587fb
@@ -353,7 +359,8 @@ def _metrics(E, r, C, index, steps, periods_per_year, trade_rows, trade_bars, tr
     exposure = np.bincount(trade_rows, weights=trade_bars, minlength=k) / n
     bh = _buy_and_hold(C, ppy, sc)
     for i, m in enumerate(rows):
-        m.update(win_rate=float(win[i]), exposure=float(exposure[i]), n_trades=int(n_tr[i]), turnover=float(turnover[i]),
+        m.update(win_rate=float(win[i]), exposure=float(exposure[i]), n_trades=int(n_tr[i]),
+                 turnover=float(turnover[i]),
                  **bh, periods_per_year=ppy, n_bars=n)
     if labels is not None: return pd.DataFrame(rows, index=labels)
     return rows[0] if cls is None else {**classification_metrics(*cls, threshold), **rows[0]}
@@ -374,9 +381,11 @@ def backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex ascending 
              periods_per_year: float | None = None,  # default: inferred from the index
              initial_capital: float = 1.0,
              ) -> BacktestResult:
-    "Backtest a position series (or a column per strategy) on OHLCV bars without lookahead, charging costs on every change."
-    if not isinstance(prices, pd.DataFrame): raise TypeError(f"prices must be a DataFrame of OHLCV bars, got {type(prices).__name__}")
-    if execution not in EXECUTIONS: raise ValueError(f"unknown execution {execution!r}; valid values: {list(EXECUTIONS)}")
+    "Backtest a position series (or a column per strategy) on OHLCV bars without lookahead, with costs on every change."
+    if not isinstance(prices, pd.DataFrame):
+        raise TypeError(f"prices must be a DataFrame of OHLCV bars, got {type(prices).__name__}")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"unknown execution {execution!r}; valid values: {list(EXECUTIONS)}")
     need = ["Open", "Close"] if execution == "next_open" else ["Close"]
     missing = [col for col in need if col not in prices.columns]
     if missing: raise ValueError(f"prices is missing column(s) {missing} needed for execution={execution!r}; "
@@ -388,7 +397,8 @@ def backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex ascending 
         if not (np.isfinite(v) and v >= 0): raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     px = {col: prices[col].to_numpy(dtype=float) for col in need}
     for col, v in px.items():
-        if not (v.min() > 0 and v.max() < np.inf): raise ValueError(f"prices[{col!r}] must be finite and > 0 on every bar")
+        if not (v.min() > 0 and v.max() < np.inf):
+            raise ValueError(f"prices[{col!r}] must be finite and > 0 on every bar")
     if positions is None:
         if proba is None: raise ValueError("give positions, or proba to build them with positions_from_proba")
         positions = positions_from_proba(_aligned(proba, index, "proba"), threshold, long_short).to_numpy()
@@ -400,7 +410,8 @@ def backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex ascending 
     if y_true is not None:
         if labels is not None: raise ValueError(f"y_true needs one strategy (1-D positions or proba), got {p.shape[0]} "
                                                 "strategies; call backtest per column for classification metrics")
-        if y_pred is None and proba is None: raise ValueError("classification metrics need y_pred or proba, got neither")
+        if y_pred is None and proba is None:
+            raise ValueError("classification metrics need y_pred or proba, got neither")
         cls = (_aligned(y_true, index, "y_true"), None if y_pred is None else _aligned(y_pred, index, "y_pred"),
                None if proba is None else _aligned(proba, index, "proba"))
     c = (cost_bps + slippage_bps) / 1e4
