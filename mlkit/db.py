@@ -30,7 +30,7 @@ class Base(DeclarativeBase):
     "Declarative base of every mlkit table: all domains share one `MetaData`, so one `create_all` makes them all."
 
 class Fixed(TypeDecorator):
-    "An exact `Decimal` with `scale` places, stored as a scaled BIGINT; a value with more places is refused, never rounded."
+    "An exact `Decimal` with `scale` places, stored as a scaled BIGINT; more places are refused, never rounded."
     impl, cache_ok = BigInteger, True
 
     def __init__(self, scale: int = 8):  # decimal places kept (8: satoshis; 2: cents); |value| < 9.2e18 / 10**scale
@@ -41,11 +41,13 @@ class Fixed(TypeDecorator):
         if value is None: return None
         try: d = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
         except (InvalidOperation, TypeError, ValueError):
-            raise TypeError(f"Fixed({self.scale}) column needs a number (Decimal, int or float), got {value!r}") from None
+            raise TypeError(f"Fixed({self.scale}) column needs a number (Decimal, int or float), "
+                            f"got {value!r}") from None
         if not d.is_finite(): raise ValueError(f"Fixed({self.scale}) column needs a finite number, got {value!r}")
         n = d.scaleb(self.scale)
         if n != n.to_integral_value():
-            raise ValueError(f"{value!r} has more than {self.scale} decimal places; quantize it first (Decimal.quantize)")
+            raise ValueError(f"{value!r} has more than {self.scale} decimal places; "
+                             "quantize it first (Decimal.quantize)")
         return int(n)
 
     def process_result_value(self, value, dialect):
@@ -57,7 +59,7 @@ _makers: dict[int, sessionmaker] = {}
 _lock = threading.Lock()
 
 def _sqlite_events(engine: Engine, busy_timeout: float, immediate: bool):
-    "WAL, foreign keys and a busy timeout on every new connection; `BEGIN IMMEDIATE` (or plain BEGIN) for every transaction."
+    "WAL, foreign keys and a busy timeout on every connection; `BEGIN IMMEDIATE` (or plain BEGIN) for each transaction."
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None          # let SQLAlchemy's "begin" event below emit BEGIN itself
@@ -74,7 +76,7 @@ def _sqlite_events(engine: Engine, busy_timeout: float, immediate: bool):
 # %% ../nbs/06_db.ipynb #5542ebd9
 def get_engine(url: str | None = None,  # any SQLAlchemy URL; default settings.database_url (MLKIT_DATABASE_URL)
                busy_timeout: float = 30.0,  # SQLite: seconds to wait for another writer's lock before failing
-               immediate: bool = True,  # SQLite: take the write lock when a transaction begins (serialises read-then-write)
+               immediate: bool = True,  # SQLite: take the write lock when a transaction begins (read-then-write)
                echo: bool = False,  # log every SQL statement
               ) -> Engine:
     "The engine for `url`, created once per URL (and per option set) and cached; SQLite's parent directory is created."
@@ -88,7 +90,7 @@ def get_engine(url: str | None = None,  # any SQLAlchemy URL; default settings.d
                               "or 'postgresql+psycopg://user@host/db'") from None
         if u.get_backend_name() == "sqlite":
             db, kw = u.database or "", {"connect_args": {"timeout": busy_timeout, "check_same_thread": False}}
-            if db in ("", ":memory:") or db.startswith("file:"): kw["poolclass"] = StaticPool   # one shared in-memory db
+            if db in ("", ":memory:") or db.startswith("file:"): kw["poolclass"] = StaticPool  # one in-memory db
             else: Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(u, echo=echo, **kw)
             _sqlite_events(engine, busy_timeout, immediate)
@@ -110,7 +112,7 @@ def _engine(engine) -> Engine:
     return engine if isinstance(engine, Engine) else get_engine(engine)
 
 def get_sessionmaker(engine: Engine | str | None = None) -> sessionmaker:
-    "A cached `sessionmaker` bound to `engine` (an Engine, a URL, or None for the default); objects stay usable after commit."
+    "A cached `sessionmaker` bound to `engine` (an Engine, a URL, or None: the default); objects outlive commit."
     engine = _engine(engine)
     with _lock:
         if id(engine) not in _makers: _makers[id(engine)] = sessionmaker(engine, expire_on_commit=False)
@@ -122,7 +124,8 @@ def session_scope(engine: Engine | str | None = None):  # an Engine, a URL, or N
     with get_sessionmaker(engine).begin() as session:   # begin() commits on success and rolls back on any exception
         yield session
 
-MIGRATED = ("mp_",)   # table-name prefixes whose schema Alembic migrations own (the marketplace): init_db never creates them
+# table-name prefixes whose schema Alembic migrations own (the marketplace): init_db never creates them
+MIGRATED = ("mp_",)
 
 def init_db(engine: Engine | str | None = None,  # an Engine, a URL, or None for settings.database_url
             modules=(),  # modules whose tables to register first, e.g. ["mlkit.market.trading"]
