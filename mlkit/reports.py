@@ -54,13 +54,14 @@ def render(template: str | Path,           # a notebook with a cell tagged `para
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlkit-kernel-") as d:   # IPC sockets: a TCP kernel warns it is unencrypted
         km = KernelManager(kernel_name=kernel, transport="ipc", ip=str(Path(d) / "kernel"))
-        try: pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel, progress_bar=False,
-                                 cwd=str(template.parent), execution_timeout=timeout, km=km)
+        try: pm.execute_notebook(str(template), str(out_nb), parameters=parameters, kernel_name=kernel,
+                                 progress_bar=False, cwd=str(template.parent), execution_timeout=timeout, km=km)
         finally:
             if km.has_kernel: km.shutdown_kernel(now=True)   # a kernel manager passed in is not shut down by papermill
     nb = nbformat.read(str(out_nb), as_version=4)
-    body, _ = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                           exclude_output_prompt=True).from_notebook_node(nb, resources={"metadata": {"name": template.stem}})
+    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": template.stem}})
     tmp = out_html.with_suffix(".html.tmp"); tmp.write_text(body, encoding="utf-8"); tmp.replace(out_html)
     log.info("rendered %s", out_html.name, extra={"template": str(template), "parameters": parameters,
                                                  "seconds": round(time.perf_counter() - t0, 1)})
