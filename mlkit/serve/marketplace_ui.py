@@ -36,7 +36,7 @@ __all__ = ['log', 'HISTORY_COLUMNS', 'HISTORY_HEADERS', 'EXAMPLES', 'demo', 'ui_
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #2ec539ca
 def ui_errors(fn):
-    "Decorator: a `MarketplaceError` becomes a `gr.Error` with its message; anything else is logged and shown as 'internal error'."
+    "Decorator: a `MarketplaceError` becomes a `gr.Error` with its message; anything else: 'internal error'."
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try: return fn(*args, **kwargs)
@@ -50,7 +50,8 @@ def ui_errors(fn):
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #68786d01
 HISTORY_COLUMNS = ["prediction_id", "model_name", "status", "cost", "n_rows", "created_at", "finished_at", "error"]
-HISTORY_HEADERS = ["prediction id", "model", "status", "cost (credits)", "rows", "created (UTC)", "finished (UTC)", "error"]
+HISTORY_HEADERS = ["prediction id", "model", "status", "cost (credits)", "rows", "created (UTC)", "finished (UTC)",
+                   "error"]
 @functools.cache
 def _downloads() -> Path:
     "This process's private folder (mode 0700) for result files; Gradio copies what it serves into its own cache."
@@ -140,9 +141,11 @@ def _submit(mp: api.Marketplace, token, model_id, data) -> tuple[str, str, str, 
     return md, res["prediction_id"], *_account(mp, user)
 
 @ui_errors
-def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None, text: str | None) -> tuple[str, str, str, float]:
+def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None,
+                 text: str | None) -> tuple[str, str, str, float]:
     "Submit a JSON object or array of objects; (message, prediction id, account line, balance)."
-    if not (text or "").strip(): raise InvalidInput("paste a JSON object or an array of objects (or use the model's example)")
+    if not (text or "").strip():
+        raise InvalidInput("paste a JSON object or an array of objects (or use the model's example)")
     if len(text.encode()) > (limit := int(mp_setting("max_upload_bytes"))):
         raise PayloadTooLarge(f"the input is over the limit of {limit} bytes")
     try: data = json.loads(text)
@@ -150,16 +153,18 @@ def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None, t
     return _submit(mp, token, model_id, data)
 
 def received_file(file) -> Path:
-    "The path of a file that Gradio's upload route received (in its upload folder and its record of uploads); any other path is refused."
+    "The path of a file that Gradio's upload route received (in its upload folder and record of uploads); else refused."
     root, path = Path(gr.utils.get_upload_folder()).resolve(), Path(str(file)).resolve()
-    uploads = getattr(LocalContext.blocks.get(None), "upload_file_set", None)   # None: called from Python, not by a client
+    # None: called from Python, not by a client
+    uploads = getattr(LocalContext.blocks.get(None), "upload_file_set", None)
     recorded = uploads is None or str(file) in uploads or str(path) in uploads
     if not (path.is_relative_to(root) and path.is_file() and recorded):
         raise InvalidInput("upload the CSV file with the upload button; a path on the server is not accepted")
     return path
 
 @ui_errors
-def predict_csv(mp: api.Marketplace, token: str | None, model_id: str | None, file: str | None) -> tuple[str, str, str, float]:
+def predict_csv(mp: api.Marketplace, token: str | None, model_id: str | None,
+                file: str | None) -> tuple[str, str, str, float]:
     "Submit an uploaded CSV file (a header row, then one row per prediction); as `predict_json`."
     if not file: raise InvalidInput("upload a CSV file with a header row")
     path = received_file(file)
@@ -179,7 +184,8 @@ def history(mp: api.Marketplace, token: str | None) -> pd.DataFrame:
 def details(mp: api.Marketplace, token: str | None, prediction_id: str | None) -> tuple[str, dict, str | None]:
     "(summary, the prediction with its input and output, the result CSV file once completed)."
     user = _user(mp, token)
-    if not (pid := (prediction_id or "").strip()): raise InvalidInput("enter a prediction id (or click a row of the history)")
+    if not (pid := (prediction_id or "").strip()):
+        raise InvalidInput("enter a prediction id (or click a row of the history)")
     job = jobs.get_prediction(mp.start().engine, user.id, pid)
     head = (f"**{job['status']}** · {html.escape(job['model_name'] or job['model_id'])} · {job['n_rows']} row(s) · "
             f"cost {job['cost']:.2f} credits")
@@ -219,8 +225,10 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
                     with gr.Column():
                         gr.Markdown("### Register")
                         reg_first = gr.Textbox(label="first name", elem_id="reg-first")
-                        reg_user = gr.Textbox(label="new username", placeholder="3-50 letters, digits, _ . @ -", elem_id="reg-user")
-                        reg_pass = gr.Textbox(label="new password", type="password", placeholder="at least 8 characters", elem_id="reg-pass")
+                        reg_user = gr.Textbox(label="new username", placeholder="3-50 letters, digits, _ . @ -",
+                                              elem_id="reg-user")
+                        reg_pass = gr.Textbox(label="new password", type="password",
+                                              placeholder="at least 8 characters", elem_id="reg-pass")
                         reg_btn = gr.Button("Register")
                         reg_msg = gr.Markdown(elem_id="reg-msg")
                     with gr.Column():
@@ -246,17 +254,19 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
                                             column_widths=["13%", "12%", "18%", "11%", "11%", "24%", "11%"])
                 models_btn = gr.Button("Refresh models")
             with gr.Tab("Predict"):
-                model_dd = gr.Dropdown([(b["name"], b["id"]) for b in BUILTIN], value=BUILTIN[0]["id"], label="model", elem_id="model")
+                model_dd = gr.Dropdown([(b["name"], b["id"]) for b in BUILTIN], value=BUILTIN[0]["id"], label="model",
+                                       elem_id="model")
                 with gr.Row():
                     with gr.Column():
-                        json_in = gr.Textbox(label="input: a JSON object or an array of objects", lines=8, value=EXAMPLES[0][1],
-                                             elem_id="json-input")
+                        json_in = gr.Textbox(label="input: a JSON object or an array of objects", lines=8,
+                                             value=EXAMPLES[0][1], elem_id="json-input")
                         with gr.Row():
                             ex_btn = gr.Button("Use the model's example")
                             json_btn = gr.Button("Predict (JSON)", variant="primary")
                         gr.Examples(EXAMPLES, inputs=[model_dd, json_in], label="examples")
                     with gr.Column():
-                        csv_in = gr.File(label="input: a CSV file with a header row", file_types=[".csv"], type="filepath")
+                        csv_in = gr.File(label="input: a CSV file with a header row", file_types=[".csv"],
+                                         type="filepath")
                         csv_btn = gr.Button("Predict (CSV)", variant="primary")
                 submit_md = gr.Markdown(elem_id="submitted")
             with gr.Tab("History"):
@@ -296,8 +306,9 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
 demo = build_demo(api.app.state.marketplace)
 
 def guard_uploads(blocks: gr.Blocks) -> gr.Blocks:
-    "Make a mounted Gradio app behave as a launched one: refuse input files its upload route did not receive; mlkit's theme."
-    blocks.has_launched = True     # Gradio 6.31 checks input paths only `if blocks.has_launched`, which only launch() sets
+    "A mounted Gradio app behaving as a launched one: refuses files its upload route did not receive; mlkit's theme."
+    # Gradio 6.31 checks input paths only `if blocks.has_launched`, which only launch() sets
+    blocks.has_launched = True
     return apply_theme(blocks)     # the entry service mounts every demo with this call after gr.mount_gradio_app
 
 def mount(app: FastAPI, path: str = "/marketplace", blocks: gr.Blocks | None = None) -> FastAPI:
