@@ -21,7 +21,7 @@ log = get_logger("serve.vision_demo")
 # %% auto #0
 __all__ = ['log', 'read_digit', 'read_upload', 'example_files', 'main']
 
-# %% ../../nbs/96a_serve_vision_demo.ipynb #126c4956
+# %% ../../nbs/96a_serve_vision_demo.ipynb #70bc7f91
 _model: list = []
 
 def _loaded():
@@ -29,11 +29,13 @@ def _loaded():
     if not _model: _model.append(load_vision_model())
     return _model[0]
 
+# %% ../../nbs/96a_serve_vision_demo.ipynb #205999da
 def _image(value):
     "The picture in a Sketchpad value (its composite), or an uploaded picture, or None."
     if isinstance(value, dict): value = value.get("composite")
     return value
 
+# %% ../../nbs/96a_serve_vision_demo.ipynb #f6bbea67
 def read_digit(drawing) -> tuple[dict, str]:
     "The probability of each digit and a one-line verdict, for a sketchpad drawing or an uploaded picture."
     im = _image(drawing)
@@ -45,13 +47,14 @@ def read_digit(drawing) -> tuple[dict, str]:
     best = p.probabilities[str(p.digit)]
     return p.probabilities, f"**{p.digit}** ({best:.0%}) - {p.runtime}, model {p.model_tag}"
 
+# %% ../../nbs/96a_serve_vision_demo.ipynb #1fa5d121
 def read_upload(picture) -> tuple[dict, str]:
     "Same as `read_digit`, for the upload tab."
     return read_digit(picture)
 
-# %% ../../nbs/96a_serve_vision_demo.ipynb #f3a0ec18
+# %% ../../nbs/96a_serve_vision_demo.ipynb #f38fd275
 def example_files(n: int = 4, seed: int = 7) -> list[str]:
-    "PNG pictures of `n` digits of the data set (one per class, chosen with `seed`), written once to a temporary folder."
+    "PNG pictures of `n` digits of the data set (one per class, chosen with `seed`), written once to a temp folder."
     d = load_digits()
     out = Path(tempfile.gettempdir()) / "mlkit-vision-examples"
     out.mkdir(exist_ok=True)
@@ -64,17 +67,21 @@ def example_files(n: int = 4, seed: int = 7) -> list[str]:
         paths.append(str(p))
     return paths
 
+# %% ../../nbs/96a_serve_vision_demo.ipynb #3f230e42
 with gr.Blocks(title="mlkit: handwritten digits") as demo:
-    gr.Markdown("## Handwritten digits\nDraw one digit, as large as the box, then press **Read**. The model is a dense network "
-                "trained on the 1,797 UCI handwritten digits (`mlkit.vision`), served by the same code as `POST /vision/predict`.")
+    gr.Markdown("## Handwritten digits\nDraw one digit, as large as the box, then press **Read**. The model is a dense "
+                "network trained on the 1,797 UCI handwritten digits (`mlkit.vision`), served by the same code as "
+                "`POST /vision/predict`.")
     with gr.Row():
         with gr.Column():
             with gr.Tab("Draw"):
-                pad = gr.Sketchpad(type="pil", image_mode="RGBA", canvas_size=(280, 280), layers=False, label="your digit",
+                pad = gr.Sketchpad(type="pil", image_mode="RGBA", canvas_size=(280, 280), layers=False,
+                                   label="your digit",
                                    brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"))
                 read_btn = gr.Button("Read", variant="primary")
             with gr.Tab("Upload"):
-                pic = gr.Image(type="pil", image_mode="RGBA", label="a picture of one digit", sources=["upload", "clipboard"])
+                pic = gr.Image(type="pil", image_mode="RGBA", label="a picture of one digit",
+                               sources=["upload", "clipboard"])
                 gr.Examples(examples=[[p] for p in example_files()], inputs=[pic])
                 up_btn = gr.Button("Read picture", variant="primary")
         with gr.Column():
@@ -83,6 +90,7 @@ with gr.Blocks(title="mlkit: handwritten digits") as demo:
     read_btn.click(read_digit, inputs=pad, outputs=[probs, verdict])
     up_btn.click(read_upload, inputs=pic, outputs=[probs, verdict])
 
+# %% ../../nbs/96a_serve_vision_demo.ipynb #df658f4b
 def main():
     "Launch the app alone on settings' host and demo port, with mlkit's theme."
     demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
