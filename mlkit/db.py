@@ -29,6 +29,7 @@ __all__ = ['log', 'MIGRATED', 'Base', 'Fixed', 'get_engine', 'dispose_engines', 
 class Base(DeclarativeBase):
     "Declarative base of every mlkit table: all domains share one `MetaData`, so one `create_all` makes them all."
 
+# %% ../nbs/06_db.ipynb #42da7f20
 class Fixed(TypeDecorator):
     "An exact `Decimal` with `scale` places, stored as a scaled BIGINT; more places are refused, never rounded."
     impl, cache_ok = BigInteger, True
@@ -111,6 +112,7 @@ def dispose_engines():
 def _engine(engine) -> Engine:
     return engine if isinstance(engine, Engine) else get_engine(engine)
 
+# %% ../nbs/06_db.ipynb #e18e6036
 def get_sessionmaker(engine: Engine | str | None = None) -> sessionmaker:
     "A cached `sessionmaker` bound to `engine` (an Engine, a URL, or None: the default); objects outlive commit."
     engine = _engine(engine)
@@ -118,12 +120,14 @@ def get_sessionmaker(engine: Engine | str | None = None) -> sessionmaker:
         if id(engine) not in _makers: _makers[id(engine)] = sessionmaker(engine, expire_on_commit=False)
         return _makers[id(engine)]
 
+# %% ../nbs/06_db.ipynb #23985b9d
 @contextlib.contextmanager
 def session_scope(engine: Engine | str | None = None):  # an Engine, a URL, or None for settings.database_url
     "A session in one transaction: committed when the block ends, rolled back (and the error re-raised) if it raises."
     with get_sessionmaker(engine).begin() as session:   # begin() commits on success and rolls back on any exception
         yield session
 
+# %% ../nbs/06_db.ipynb #477a7597
 # table-name prefixes whose schema Alembic migrations own (the marketplace): init_db never creates them
 MIGRATED = ("mp_",)
 
