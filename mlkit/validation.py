@@ -32,6 +32,7 @@ def _check_index(index, what: str = "prices") -> pd.DatetimeIndex:
         raise ValueError(f"{what} index is not sorted ascending; call .sort_index() first")
     return index
 
+# %% ../nbs/04_validation.ipynb #38ba0e9b
 def _index_steps(index, what: str = "prices") -> np.ndarray:
     "The steps between a DatetimeIndex's stamps (its integer unit), after `_check_index`'s checks in one pass."
     if not isinstance(index, pd.DatetimeIndex):
@@ -41,6 +42,7 @@ def _index_steps(index, what: str = "prices") -> np.ndarray:
     if len(t) and (t[0] == _NAT or (len(d) and d.min() <= 0)): _check_index(index, what)   # for the precise message
     return d
 
+# %% ../nbs/04_validation.ipynb #bd2c4b75
 def _aligned(x, index: pd.DatetimeIndex, name: str) -> np.ndarray:
     "`x` as a float array aligned to `index`: a Series must carry the same index, an array the same length."
     if isinstance(x, pd.DataFrame):
@@ -114,12 +116,14 @@ def _sharpe(r: np.ndarray, ppy: float, axis: int = -1):
         sd = r.std(axis=axis, ddof=1)
         return np.where(sd > 0, r.mean(axis=axis) / np.where(sd > 0, sd, 1) * np.sqrt(ppy), np.nan)
 
+# %% ../nbs/04_validation.ipynb #9abdd7d6
 def _max_drawdown(r: np.ndarray, axis: int = -1):
     "Largest fall from a peak of the compounded returns along `axis` (<= 0; the start counts as a peak)."
     eq = np.cumprod(1 + np.moveaxis(r, axis, -1), axis=-1)
     eq = np.concatenate([np.ones(eq.shape[:-1] + (1,)), eq], axis=-1)
     return (eq / np.maximum.accumulate(eq, axis=-1) - 1).min(axis=-1)
 
+# %% ../nbs/04_validation.ipynb #66e53107
 def return_metrics(returns,                       # per-bar simple returns (Series with DatetimeIndex, or array)
                    periods_per_year: float | None = None,  # default: inferred from the index, else 252
                    ) -> dict:
@@ -220,6 +224,7 @@ def _blocks(n: int) -> list:
     "(start, stop) of the blocks that cover n bars."
     return [(s, min(s + _BLOCK, n)) for s in range(0, n, _BLOCK)]
 
+# %% ../nbs/04_validation.ipynb #cacfa835
 def _growth(h, a, b, g, tmp) -> np.ndarray:
     """Growth (1 + prev * a) * (1 + h * b) of one strategy's held positions `h` per bar into `g`, block by block, and
     the bars where `h` changes (the only bars whose cost factor is not exactly 1: `_changes` completes them)."""
@@ -236,6 +241,7 @@ def _growth(h, a, b, g, tmp) -> np.ndarray:
     if h[0] != 0: changes.insert(0, np.zeros(1, np.int64))          # entered on bar 0 (execution at the close)
     return np.concatenate(changes)
 
+# %% ../nbs/04_validation.ipynb #9c047fd7
 def _changes(h, a, b, g, c, cp) -> tuple:
     "Growth with its cost at the bars where the held position changes (flat indices `cp` of `h`), written into `g`."
     n = h.shape[1]
@@ -245,6 +251,7 @@ def _changes(h, a, b, g, c, cp) -> tuple:
     g[cr, ct] = (1 + hp * a[ct]) * (1 - c * np.abs(hn - hp)) * (1 + hn * b[ct] if b is not None else 1.0)
     return cr, ct, hn, hp
 
+# %% ../nbs/04_validation.ipynb #f52d66a5
 def _compound(g, E, r) -> None:
     "Equity factors E = cumprod(g) and returns r = g - 1 of one strategy, block by block (bit for bit one cumprod)."
     carry = 1.0
