@@ -31,12 +31,15 @@ __all__ = ['DEFAULTS', 'settings', 'MlkitError', 'ConfigError', 'DataError', 'Sc
 class MlkitError(Exception):
     "Base class of every error mlkit raises on purpose."
 
+# %% ../nbs/00_core.ipynb #b4312aea
 class ConfigError(MlkitError, ValueError):
     "A setting is missing or has a value of the wrong kind."
 
+# %% ../nbs/00_core.ipynb #40410c5c
 class DataError(MlkitError, ValueError):
     "Input data cannot be used: a missing file, an unknown format, a bad value."
 
+# %% ../nbs/00_core.ipynb #6cafef29
 class SchemaError(DataError):
     "A frame does not match its declared schema; `problems` lists every mismatch at once."
     def __init__(self, problems: list[str], name: str = "frame"):
@@ -44,6 +47,7 @@ class SchemaError(DataError):
         super().__init__(f"{name} does not match its schema ({len(self.problems)} problem(s)):\n- "
                          + "\n- ".join(self.problems))
 
+# %% ../nbs/00_core.ipynb #fb02dd6e
 class NotFittedError(MlkitError, ValueError, AttributeError):
     "An estimator was used before `fit`."
 
@@ -193,6 +197,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info: out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
 
+# %% ../nbs/00_core.ipynb #e3414069
 def setup_logging(log_dir: str | Path | None = None, level: str | None = None, max_bytes: int | None = None,
                   backup_count: int | None = None, console: bool = True, s: Settings | None = None) -> logging.Logger:
     "(Re)configure the `mlkit` logger: readable console output and rotating JSON lines under `log_dir`."
@@ -215,6 +220,7 @@ def setup_logging(log_dir: str | Path | None = None, level: str | None = None, m
         log.addHandler(ch)
     return log
 
+# %% ../nbs/00_core.ipynb #16d46303
 def get_logger(name: str = "mlkit") -> logging.Logger:
     "A logger under `mlkit`; sets up logging on first use."
     root = logging.getLogger("mlkit")
@@ -243,6 +249,7 @@ def package_versions(packages=()) -> dict:
         except metadata.PackageNotFoundError: out[p] = None
     return out
 
+# %% ../nbs/00_core.ipynb #d71b5b58
 def git_commit() -> str | None:
     "`git rev-parse HEAD` of the checkout mlkit is imported from, or None."
     try: r = subprocess.run(["git", "rev-parse", "HEAD"],
