@@ -72,6 +72,7 @@ def load_image(path: str | Path):
         with Image.open(path) as im: im.load(); return im.copy()
     except UnidentifiedImageError as e: raise DataError(f"could not read {path} as an image: {e}") from e
 
+# %% ../nbs/01_data.ipynb #9041dd4a
 def preprocess_images(images: Iterable,               # PIL images or paths
                       size: tuple[int, int] = (224, 224),  # (width, height) after resizing
                       mode: str = "RGB",              # RGB (3 channels) or L (grayscale, 1 channel)
@@ -122,6 +123,7 @@ def _kind_ok(s: pd.Series | pd.Index, kind: str) -> bool:
         return True
     return s.dtype.kind in _KINDS[kind]
 
+# %% ../nbs/01_data.ipynb #7d72193f
 def validate(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     "Check `df` against `schema`; raise a `SchemaError` listing every problem, else return `df` unchanged."
     if not isinstance(df, pd.DataFrame):
