@@ -35,6 +35,7 @@ __all__ = ['MODEL_NAMES', 'InputTypeError', 'MlkitClassifier', 'MajorityClassifi
 class InputTypeError(DataError, TypeError):
     "Input of the wrong type; both a `TypeError` and a `ValueError`."
 
+# %% ../nbs/03_models.ipynb #c619674c
 def _as_frame(X, names: list[str] | None = None) -> pd.DataFrame:
     "`X` as a DataFrame (a 2-D array gets `names`, default `x0, x1, ...`)."
     if isinstance(X, pd.DataFrame): return X
@@ -43,6 +44,7 @@ def _as_frame(X, names: list[str] | None = None) -> pd.DataFrame:
         return pd.DataFrame(X, columns=names if names is not None else [f"x{i}" for i in range(X.shape[1])])
     raise InputTypeError(f"X must be a pandas DataFrame or a 2-D numpy array, got {type(X).__name__}")
 
+# %% ../nbs/03_models.ipynb #a6eb3fec
 def _check_y(y, n: int):
     "Validate a 1-D target of length `n`; returns (classes, codes 0..k-1, name)."
     name = getattr(y, "name", None)
@@ -87,9 +89,11 @@ def _fitted(self: MlkitClassifier, info: dict):
     _log.debug("fitted %s on %d rows x %d features", type(self).__name__, self.n_train_, self.n_features_in_)
     return self
 
+# %% ../nbs/03_models.ipynb #a89a8fad
 @patch
 def __sklearn_is_fitted__(self: MlkitClassifier) -> bool: return hasattr(self, "classes_")
 
+# %% ../nbs/03_models.ipynb #93592564
 @patch
 def _check_fitted(self: MlkitClassifier):
     if not self.__sklearn_is_fitted__():
@@ -117,6 +121,7 @@ def predict_proba(self: MlkitClassifier, X) -> np.ndarray:
     "Class probabilities, shape (n_samples, n_classes); column j belongs to `classes_[j]`."
     return self._proba(self._check_X(X))
 
+# %% ../nbs/03_models.ipynb #53382977
 @patch
 def predict_proba_array(self: MlkitClassifier, A: np.ndarray) -> np.ndarray:
     "`predict_proba` of a float array whose columns are `feature_names_in_`, in that order (the serving fast path)."
@@ -130,12 +135,14 @@ def predict_proba_array(self: MlkitClassifier, A: np.ndarray) -> np.ndarray:
 @patch
 def _proba_array(self: MlkitClassifier, A): return self._proba(pd.DataFrame(A, columns=list(self.feature_names_in_)))
 
+# %% ../nbs/03_models.ipynb #3f3590e1
 @patch
 def predict(self: MlkitClassifier, X) -> np.ndarray:
     "The most probable class of each row."
     p = self.predict_proba(X)
     return self.classes_[np.argmax(p, axis=1)]
 
+# %% ../nbs/03_models.ipynb #32d68d63
 @patch
 def _seed(self: MlkitClassifier) -> int:
     rs = getattr(self, "random_state", None)
@@ -366,12 +373,14 @@ def frame_sha256(X, y=None) -> str:
     if y is not None: h.update(pd.util.hash_pandas_object(pd.Series(np.asarray(y)), index=False).to_numpy().tobytes())
     return h.hexdigest()
 
+# %% ../nbs/03_models.ipynb #91d69e70
 def _jsonable(v):
     "JSON fallback: NumPy scalars and arrays to Python, anything else to its string."
     if isinstance(v, np.generic): return v.item()
     if isinstance(v, np.ndarray): return v.tolist()
     return str(v)
 
+# %% ../nbs/03_models.ipynb #922ba781
 def _normalize(d: dict) -> dict: return json.loads(json.dumps(d, default=_jsonable))
 
 # %% ../nbs/03_models.ipynb #4e204a9c
@@ -403,6 +412,7 @@ class ModelCard:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
+# %% ../nbs/03_models.ipynb #7df2f084
 def make_card(model: MlkitClassifier, X=None, y=None,
               metrics: dict | None = None,     # filled by the caller, e.g. {"accuracy": 0.71}
               data_sha256: str | None = None,  # None: computed from X (and y) when X is given
