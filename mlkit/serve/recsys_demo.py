@@ -20,15 +20,18 @@ from .theme import LAUNCH
 # %% auto #0
 __all__ = ['EXAMPLES', 'COLUMNS', 'recommend_table', 'main']
 
-# %% ../../nbs/97a_serve_recsys_demo.ipynb #30d9a852
+# %% ../../nbs/97a_serve_recsys_demo.ipynb #782e4b40
 EXAMPLES = [[1, [], 10], [0, ["Comedy", "Romance"], 5], [15, ["Sci-Fi"], 5]]   # double as smoke inputs
 COLUMNS = ["title", "year", "genres", "predicted_rating", "n_ratings", "mean_rating"]
 _WHY = {"personal": "the highest predicted ratings among the movies user {u} has not rated",
-        "popular_in_genres": "a new user: the most rated movies in {g}", "popular": "a new user without genres: the most rated movies"}
+        "popular_in_genres": "a new user: the most rated movies in {g}",
+        "popular": "a new user without genres: the most rated movies"}
 
+# %% ../../nbs/97a_serve_recsys_demo.ipynb #13b140a5
 @functools.lru_cache(maxsize=2)
 def _load(tag: str, home) -> tuple: return load_recommender(tag, home=home)
 
+# %% ../../nbs/97a_serve_recsys_demo.ipynb #eccf4b62
 def recommend_table(user_id,   # a MovieLens user id; 0 or empty: a new user
                     genres,    # genres the user likes (a list of GENRES)
                     k):        # how many movies
@@ -39,7 +42,8 @@ def recommend_table(user_id,   # a MovieLens user id; 0 or empty: a new user
     try: loaded = _load(tag, home)
     except DataError as e: raise gr.Error(str(e)) from None
     try: user = None if user_id in (None, "") or int(user_id) == 0 else int(user_id)
-    except (TypeError, ValueError): raise gr.Error(f"user id must be a whole number (0 for a new user), got {user_id!r}") from None
+    except (TypeError, ValueError):
+        raise gr.Error(f"user id must be a whole number (0 for a new user), got {user_id!r}") from None
     try: out = answer(loaded, user, int(k), list(genres or []))
     except Exception as e: raise gr.Error(str(e)) from None
     df = pd.DataFrame([m.model_dump() for m in out.movies], columns=COLUMNS)
@@ -47,21 +51,24 @@ def recommend_table(user_id,   # a MovieLens user id; 0 or empty: a new user
     why = _WHY[out.strategy].format(u=user, g=", ".join(out.genres))
     return f"**{len(df)} movies**: {why} (model `{out.model_tag}`).", df
 
-# %% ../../nbs/97a_serve_recsys_demo.ipynb #4d0b21a4
+# %% ../../nbs/97a_serve_recsys_demo.ipynb #4d13f9bb
 with gr.Blocks(title="mlkit recommender") as demo:
-    gr.Markdown("# Movie recommendations\nMovieLens users 1-671 get personal picks from the matrix-factorisation model; "
-                "user 0 (or an id without ratings) is a new user, who gets the most rated movies in the genres ticked.")
+    gr.Markdown("# Movie recommendations\nMovieLens users 1-671 get personal picks from the matrix-factorisation "
+                "model; user 0 (or an id without ratings) is a new user, who gets the most rated movies in the genres "
+                "ticked.")
     with gr.Row():
         user_in = gr.Number(value=1, precision=0, minimum=0, label="User id (0: a new user)")
         k_in = gr.Slider(1, min(MAX_K, 50), value=10, step=1, label="How many movies")
     genres_in = gr.CheckboxGroup(list(GENRES), label="Genres the user likes")
     go_btn = gr.Button("Recommend", variant="primary")
     why_out = gr.Markdown()
-    table_out = gr.Dataframe(headers=COLUMNS, wrap=True, label="Recommendations (predicted_rating and mean_rating in stars, "
-                             "0.5 to 5; n_ratings: how many MovieLens ratings the movie has)")
+    table_out = gr.Dataframe(headers=COLUMNS, wrap=True, label="Recommendations (predicted_rating and mean_rating in "
+                             "stars, 0.5 to 5; n_ratings: how many MovieLens ratings the movie has)")
     go_btn.click(recommend_table, [user_in, genres_in, k_in], [why_out, table_out], api_name="recommend_table")
-    gr.Examples(EXAMPLES, inputs=[user_in, genres_in, k_in], outputs=[why_out, table_out], fn=recommend_table, cache_examples=False)
+    gr.Examples(EXAMPLES, inputs=[user_in, genres_in, k_in], outputs=[why_out, table_out], fn=recommend_table,
+                cache_examples=False)
 
+# %% ../../nbs/97a_serve_recsys_demo.ipynb #9d26e1e4
 def main():
     "Launch the demo alone on settings' host and demo port."
     demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
