@@ -169,6 +169,8 @@ def save(self: MlkitClassifier, path, card: ModelCard | None = None, overwrite: 
 # %% ../nbs/03_models.ipynb #067a8a9f
 @patch
 def _save_to(self: MlkitClassifier, path: Path): joblib.dump(self, path / "model.joblib")
+
+# %% ../nbs/03_models.ipynb #d29fa82e
 @patch
 def _load_from(self: MlkitClassifier, path: Path): pass
 
@@ -268,6 +270,7 @@ def _no_torch_models() -> list[str]:
     import importlib.util
     return [] if importlib.util.find_spec("torch") else ["NN_TORCH", "FASTAI"]
 
+# %% ../nbs/03_models.ipynb #dc7eaeca
 class AutoGluonModel(MlkitClassifier):
     "AutoGluon's `TabularPredictor` (binary or multiclass), silent."
     name = "autogluon"
@@ -312,6 +315,7 @@ def _proba(self: AutoGluonModel, X):
     p = self.predictor_.predict_proba(X, as_multiclass=True)
     return p.reindex(columns=range(len(self.classes_))).to_numpy()
 
+# %% ../nbs/03_models.ipynb #a3a486ee
 @patch
 def predict(self: AutoGluonModel, X) -> np.ndarray:  # noqa: F811  (a method: @patch binds the name too)
     "AutoGluon's own prediction (it may use a calibrated decision threshold)."
@@ -344,6 +348,7 @@ def _save_to(self: AutoGluonModel, path: Path):
     joblib.dump(state, path / "model.joblib")
     self.predictor_.clone(str(path / "autogluon"), return_clone=False)
 
+# %% ../nbs/03_models.ipynb #2b055c89
 @patch
 def _load_from(self: AutoGluonModel, path: Path):
     from autogluon.tabular import TabularPredictor
