@@ -32,6 +32,7 @@ def _index(data: QueueData, granularity: str) -> pd.DatetimeIndex:
     idx = data.loads.index
     return pd.DatetimeIndex(idx if granularity == data.base else period_start(idx, granularity).unique())
 
+# %% ../../nbs/22_queues_forecast.ipynb #6acb9f68
 def _slots(idx: pd.DatetimeIndex, granularity: str) -> set:
     "The (weekday, time of day) slots that are open, from the last four weeks of the calendar."
     if granularity == "weekly": return {None}
@@ -40,6 +41,7 @@ def _slots(idx: pd.DatetimeIndex, granularity: str) -> set:
             t in zip(recent.dayofweek,
                      recent - recent.normalize())} if granularity != "daily" else set(recent.dayofweek)
 
+# %% ../../nbs/22_queues_forecast.ipynb #e237da54
 def seasons(data: QueueData, granularity: str | None = None) -> list[int]:
     "Season lengths in open periods: a day (sub-daily data) and a week, dropping those over a third of the series."
     g = data.check_granularity(granularity or data.base)
@@ -51,10 +53,7 @@ def seasons(data: QueueData, granularity: str | None = None) -> list[int]:
         out = [len(days)] if g == "daily" else [len(slots) // len(days), len(slots)]
     return [s for s in out if 1 < s <= len(idx) // 3] or [1]
 
-def future_periods(data: QueueData, granularity: str, h: int) -> pd.DatetimeIndex:
-    "The next `h` open periods after the data's end, following the weekly pattern of open periods."
-    return _future(_index(data, data.check_granularity(granularity)), granularity, h)
-
+# %% ../../nbs/22_queues_forecast.ipynb #2aab5af9
 def _future(idx: pd.DatetimeIndex, granularity: str, h: int) -> pd.DatetimeIndex:
     slots, step, out, t = _slots(idx, granularity), _STEP[granularity], [], idx[-1]
     while len(out) < h:
@@ -63,6 +62,11 @@ def _future(idx: pd.DatetimeIndex, granularity: str, h: int) -> pd.DatetimeIndex
                else (t.dayofweek, t - t.normalize()))
         if key in slots: out.append(t)
     return pd.DatetimeIndex(out)
+
+# %% ../../nbs/22_queues_forecast.ipynb #415590ad
+def future_periods(data: QueueData, granularity: str, h: int) -> pd.DatetimeIndex:
+    "The next `h` open periods after the data's end, following the weekly pattern of open periods."
+    return _future(_index(data, data.check_granularity(granularity)), granularity, h)
 
 # %% ../../nbs/22_queues_forecast.ipynb #36e1446d
 MODEL_NAMES = ("AutoETS", "AutoARIMA", "MSTL", "SeasonalNaive")
@@ -84,6 +88,7 @@ def make_models(names, season: list[int]) -> list:
             "SeasonalNaive": lambda: SeasonalNaive(season_length=s0)}
     return [make[n]() for n in names]
 
+# %% ../../nbs/22_queues_forecast.ipynb #06ab20bf
 def default_models(data: QueueData, granularity: str | None = None) -> tuple[str, ...]:
     "MSTL and seasonal naive for two seasonalities, else AutoETS and seasonal naive."
     return ("MSTL", "SeasonalNaive") if len(seasons(data, granularity)) > 1 else ("AutoETS", "SeasonalNaive")
@@ -102,6 +107,7 @@ def _long(data: QueueData, granularity: str) -> tuple[pd.DataFrame, pd.DataFrame
     Y = Y.assign(ds=idx.get_indexer(Y.ds).astype("int64"))
     return Y, S, tags, idx
 
+# %% ../../nbs/22_queues_forecast.ipynb #f82e0ef8
 def cross_validate(data: QueueData, granularity: str | None = None, h: int | None = None, n_windows: int | None = None,
                    models=None, input_size: int | None = None, n_jobs: int = 1,
                    refit: bool | int = True) -> pd.DataFrame:
@@ -131,6 +137,7 @@ def _mase(cv: pd.DataFrame, Y: pd.DataFrame, cols: list[str], season: int) -> pd
     m = mase(cv.drop(columns="cutoff"), cols, seasonality=season, train_df=train)
     return m.set_index("unique_id")[cols].replace([np.inf, -np.inf], np.nan)
 
+# %% ../../nbs/22_queues_forecast.ipynb #6147a6fb
 def score_table(cv: pd.DataFrame, data: QueueData, granularity: str | None = None) -> pd.DataFrame:
     "Per series and model: MASE and the coverage of the model's own 80 % interval on the cross-validation windows."
     g = granularity or data.base
@@ -203,7 +210,10 @@ def _reconcile(base: pd.DataFrame, S: pd.DataFrame, tags: dict, methods) -> pd.D
             r[m] = w.stack().reindex(pd.MultiIndex.from_arrays([r.ds, r.unique_id])).to_numpy()
     return r
 
+# %% ../../nbs/22_queues_forecast.ipynb #6b528ef7
 def _levels_of_q(queues: pd.DataFrame) -> pd.Series: return queues.level.rename(index=str)
+
+# %% ../../nbs/22_queues_forecast.ipynb #f805ac19
 def _levels_of(data: QueueData) -> pd.Series: return _levels_of_q(data.queues)
 
 # %% ../../nbs/22_queues_forecast.ipynb #99a065fa
