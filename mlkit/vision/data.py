@@ -51,7 +51,8 @@ def load_digits() -> Digits:
         raise FileNotFoundError(f"scikit-learn's digits file is missing: {path} (reinstall scikit-learn)")
     if (h := hashlib.sha256(path.read_bytes()).hexdigest()) != DIGITS_SHA256:
         raise DataError(f"{path} has sha256 {h}, expected {DIGITS_SHA256} (scikit-learn 1.9.1); a different copy "
-                        f"of the digits would change every model card's data hash: pin scikit-learn or update DIGITS_SHA256")
+                        "of the digits would change every model card's data hash: pin scikit-learn or update "
+                        "DIGITS_SHA256")
     raw = np.loadtxt(path, delimiter=",", dtype=np.int64)
     pixels, y = raw[:, :-1], raw[:, -1]
     info = DatasetInfo(
