@@ -1,5 +1,5 @@
-"""The bento as an operator meets it (issue 15) and the server's processes (issue 9, defect 5): build it twice, export it,
-import it into an empty BentoML home, serve it from there with no working tree and no model store; a server whose
+"""The bento as an operator meets it (issue 15) and the server's processes (issue 9, defect 5): build it twice, export
+it, import it into an empty BentoML home, serve it from there with no working tree and no model store; a server whose
 start-up fails exits; kill -9 on a server leaves no worker behind, and a restart on the same port finishes the job that
 was running, charged once."""
 import json
@@ -22,7 +22,8 @@ SECRET_NAMES = ("jwt_secret", "encryption_keys", ".db", ".db-wal", ".db-shm", ".
 
 
 def start(cmd: list, env: dict, cwd, log_path: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
 
 
 def workers_of(pid: int) -> list[int]:
@@ -86,8 +87,10 @@ def test_bento_holds_no_secret_and_no_state(built):
     src = built["home"] / "bentos" / built["tag"].replace(":", "/") / "src"
     files = [str(p.relative_to(src)) for p in src.rglob("*") if p.is_file()]
     assert not [f for f in files if f.endswith(SECRET_NAMES) or "/bentoml/" in f], files
-    assert sorted({f.split("/")[0] for f in files}) == ["bentofile.yaml", "data", "mlkit", "mlkit_bento.json", "settings.ini"]
-    assert {f.split("/")[-1] for f in files if f.startswith("data/")} == {"model.joblib", "model_card.json", "example.json"}
+    assert sorted({f.split("/")[0] for f in files}) == ["bentofile.yaml", "data", "mlkit", "mlkit_bento.json",
+                                                        "settings.ini"]
+    assert {f.split("/")[-1] for f in files if f.startswith("data/")} == {"model.joblib", "model_card.json",
+                                                                           "example.json"}
 
 
 def test_exported_bento_serves_from_an_empty_home(built, tmp_path):
@@ -112,13 +115,15 @@ def test_exported_bento_serves_from_an_empty_home(built, tmp_path):
               f"load {os.getloadavg()[0]:.1f})")
         about = httpx.get(base + "/about", timeout=10).json()
         assert about["mode"] == "bento" and about["bento"] == built["tag"], about
-        assert Path(about["code"]).is_relative_to(home2), about["code"]          # the bento's code, not the working tree's
+        # the bento's code, not the working tree's
+        assert Path(about["code"]).is_relative_to(home2), about["code"]
         r = httpx.post(base + "/market/predict_symbol", json={"symbol": "^GSPC", "date": "2018-12-28"}, timeout=30)
         assert r.status_code == 200, r.text
         assert r.json()["model_tag"] in about["models"].values()
         models = httpx.get(base + "/marketplace/models", timeout=30)
         assert models.status_code == 200 and len(models.json()) >= 3, models.text
-        assert httpx.post(base + "/text/predict", json={"text": "a gripping, moving film"}, timeout=30).status_code == 200
+        r = httpx.post(base + "/text/predict", json={"text": "a gripping, moving film"}, timeout=30)
+        assert r.status_code == 200
     finally:
         stop_server(proc)
 
@@ -133,8 +138,8 @@ def test_a_failed_start_exits_and_leaves_nothing(serve_env, tmp_path):
         c.execute("CREATE TABLE mp_login_throttle (key VARCHAR(80) PRIMARY KEY)")
     port, log = free_port(), tmp_path / "serve.log"
     env = dict(serve_env, MLKIT_DATABASE_URL=f"sqlite:///{db}")
-    proc = start([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port)],
-                 env, ROOT, log)
+    proc = start([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1",
+                  "--port", str(port)], env, ROOT, log)
     seen: set[int] = set()
     try:
         t0 = time.monotonic()
@@ -154,8 +159,8 @@ def test_a_failed_start_exits_and_leaves_nothing(serve_env, tmp_path):
 def test_kill_9_leaves_no_worker_and_a_restart_finishes_the_job_once(serve_env, tmp_path):
     port, log = free_port(), tmp_path / "serve.log"
     db = f"sqlite:///{tmp_path / 'mp.db'}"
-    env = dict(serve_env, MLKIT_DATABASE_URL=db, MLKIT_MARKETPLACE_DEMO_DELAY_S="60", MLKIT_MARKETPLACE_LEASE_SECONDS="2",
-               MLKIT_MARKETPLACE_WORKERS="1")
+    env = dict(serve_env, MLKIT_DATABASE_URL=db, MLKIT_MARKETPLACE_DEMO_DELAY_S="60",
+               MLKIT_MARKETPLACE_LEASE_SECONDS="2", MLKIT_MARKETPLACE_WORKERS="1")
     cmd = [str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(port),
            "--timeout-graceful-shutdown", "3"]
     base, mp = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/marketplace"
@@ -164,9 +169,11 @@ def test_kill_9_leaves_no_worker_and_a_restart_finishes_the_job_once(serve_env, 
         wait_ready(proc, base, log)
         name, pw = f"k{uuid.uuid4().hex[:8]}", "correct horse battery"
         assert httpx.post(mp + "/users", json={"firstname": "K", "username": name, "password": pw}).status_code == 201
-        h = {"Authorization": "Bearer " + httpx.post(mp + "/token", data={"username": name, "password": pw}).json()["access_token"]}
+        token = httpx.post(mp + "/token", data={"username": name, "password": pw}).json()["access_token"]
+        h = {"Authorization": "Bearer " + token}
         assert httpx.post(mp + "/account/topup", json={"amount": 30}, headers=h).status_code == 200
-        pid = httpx.post(mp + "/predict", json={"model_id": "premium-analysis", "input_data": ROW}, headers=h).json()["prediction_id"]
+        pid = httpx.post(mp + "/predict", json={"model_id": "premium-analysis", "input_data": ROW},
+                         headers=h).json()["prediction_id"]
         deadline = time.monotonic() + 30
         while httpx.get(f"{mp}/predict/{pid}", headers=h).json()["status"] != "running":
             assert time.monotonic() < deadline, "the job never started"; time.sleep(0.2)
@@ -177,7 +184,8 @@ def test_kill_9_leaves_no_worker_and_a_restart_finishes_the_job_once(serve_env, 
         deadline = time.monotonic() + 10
         while [w for w in workers if alive(w)] and time.monotonic() < deadline: time.sleep(0.1)
         assert not [w for w in workers if alive(w)], "a worker outlived its server"
-        deadline = time.monotonic() + 15                                      # the kernel closes a dead process' sockets
+        # the kernel closes a dead process' sockets
+        deadline = time.monotonic() + 15
         while not port_free(port) and time.monotonic() < deadline: time.sleep(0.2)
         holders = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
         assert port_free(port), f"port {port} still taken: {[ln for ln in holders.splitlines() if f':{port} ' in ln]}"

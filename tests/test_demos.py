@@ -16,7 +16,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); never `playwright install`")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
+                    "never `playwright install`")
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -49,7 +50,8 @@ def test_every_demo_from_the_landing_page_offline(server, browser):
         page.goto(server + "/ui/")
         page.get_by_role("link", name=title, exact=True).click()
         page.wait_for_url(f"{server}/ui/{path}/")
-        expect(page).to_have_title(requests.get(f"{server}/ui/{path}/config", timeout=30).json()["title"], timeout=30_000)
+        expect(page).to_have_title(requests.get(f"{server}/ui/{path}/config", timeout=30).json()["title"],
+                                   timeout=30_000)
         heading = page.locator(".gradio-container h1, .gradio-container h2").first
         expect(heading).to_be_visible(timeout=30_000)
         font = heading.evaluate("e => getComputedStyle(e).fontFamily")

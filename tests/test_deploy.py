@@ -9,7 +9,8 @@ import yaml
 from conftest import ROOT
 
 K8S = "1.33"
-DOCS = [(f.name, d) for f in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+DOCS = [(f.name, d) for f in sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())]
 
 
 def deployment() -> dict:
@@ -50,7 +51,8 @@ def test_secrets_come_from_secrets_and_the_pod_runs_as_a_user():
 def test_settings_named_in_the_manifest_exist():
     "Every MLKIT_<SECTION>_<KEY> in the manifest names a real setting (a typo would be silently ignored)."
     from mlkit.core import settings
-    env = [e["name"] for e in deployment()["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"].startswith("MLKIT_")]
+    container = deployment()["spec"]["template"]["spec"]["containers"][0]
+    env = [e["name"] for e in container["env"] if e["name"].startswith("MLKIT_")]
     known = {f"MLKIT_{s.upper()}_{k.upper()}" for s, kv in settings.values.items() for k in kv}
     assert [e for e in env if e not in known] == []
 

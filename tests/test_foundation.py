@@ -63,7 +63,8 @@ def test_failed_loads_write_nothing(tmp_path):
 def test_settings_override_from_environment(tmp_path):
     code = "from mlkit.core import settings; print(settings.getint('serving','port'), settings.database_url)"
     env = {"MLKIT_SERVING_PORT": "3999", "MLKIT_DATABASE_URL": "sqlite:///:memory:", "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True).stdout.split()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                         check=True).stdout.split()
     assert out == ["3999", "sqlite:///:memory:"]
 
 
@@ -108,13 +109,15 @@ def test_every_entry_point_resolves_to_its_function():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.strip().splitlines()[-1] == str(sorted(["backtest", "walk_forward", "study", "train", "monitor_market",
-                                                            "load_model", "datasets", "load_dataset", "MLKit"]))
+    assert r.stdout.strip().splitlines()[-1] == str(sorted(["backtest", "walk_forward", "study", "train",
+                                                            "monitor_market", "load_model", "datasets", "load_dataset",
+                                                            "MLKit"]))
 
 
 def test_unknown_name_lists_the_entry_points():
     import mlkit
-    with pytest.raises(AttributeError, match=r"module 'mlkit' has no attribute 'backtset'; its entry points are \['backtest'"):
+    with pytest.raises(AttributeError,
+                       match=r"module 'mlkit' has no attribute 'backtset'; its entry points are \['backtest'"):
         getattr(mlkit, "backtset")  # noqa: B009  (the attribute access is what is tested)
     from mlkit import store   # a submodule that is not an entry point still imports as a submodule
     assert store.__name__ == "mlkit.store"

@@ -60,7 +60,8 @@ def test_any_rows_score_as_the_model_scores_the_frame(model, data, n):
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | finite | st.text(max_size=20),
-                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                           lambda kids: st.lists(kids, max_size=4)
+                           | st.dictionaries(st.text(max_size=8), kids, max_size=4),
                            max_leaves=20)
 error_bodies = (json_values
                 | st.lists(st.fixed_dictionaries({"error": st.text(max_size=30)}), min_size=1, max_size=2)     # BentoML
@@ -79,7 +80,8 @@ def test_any_error_body_leaves_in_the_documented_shape(status, body):
 schema_nodes = st.recursive(
     st.fixed_dictionaries({"type": st.sampled_from(["string", "number", "integer", "boolean"])},
                           optional={"default": st.none() | st.integers(), "exclusiveMinimum": st.integers(-5, 5)}),
-    lambda kids: st.fixed_dictionaries({"anyOf": st.lists(kids, min_size=1, max_size=3).map(lambda k: k + [{"type": "null"}])})
+    lambda kids: st.fixed_dictionaries({"anyOf": st.lists(kids, min_size=1, max_size=3)
+                                                 .map(lambda k: k + [{"type": "null"}])})
     | st.fixed_dictionaries({"properties": st.dictionaries(st.sampled_from("abcd"), kids, max_size=3)}),
     max_leaves=8)
 

@@ -20,8 +20,8 @@ def test_market_template_declares_the_issue_parameters():
 
 
 def test_market_validation_report_renders(tmp_path):
-    out = render(TEMPLATE, tmp_path / "mv.html", dict(symbol="BTC-USD", start="2018-06-01", end="2020-01-01", window=120,
-                                                       step=60, n_simulations=10))
+    out = render(TEMPLATE, tmp_path / "mv.html", dict(symbol="BTC-USD", start="2018-06-01", end="2020-01-01",
+                                                       window=120, step=60, n_simulations=10))
     html = out.read_text()
     for heading in ("Verdict", "Out-of-sample results", "Equity curve", "Monte Carlo", "leaks the future", "Provenance",
                     "buy and hold", "majority class (baseline)"):
@@ -93,7 +93,7 @@ def test_saved_outputs_match_a_fresh_run(name, tmp_path):
     assert _nbval_copy(ROOT / "nbs" / name, dst) >= 2           # the notebook keeps outputs worth comparing
     env = {**os.environ, "MLKIT_LOGGING_LEVEL": "WARNING", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
     r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
-                        "-q", "--rootdir", str(tmp_path), str(dst)], capture_output=True, text=True, cwd=tmp_path, env=env,
-                       timeout=900)
+                        "-q", "--rootdir", str(tmp_path), str(dst)], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert re.search(r"\d+ passed", r.stdout), r.stdout[-2000:]

@@ -1,9 +1,10 @@
 """Property-based requests over both OpenAPI documents (issue 9): schemathesis generates bodies, parameters and
 headers for every documented operation of a real `bentoml serve` and fails on any 5xx and on any answer the document
 does not describe: an undocumented status or content type, or a body or header that contradicts the documented schema
-(every 4xx in the `ClientError` shape that `ProblemMiddleware` writes, nullable fields marked nullable). Bounded: fifteen examples per
-operation with a fixed seed, so the run is repeatable. Training routes (`/text/fit`, `/text/fit_csv`, `/text/fit_records`, `/queues/reload`) are left out:
-each example would fit a model; their validation is tested in tests/test_text.py and tests/test_queues.py."""
+(every 4xx in the `ClientError` shape that `ProblemMiddleware` writes, nullable fields marked nullable). Bounded:
+fifteen examples per operation with a fixed seed, so the run is repeatable. Training routes (`/text/fit`,
+`/text/fit_csv`, `/text/fit_records`, `/queues/reload`) are left out: each example would fit a model; their validation
+is tested in tests/test_text.py and tests/test_queues.py."""
 import os
 import subprocess
 import sys
@@ -37,5 +38,6 @@ def test_every_answer_is_documented_and_none_is_a_server_error(server, schema, b
     failures = [ln for ln in r.stdout.splitlines() if ln.startswith("___") or "curl -X" in ln]
     print("\n".join(failures))
     print(summary)
-    assert r.returncode == 0, f"schemathesis found server errors or undocumented answers:\n{r.stdout[-6000:]}\n{r.stderr[-2000:]}"
+    assert r.returncode == 0, (f"schemathesis found server errors or undocumented answers:\n{r.stdout[-6000:]}\n"
+                               f"{r.stderr[-2000:]}")
     assert "passed" in r.stdout.lower() or "operations" in r.stdout.lower(), summary

@@ -47,7 +47,8 @@ def check_prediction(p, symbol, tag):
 
 @pytest.fixture(scope="module", autouse=True)
 def _cards(server, tags):
-    for s in tags: _CARDS[tags[s]] = requests.get(server + "/market/model_card", params={"symbol": s}, timeout=30).json()
+    for s in tags:
+        _CARDS[tags[s]] = requests.get(server + "/market/model_card", params={"symbol": s}, timeout=30).json()
 
 
 # --- health and documents ---
@@ -68,7 +69,8 @@ def test_openapi_describes_every_field(server):
         assert p.get("description") and p.get("examples"), name
     out = doc["components"]["schemas"]["MarketPrediction"]["properties"]
     assert all(p.get("description") and p.get("examples") for p in out.values())
-    body = doc["paths"]["/market/predict_symbol"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    request = doc["paths"]["/market/predict_symbol"]["post"]["requestBody"]
+    body = request["content"]["application/json"]["schema"]["properties"]
     assert body["date"]["examples"] == ["2019-12-31"] and body["symbol"]["enum"] == SYMBOLS
 
 
@@ -99,7 +101,8 @@ def test_every_route_answers_a_bad_request_in_one_shape(server):
                 if method not in ("get", "post", "put", "delete"): continue
                 url = server + prefix + path.replace("{", "").replace("}", "")
                 r = requests.request(method, url, data=b'{"not": "what this route takes"', timeout=30,
-                                     headers={"Content-Type": "application/json", "Authorization": "Bearer not-a-token"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer not-a-token"})
                 if 400 <= r.status_code < 500:
                     assert _is_problem(r), (method, path, r.status_code, r.text[:300]); seen += 1
                 assert r.status_code < 500, (method, path, r.status_code, r.text[:300])
@@ -150,8 +153,8 @@ def test_predict_matches_the_stored_model(server, rows, serve_env, tags):
     code = ("import json, sys; from mlkit import store; import pandas as pd; rows = json.loads(sys.stdin.read()); "
             "m, card, tag = store.load_model('market-btc-usd'); X = pd.DataFrame(rows).drop(columns='symbol'); "
             "print(json.dumps([tag, m.predict_proba(X[card['features']])[:, 1].tolist()]))")
-    r = subprocess.run([sys.executable, "-c", code], input=json.dumps(rows), cwd=ROOT, env=serve_env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], input=json.dumps(rows), cwd=ROOT, env=serve_env,
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     tag, proba = json.loads(r.stdout.strip().splitlines()[-1])
     served = post(server, "/market/predict", {"rows": rows}).json()
@@ -260,7 +263,8 @@ def test_unknown_symbol(server, rows):
 def test_date_without_data(server):
     text = _bad(server, "/market/predict_symbol", json_body={"symbol": "^GSPC", "date": "2015-01-03"})   # a Saturday
     assert "no ^GSPC bar on 2015-01-03" in text and "1999-01-04" in text and "2018-12-31" in text
-    assert "outside the available data" in _bad(server, "/market/predict_symbol", json_body={"symbol": "BTC-USD", "date": "1990-01-01"})
+    assert "outside the available data" in _bad(server, "/market/predict_symbol",
+                                                json_body={"symbol": "BTC-USD", "date": "1990-01-01"})
     assert "warm-up" in _bad(server, "/market/predict_symbol", json_body={"symbol": "BTC-USD", "date": "2014-12-01"})
 
 
