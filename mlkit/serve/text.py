@@ -5,6 +5,7 @@
 # %% ../../nbs/94_serve_text.ipynb #629b1dc6
 from __future__ import annotations
 
+import functools
 import json
 import math
 from http import HTTPStatus
@@ -223,6 +224,7 @@ rest = FastAPI(
     title="mlkit text classifiers (REST)",
     description="GET and DELETE routes of the text domain; the JSON API is under /text/.",
 )
+rest.add_exception_handler(InvalidArgument, lambda request, e: _rest_error(e))
 
 
 @rest.get("/models", response_model=list[ModelRow], summary="List the stored text models")
@@ -237,10 +239,7 @@ def rest_models():
     responses={404: {"description": "unknown model id"}},
 )
 def rest_statistics(model_id: str):
-    try:
-        return stats_out(model_id)
-    except InvalidArgument as e:
-        return _rest_error(e)
+    return stats_out(model_id)
 
 # %% ../../nbs/94_serve_text.ipynb #7789180c
 @rest.delete(
@@ -250,10 +249,7 @@ def rest_statistics(model_id: str):
     responses={404: {"description": "unknown model id"}, 409: {"description": "the model is in production"}},
 )
 def rest_remove(model_id: str):
-    try:
-        return remove_out(model_id)
-    except InvalidArgument as e:
-        return _rest_error(e)
+    return remove_out(model_id)
 
 # %% ../../nbs/94_serve_text.ipynb #b995a675
 @rest.get(
@@ -263,10 +259,7 @@ def rest_remove(model_id: str):
     responses={404: {"description": "unknown job id"}},
 )
 def rest_job(job_id: str):
-    try:
-        return job_out(job_id)
-    except InvalidArgument as e:
-        return _rest_error(e)
+    return job_out(job_id)
 
 # %% ../../nbs/94_serve_text.ipynb #8d492526
 FILE_FIELDS = {
@@ -399,7 +392,7 @@ class TextBodyGuard:
 
         await self.app(scope, replay, send)
 
-# %% ../../nbs/94_serve_text.ipynb #2e036031
+# %% ../../nbs/94_serve_text.ipynb #f82bd94c
 ModelId = Annotated[
     str | None,
     Field(
@@ -410,14 +403,170 @@ ModelId = Annotated[
 ]
 CsvFile = Annotated[Path, ContentType("text/csv")]
 
+# %% ../../nbs/94_serve_text.ipynb #0caaa6b3
+def _route(route: str, name: str):
+    "`bentoml.api` at `route` for a module-level route function, named `name` (its attribute on `TextAPI`)."
 
+    def declare(fn):
+        fn.__name__, fn.__qualname__ = name, f"TextAPI.{name}"
+        return bentoml.api(fn, route=route)
+
+    return declare
+
+# %% ../../nbs/94_serve_text.ipynb #08a46594
+def _no_model_503(route):
+    "Answer a route's ServiceUnavailable (no production text model) with a 503 JSON body."
+
+    @functools.wraps(route)
+    def answer(*args, **kwargs):
+        try:
+            return route(*args, **kwargs)
+        except ServiceUnavailable as e:
+            return unavailable(e)
+
+    return answer
+
+# %% ../../nbs/94_serve_text.ipynb #27877c7a
+def _csv_bytes(file: Path) -> bytes:
+    "The bytes of an uploaded CSV; a 400 when it is larger than settings text.max_csv_bytes."
+    limit = settings.getint("text", "max_csv_bytes")
+    if (n := Path(file).stat().st_size) > limit:
+        raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
+    return Path(file).read_bytes()
+
+# %% ../../nbs/94_serve_text.ipynb #6f55fcab
+@_route("/text/fit", "text_fit")
+def _text_fit(
+    self,
+    model: ModelName = Field(
+        "logistic", description="logistic regression, calibrated linear SVM, or NB-SVM", examples=["logistic"]
+    ),
+    config: dict[str, Any] = Field(
+        {},
+        description="estimator parameters (C, solver, class_weight, ...) and feature settings "
+        "(word_ngrams, char_ngrams, min_df, hashing, max_features, nb_blend); unknown keys are a 400 listing the "
+        "valid ones",
+        examples=[{"C": 10, "solver": "lbfgs"}],
+    ),
+    data: DataName = Field(
+        "rotten_tomatoes", description=f"bundled data set: {TEXT_SETS}", examples=["fine_food_reviews"]
+    ),
+    split: SplitName = Field(
+        "auto", description="auto: the published split, else grouped by movie/product, else random"
+    ),
+    wait: bool | None = Field(
+        None,
+        description="true: answer when fitted; false: start a job; null: a job for more than "
+        "settings text.sync_fit_rows texts",
+    ),
+) -> FitOut:
+    "Fit a text classifier, score it on held-out texts and store it; returns its id (or its fit job's id)."
+    return fit_out(model, config, data, split, wait)
+
+# %% ../../nbs/94_serve_text.ipynb #b56268ed
+@_route("/text/fit_csv", "text_fit_csv")
+def _text_fit_csv(
+    self,
+    file: CsvFile,
+    text_col: str = Field("text", description="the column with the texts", examples=["text"]),
+    label_col: str = Field("label", description="the column with the classes", examples=["label"]),
+    model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
+    config: dict[str, Any] = Field(
+        {}, description="as for /text/fit (a JSON object in a multipart field)", examples=[{"C": 10}]
+    ),
+    split: UploadSplit = Field(
+        "auto", description="auto or random: a stratified random test part (uploads have no groups)"
+    ),
+    wait: bool | None = Field(None, description="as for /text/fit"),
+) -> FitOut:
+    "Fit a text classifier on an uploaded UTF-8 CSV (text and label columns); one 400 lists every problem of "
+    "the file."
+    return fit_out(model, config, call(R.resolve_data, _csv_bytes(file), text_col, label_col), split, wait)
+
+# %% ../../nbs/94_serve_text.ipynb #dfb3e33c
+@_route("/text/fit_records", "text_fit_records")
+def _text_fit_records(
+    self,
+    records: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="the labelled texts, one object per text",
+        examples=[
+            [{"body": "the printer is jammed", "team": "hardware"}, {"body": "I cannot log in", "team": "account"}]
+        ],
+    ),
+    text_col: str = Field("text", description="the key with the texts", examples=["body"]),
+    label_col: str = Field("label", description="the key with the classes", examples=["team"]),
+    model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
+    config: dict[str, Any] = Field({}, description="as for /text/fit", examples=[{"C": 10}]),
+    split: UploadSplit = Field(
+        "auto", description="auto or random: a stratified random test part (uploads have no groups)"
+    ),
+    wait: bool | None = Field(None, description="as for /text/fit"),
+) -> FitOut:
+    "Fit a text classifier on labelled texts sent as JSON records (named text and label keys); one 400 lists "
+    "every problem."
+    return fit_out(model, config, call(R.resolve_data, records, text_col, label_col), split, wait)
+
+# %% ../../nbs/94_serve_text.ipynb #e4f8c23e
+@_route("/text/job", "text_job")
+def _text_job(self, job_id: str = Field(description="id returned by /text/fit", examples=["0123456789ab"])) -> JobOut:
+    "The state of a fit job: status, current step, fraction done, and the model id when done."
+    return job_out(job_id)
+
+# %% ../../nbs/94_serve_text.ipynb #4f384889
+@_route("/text/statistics", "text_statistics")
+def _text_statistics(self, model_id: str = Field(description="model id", examples=["abc123def456"])) -> StatsOut:
+    "The held-out classification report of a stored model, with its configuration and data."
+    return stats_out(model_id)
+
+# %% ../../nbs/94_serve_text.ipynb #1a053f46
+@_route("/text/models", "text_models")
+def _text_models(self) -> list[ModelRow]:
+    "The stored text models with their held-out accuracy and stage."
+    return models_out()
+
+# %% ../../nbs/94_serve_text.ipynb #6e486772
+@_route("/text/remove", "text_remove")
+def _text_remove(self, model_id: str = Field(description="model id", examples=["abc123def456"])) -> RemoveOut:
+    "Remove a stored text model (404 for an unknown id, 409 for the production model)."
+    return remove_out(model_id)
+
+# %% ../../nbs/94_serve_text.ipynb #b82f173c
+@_route("/text/predict", "text_predict")
+@_no_model_503
+def _text_predict(
+    self,
+    text: str = Field(
+        min_length=1,
+        description="the text to classify (at most settings text.max_text_chars characters)",
+        examples=[EXAMPLE_TEXT],
+    ),
+    model_id: ModelId = None,
+) -> PredictOut:
+    "Classify one text: the label, the class probabilities and the n-grams that pushed the decision most."
+    return PredictOut(**call(R.predict, text, model_id).to_dict())
+
+# %% ../../nbs/94_serve_text.ipynb #6309c633
+@_route("/text/predict_csv", "text_predict_csv")
+@_no_model_503
+def _text_predict_csv(
+    self,
+    file: CsvFile,
+    text_col: str = Field("text", description="the column with the texts"),
+    model_id: ModelId = None,
+) -> CsvFile:
+    "Classify every row of an uploaded UTF-8 CSV; returns it with predicted_label and prob_<class> columns added."
+    out = call(R.predict_csv, _csv_bytes(file), text_col, model_id)
+    path = Path(tempfile.mkdtemp(prefix="mlkit-text-")) / "predictions.csv"
+    path.write_bytes(out)
+    return path
+
+# %% ../../nbs/94_serve_text.ipynb #c8cbf613
 class TextAPI:
     "Text classification: fit, inspect, remove and apply text classifiers from the model store."
 
     asgi_apps = [(rest, "/text/api")]
-    asgi_middlewares = [
-        (TextBodyGuard, {})
-    ]  # for the entry service: apply each with add_asgi_middleware(cls, **options)
+    asgi_middlewares = [(TextBodyGuard, {})]  # for the entry service: add_asgi_middleware(cls, **options) each
 
     def __init__(self):
         super().__init__()  # the entry service inherits several domains' mixins
@@ -427,134 +576,9 @@ class TextAPI:
             self.text_default = None
             log.warning("no production text model: %s", e)
 
-    @bentoml.api(route="/text/fit")
-    def text_fit(
-        self,
-        model: ModelName = Field(
-            "logistic", description="logistic regression, calibrated linear SVM, or NB-SVM", examples=["logistic"]
-        ),
-        config: dict[str, Any] = Field(
-            {},
-            description="estimator parameters (C, solver, class_weight, ...) and feature settings "
-            "(word_ngrams, char_ngrams, min_df, hashing, max_features); unknown keys are a 400 listing the valid ones",
-            examples=[{"C": 10, "solver": "lbfgs"}],
-        ),
-        data: DataName = Field(
-            "rotten_tomatoes", description=f"bundled data set: {TEXT_SETS}", examples=["fine_food_reviews"]
-        ),
-        split: SplitName = Field(
-            "auto", description="auto: the published split, else grouped by movie/product, else random"
-        ),
-        wait: bool | None = Field(
-            None,
-            description="true: answer when fitted; false: start a job; null: a job for more than "
-            "settings text.sync_fit_rows texts",
-        ),
-    ) -> FitOut:
-        "Fit a text classifier, score it on held-out texts and store it; returns its id (or its fit job's id)."
-        return fit_out(model, config, data, split, wait)
-
-    @bentoml.api(route="/text/fit_csv")
-    def text_fit_csv(
-        self,
-        file: CsvFile,
-        text_col: str = Field("text", description="the column with the texts", examples=["text"]),
-        label_col: str = Field("label", description="the column with the classes", examples=["label"]),
-        model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
-        config: dict[str, Any] = Field(
-            {}, description="as for /text/fit (a JSON object in a multipart field)", examples=[{"C": 10}]
-        ),
-        split: UploadSplit = Field(
-            "auto", description="auto or random: a stratified random test part (uploads have no groups)"
-        ),
-        wait: bool | None = Field(None, description="as for /text/fit"),
-    ) -> FitOut:
-        "Fit a text classifier on an uploaded UTF-8 CSV (text and label columns); one 400 lists every problem of "
-        "the file."
-        limit = settings.getint("text", "max_csv_bytes")
-        if (n := Path(file).stat().st_size) > limit:
-            raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
-        return fit_out(model, config, call(R.resolve_data, Path(file).read_bytes(), text_col, label_col), split, wait)
-
-    @bentoml.api(route="/text/fit_records")
-    def text_fit_records(
-        self,
-        records: list[dict[str, Any]] = Field(
-            min_length=1,
-            description="the labelled texts, one object per text",
-            examples=[
-                [{"body": "the printer is jammed", "team": "hardware"}, {"body": "I cannot log in", "team": "account"}]
-            ],
-        ),
-        text_col: str = Field("text", description="the key with the texts", examples=["body"]),
-        label_col: str = Field("label", description="the key with the classes", examples=["team"]),
-        model: ModelName = Field("logistic", description="logistic regression, calibrated linear SVM, or NB-SVM"),
-        config: dict[str, Any] = Field({}, description="as for /text/fit", examples=[{"C": 10}]),
-        split: UploadSplit = Field(
-            "auto", description="auto or random: a stratified random test part (uploads have no groups)"
-        ),
-        wait: bool | None = Field(None, description="as for /text/fit"),
-    ) -> FitOut:
-        "Fit a text classifier on labelled texts sent as JSON records (named text and label keys); one 400 lists "
-        "every problem."
-        return fit_out(model, config, call(R.resolve_data, records, text_col, label_col), split, wait)
-
-    @bentoml.api(route="/text/job")
-    def text_job(
-        self, job_id: str = Field(description="id returned by /text/fit", examples=["0123456789ab"])
-    ) -> JobOut:
-        "The state of a fit job: status, current step, fraction done, and the model id when done."
-        return job_out(job_id)
-
-    @bentoml.api(route="/text/statistics")
-    def text_statistics(self, model_id: str = Field(description="model id", examples=["abc123def456"])) -> StatsOut:
-        "The held-out classification report of a stored model, with its configuration and data."
-        return stats_out(model_id)
-
-    @bentoml.api(route="/text/models")
-    def text_models(self) -> list[ModelRow]:
-        "The stored text models with their held-out accuracy and stage."
-        return models_out()
-
-    @bentoml.api(route="/text/remove")
-    def text_remove(self, model_id: str = Field(description="model id", examples=["abc123def456"])) -> RemoveOut:
-        "Remove a stored text model (404 for an unknown id, 409 for the production model)."
-        return remove_out(model_id)
-
-    @bentoml.api(route="/text/predict")
-    def text_predict(
-        self,
-        text: str = Field(
-            min_length=1,
-            description="the text to classify (at most settings text.max_text_chars characters)",
-            examples=[EXAMPLE_TEXT],
-        ),
-        model_id: ModelId = None,
-    ) -> PredictOut:
-        "Classify one text: the label, the class probabilities and the n-grams that pushed the decision most."
-        try:
-            return PredictOut(**call(R.predict, text, model_id).to_dict())
-        except ServiceUnavailable as e:
-            return unavailable(e)
-
-    @bentoml.api(route="/text/predict_csv")
-    def text_predict_csv(
-        self,
-        file: CsvFile,
-        text_col: str = Field("text", description="the column with the texts"),
-        model_id: ModelId = None,
-    ) -> CsvFile:
-        "Classify every row of an uploaded UTF-8 CSV; returns it with predicted_label and prob_<class> columns added."
-        limit = settings.getint("text", "max_csv_bytes")
-        if (n := Path(file).stat().st_size) > limit:
-            raise TextInputError(f"the CSV has {n:,} bytes; at most {limit:,} are accepted")
-        try:
-            out = call(R.predict_csv, Path(file).read_bytes(), text_col, model_id)
-        except ServiceUnavailable as e:
-            return unavailable(e)
-        path = Path(tempfile.mkdtemp(prefix="mlkit-text-")) / "predictions.csv"
-        path.write_bytes(out)
-        return path
+    text_fit, text_fit_csv, text_fit_records, text_job = _text_fit, _text_fit_csv, _text_fit_records, _text_job
+    text_statistics, text_models, text_remove = _text_statistics, _text_models, _text_remove
+    text_predict, text_predict_csv = _text_predict, _text_predict_csv
 
 # %% ../../nbs/94_serve_text.ipynb #a0cef5d3
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 120})
