@@ -26,8 +26,11 @@ __all__ = ['EXAMPLE_TEXTS', 'MODEL_COLUMNS', 'models_table', 'model_choices', 't
            'classify', 'classify_csv', 'main']
 
 # %% ../../nbs/94a_serve_text_demo.ipynb #cf464d20
-EXAMPLE_TEXTS = ["A clumsy, tedious mess that wastes a fine cast.", "The best coffee I have had in years, I order it every month.",
-                 "A retired detective is drawn back into one last case in rain-soaked Seoul."]   # double as smoke inputs
+EXAMPLE_TEXTS = [  # double as smoke inputs
+    "A clumsy, tedious mess that wastes a fine cast.",
+    "The best coffee I have had in years, I order it every month.",
+    "A retired detective is drawn back into one last case in rain-soaked Seoul.",
+]
 _OUT = Path(tempfile.gettempdir()) / "mlkit_text_demo"    # result CSVs Gradio serves for download
 
 def _err(fn, *a, **k):
@@ -53,18 +56,21 @@ def model_choices() -> list[str]:
 def _summary(st) -> str:
     r = st.report
     return (f"**Model `{st.model_id}`** ({st.model} on {st.data}, {st.split} split, {st.stage}): held-out accuracy "
-            f"**{r.accuracy:.3f}** (95 % bootstrap {r.accuracy_ci[0]:.3f} to {r.accuracy_ci[1]:.3f}), **ROC AUC {r.roc_auc:.3f}**, "
-            f"macro-F1 {r.macro_avg.f1_score:.3f}; the majority class scores {r.baseline_accuracy:.3f} on the same {r.n_test:,} texts.")
+            f"**{r.accuracy:.3f}** (95 % bootstrap {r.accuracy_ci[0]:.3f} to {r.accuracy_ci[1]:.3f}), "
+            f"**ROC AUC {r.roc_auc:.3f}**, macro-F1 {r.macro_avg.f1_score:.3f}; the majority class scores "
+            f"{r.baseline_accuracy:.3f} on the same {r.n_test:,} texts.")
 
 # %% ../../nbs/94a_serve_text_demo.ipynb #a59169e7
 def _config(C, extra: str) -> dict:
     try: cfg = json.loads(extra) if extra and extra.strip() else {}
-    except json.JSONDecodeError as e: raise gr.Error(f"extra parameters must be a JSON object, e.g. {{\"class_weight\": \"balanced\"}}: {e}") from None
+    except json.JSONDecodeError as e:
+        example = '{"class_weight": "balanced"}'
+        raise gr.Error(f"extra parameters must be a JSON object, e.g. {example}: {e}") from None
     if not isinstance(cfg, dict): raise gr.Error(f"extra parameters must be a JSON object, got {type(cfg).__name__}")
     return {"C": float(C), **cfg} if C not in (None, "") else cfg
 
 def _follow(j, what: str, timeout: float):
-    "Yield a fit job's progress until it is done, then its report (status, metrics chart, confusion chart, models table)."
+    "Yield a fit job's progress until it is done, then its report (status, metrics, confusion chart, models table)."
     t = time.monotonic()
     while (j := R.job(j.job_id)).status not in ("done", "failed") and time.monotonic() - t < timeout:
         yield f"Training {what}: {j.step} ({j.progress:.0%})", None, None, gr.skip()
@@ -79,10 +85,11 @@ def train(model: str, data: str, C, extra: str = "", timeout: float = 900):
     yield from _follow(j, f"{model} on {data}", timeout)
 
 def train_csv(data: bytes | None, text_col: str, label_col: str, model: str, C, extra: str = "", timeout: float = 900):
-    "Fit a model on an uploaded CSV (bytes) with named text and label columns; every problem of the file is listed in one error."
+    "Fit a model on an uploaded CSV (bytes) with named text and label columns; one error lists every problem."
     if data is None: raise gr.Error("upload a CSV file first (UTF-8, a header row, a text column and a label column)")
     if not isinstance(data, (bytes, bytearray)): raise gr.Error("the upload must arrive as bytes")
-    j = _err(R.start_fit, model, _config(C, extra), bytes(data), (text_col or "text").strip(), (label_col or "label").strip())
+    text_col, label_col = (text_col or "text").strip(), (label_col or "label").strip()
+    j = _err(R.start_fit, model, _config(C, extra), bytes(data), text_col, label_col)
     yield from _follow(j, f"{model} on the uploaded CSV", timeout)
 
 def statistics(model_id):
@@ -131,10 +138,12 @@ with gr.Blocks(title="mlkit text classification") as demo:
             model_in = gr.Dropdown(list(MODELS), value="logistic", label="Model")
             data_in = gr.Dropdown(list(TEXT_SETS), value="rotten_tomatoes", label="Data set")
             c_in = gr.Number(value=10, minimum=1e-4, label="C (inverse regularization)")
-        extra_in = gr.Textbox(label="More parameters (JSON)", placeholder='{"class_weight": "balanced", "char_ngrams": 0}')
+        extra_in = gr.Textbox(label="More parameters (JSON)",
+                              placeholder='{"class_weight": "balanced", "char_ngrams": 0}')
         train_btn = gr.Button("Train", variant="primary")
-        gr.Markdown("### Or train on your own CSV\nUTF-8 with a header row, a column of texts and a column of labels: at least two "
-                    "classes with at least five texts each. Every problem of the file is listed at once; nothing is stored unless the "
+        gr.Markdown("### Or train on your own CSV\nUTF-8 with a header row, a column of texts and a column of labels: "
+                    "at least two classes with at least five texts each. Every problem of the file is listed at once; "
+                    "nothing is stored unless the "
                     "fit succeeds. The model and parameters above apply.")
         with gr.Row():
             train_file = gr.File(type="binary", file_types=[".csv"], label="Training CSV")
@@ -156,18 +165,22 @@ with gr.Blocks(title="mlkit text classification") as demo:
         manage_out = gr.Markdown()
         stats_plot = gr.Plot(label="Held-out metrics")
         stats_table = gr.Dataframe(headers=["class", "precision", "recall", "f1_score", "support"],
-                                   label="Per class (held-out texts; precision, recall, F1 from 0 to 1; support: texts)")
+                                   label="Per class (held-out texts; precision, recall, F1 "
+                                         "from 0 to 1; support: texts)")
     with gr.Tab("Predict"):
         pred_model = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
         text_in = gr.Textbox(lines=3, label="Text", value=EXAMPLE_TEXTS[0])
         pred_btn = gr.Button("Classify", variant="primary")
         with gr.Row():
             label_out = gr.Label(label="Class probabilities")
-            words_out = gr.HighlightedText(label="Words for (red: for the class, blue: against)", combine_adjacent=False)
+            words_out = gr.HighlightedText(label="Words for (red: for the class, blue: against)",
+                                           combine_adjacent=False)
         contrib_out = gr.Dataframe(headers=["ngram", "kind", "contribution"],
-                                   label="The n-grams that pushed the decision most (contribution to the class's score)")
+                                   label="The n-grams that pushed the decision most "
+                                         "(contribution to the class's score)")
         gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_in])
-        gr.Markdown("### A CSV of texts\nUTF-8, with a header row; the result adds `predicted_label` and `prob_<class>` columns.")
+        gr.Markdown("### A CSV of texts\nUTF-8, with a header row; the result adds `predicted_label` and "
+                    "`prob_<class>` columns.")
         with gr.Row():
             csv_in = gr.File(type="binary", file_types=[".csv"], label="CSV upload")
             col_in = gr.Textbox(value="text", label="Text column")
@@ -178,7 +191,8 @@ with gr.Blocks(title="mlkit text classification") as demo:
         ch = model_choices()
         return models_table(), gr.update(choices=ch), gr.update(choices=ch)
 
-    train_btn.click(train, [model_in, data_in, c_in, extra_in], [status_out, metrics_plot, confusion_plot, table_out], api_name="train")
+    train_btn.click(train, [model_in, data_in, c_in, extra_in], [status_out, metrics_plot, confusion_plot, table_out],
+                    api_name="train")
     train_csv_btn.click(train_csv, [train_file, train_text_col, train_label_col, model_in, c_in, extra_in],
                         [status_out, metrics_plot, confusion_plot, table_out], api_name="train_csv")
     refresh_btn.click(_refresh, None, [table_out, pick_in, pred_model], api_name="models_table")
