@@ -16,7 +16,7 @@ export PYTHONHASHSEED := 0
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip sync -q requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip sync -q --compile-bytecode requirements.lock  # bytecode now: imports halve where PYTHONDONTWRITEBYTECODE is set
 	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q --no-deps -e .
 	@touch $@
 
@@ -32,9 +32,10 @@ lock:  ## re-resolve requirements.lock from pyproject.toml (maintainers)
 	uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 run: install  ## the main job: data pipeline summary, train every domain (skips stored models), then serve the bento (Ctrl-C stops)
-	@echo "== data pipeline summary"; $(BIN)/mlkit data --reuse
-	@echo "== training the default models of every domain (seconds when they are already stored)"; $(PY) -m mlkit.serve.train --reuse
-	@echo "== serving (the rendered reports are in reports/; 'make reports' renders them again)"; $(BIN)/mlkit serve
+	@$(PY) -m compileall -q mlkit  # mlkit's own bytecode (packages got theirs at install)
+	@echo "== $$(date +%T) data pipeline summary"; $(BIN)/mlkit data --reuse
+	@echo "== $$(date +%T) training the default models of every domain (seconds when they are already stored)"; $(PY) -m mlkit.serve.train --reuse
+	@echo "== $$(date +%T) serving (the rendered reports are in reports/; 'make reports' renders them again)"; $(BIN)/mlkit serve
 
 train: install  ## train the default models of every domain into the BentoML model store (idempotent; data/bentoml)
 	$(PY) -m mlkit.serve.train
@@ -51,6 +52,7 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install $(CHROMIUM)  ## every check the CI runs; fails on export/clean/README drift, notebook or pytest failures, ruff errors
+	@$(PY) -m compileall -q mlkit
 	$(BIN)/ruff check .
 	tools/check_notebooks.sh
 	$(PY) tools/build_docs.py --check-readme

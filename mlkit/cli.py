@@ -71,13 +71,15 @@ def render_reports(names: list[str] | None = None, symbols: list[str] | None = N
     "Render the standard report runs (optionally only some templates or symbols) into the reports directory."
     from mlkit.reports import render
     names = names or list(REPORTS)
-    if unknown := [n for n in names if n not in REPORTS]: raise ValueError(f"unknown report(s) {unknown}; valid: {list(REPORTS)}")
+    if unknown := [n for n in names if n not in REPORTS]:
+        raise ValueError(f"unknown report(s) {unknown}; valid: {list(REPORTS)}")
     out = []
     for n in names:
         for params in REPORTS[n]:
             if symbols and params.get("symbol") not in symbols: continue   # --symbol picks market runs only
             p = {**params, **overrides}
-            html = settings.path("reports_dir") / f"{n}-{p.get('symbol') or p.get('dataset') or p.get('data') or 'all'}.html"
+            which = p.get('symbol') or p.get('dataset') or p.get('data') or 'all'
+            html = settings.path("reports_dir") / f"{n}-{which}.html"
             t = time.perf_counter()
             out.append(render(settings.root / "nbs" / "reports" / f"{n}.ipynb", html, p))
             print(f"{html} ({time.perf_counter() - t:.0f} s)")
@@ -89,10 +91,12 @@ def serve_command(host: str, port: int,
                   ssl_keyfile: str | None = None,   # its PEM private key
                  ) -> list[str]:
     "The `bentoml serve` command line of the entry service, with BentoML's TLS options when a certificate is given."
-    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", host, "--port", str(port),
+    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", "mlkit.serve.service:MLKit",
+           "--host", host, "--port", str(port),
            "--timeout-graceful-shutdown", "5"]  # open Gradio sessions would otherwise hold shutdown
     if (ssl_certfile is None) != (ssl_keyfile is None):
-        raise ConfigError(f"HTTPS needs both --ssl-certfile and --ssl-keyfile; got certfile={ssl_certfile!r}, keyfile={ssl_keyfile!r}")
+        raise ConfigError(f"HTTPS needs both --ssl-certfile and --ssl-keyfile; "
+                          f"got certfile={ssl_certfile!r}, keyfile={ssl_keyfile!r}")
     for flag, f in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
         if f is None: continue
         if not Path(f).is_file(): raise ConfigError(f"{flag}: no such file {f!r}; expected a PEM file")
@@ -126,19 +130,23 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="train the default market models into the model store (idempotent)")
     t.add_argument("--force", action="store_true", help="retrain even when an identical recipe is stored")
     m = sub.add_parser("monitor", help="score the production model on recent days; retrain and promote only if better")
-    m.add_argument("symbol"); m.add_argument("--days", type=int, default=60); m.add_argument("--min-accuracy", type=float, default=0.5)
+    m.add_argument("symbol"); m.add_argument("--days", type=int, default=60)
+    m.add_argument("--min-accuracy", type=float, default=0.5)
     m.add_argument("--max-age-days", type=int, default=30); m.add_argument("--dry-run", action="store_true")
     rb = sub.add_parser("rollback", help="restore the previous production model of a symbol")
     rb.add_argument("symbol")
     sv = sub.add_parser("serve", help="serve the bento (API, demo at /ui) on the settings' host and port")
     sv.add_argument("--port", type=int); sv.add_argument("--host")
-    sv.add_argument("--ssl-certfile", help="PEM certificate: serve HTTPS (BentoML's own TLS options); needs --ssl-keyfile")
+    sv.add_argument("--ssl-certfile",
+                    help="PEM certificate: serve HTTPS (BentoML's own TLS options); needs --ssl-keyfile")
     sv.add_argument("--ssl-keyfile", help="PEM private key of --ssl-certfile")
     b = sub.add_parser("bento", help="build the self-contained bento: every served production model packed inside")
     b.add_argument("--version", help="bento version (default: a new one)")
-    re = sub.add_parser("reencrypt", help="rewrite the marketplace's encrypted values under the current key (key rotation)")
+    re = sub.add_parser("reencrypt",
+                        help="rewrite the marketplace's encrypted values under the current key (key rotation)")
     re.add_argument("--batch", type=int, default=200, help="rows per transaction")
-    ms = sub.add_parser("monitor-stream", add_help=False, help="the streaming monitor's roles: produce, predict, score, plot or all "
+    ms = sub.add_parser("monitor-stream", add_help=False,
+                        help="the streaming monitor's roles: produce, predict, score, plot or all "
                                                "(`mlkit monitor-stream -h` after the role for its options)")
     ms.add_argument("args", nargs=argparse.REMAINDER, help="a role and its options")
     ls = sub.add_parser("models", help="list the models in the store")
@@ -155,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 with pd.option_context("display.width", 200, "display.max_columns", 20):
                     return data_summary(a.names or None).to_string()
             text, reused = remembered("data-summary", lambda: {**code_state(), "names": a.names}, table, reuse=a.reuse)
-            if reused: print("(nothing the pipeline reads changed since its last run: that run's table, load times included)")
+            if reused: print("(nothing the pipeline reads changed since its last run: its table, load times included)")
             print(text)
         elif a.command == "reports":
             render_reports(a.names or None, a.symbol)
@@ -164,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             for sym, tag in lifecycle.train_default(force=a.force).items(): print(f"{sym:8s} {tag}")
         elif a.command == "monitor":
             from mlkit.market import lifecycle
-            d = lifecycle.monitor(a.symbol, n_days=a.days, min_accuracy=a.min_accuracy, max_age_days=a.max_age_days, dry_run=a.dry_run)
+            d = lifecycle.monitor(a.symbol, n_days=a.days, min_accuracy=a.min_accuracy, max_age_days=a.max_age_days,
+                                  dry_run=a.dry_run)
             print(json.dumps(d, indent=1, default=str))
         elif a.command == "rollback":
             from mlkit.market import lifecycle

@@ -89,8 +89,10 @@ def required_models(home=None) -> dict[str, str]:
     rows = served_models(home)
     if missing := [r for r in rows if r["required"] and r["tag"] is None]:
         domains = " ".join(dict.fromkeys(r["domain"] for r in missing))
-        raise ConfigError(f"cannot build the bento: no production model for {[r['name'] for r in missing]} in the model "
-                          f"store {store.store_home(home)}; train them with `make train` (python -m mlkit.serve.train {domains})")
+        absent = [r['name'] for r in missing]
+        raise ConfigError(f"cannot build the bento: no production model for {absent} in the model store "
+                          f"{store.store_home(home)}; train them with `make train` "
+                          f"(python -m mlkit.serve.train {domains})")
     return {r["name"]: r["tag"] for r in rows if r["tag"]}
 
 # %% ../../nbs/98a_serve_bento.ipynb #70ed08fb
@@ -117,7 +119,8 @@ def build(home=None,                # BentoML home holding the production models
     path = home / "bentos" / BENTO_NAME / version
     model_bytes = sum(_du(home / "models" / n / t.split(":")[1]) for n, t in models.items())
     out = BentoBuild(tag, path, models, _du(path), model_bytes, time.perf_counter() - t0)
-    log.info("built %s (%d models, %.1f MB) in %.0f s", tag, len(models), (out.source_bytes + model_bytes) / 1e6, out.seconds)
+    log.info("built %s (%d models, %.1f MB) in %.0f s", tag, len(models), (out.source_bytes + model_bytes) / 1e6,
+             out.seconds)
     return out
 
 # %% ../../nbs/98a_serve_bento.ipynb #58f8753c
@@ -132,7 +135,8 @@ def main(argv=None) -> int:
     print(f"built {b.tag} in {b.seconds:.0f} s: {b.path}")
     for tag in sorted(b.models.values()): print(f"  packed {tag}")
     print(f"size: sources {b.source_bytes / 1e6:.1f} MB + models {b.model_bytes / 1e6:.1f} MB "
-          f"= {(b.source_bytes + b.model_bytes) / 1e6:.1f} MB (move it with `bentoml export {b.tag} {BENTO_NAME}.bento`)")
+          f"= {(b.source_bytes + b.model_bytes) / 1e6:.1f} MB "
+          f"(move it with `bentoml export {b.tag} {BENTO_NAME}.bento`)")
     return 0
 
 # %% ../../nbs/98a_serve_bento.ipynb #d28daa44

@@ -43,7 +43,8 @@ def _stop_server(message: str) -> None:
     reason = lines[-1] if lines else "unknown reason"
     if not _in_worker():
         log.error("start-up failed: %s", reason); return
-    log.critical("start-up failed: %s; stopping the server (pid %d) instead of restarting this worker", reason, os.getppid())
+    log.critical("start-up failed: %s; stopping the server (pid %d) instead of restarting this worker",
+                 reason, os.getppid())
     os.kill(os.getppid(), signal.SIGTERM)
 
 class StopOnFailedStartup:

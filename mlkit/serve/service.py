@@ -44,7 +44,7 @@ class ClientError(InvalidArgument):
     "A client error passed on from a domain service (its HTTP status is kept)."
 
 def _message(text: str) -> str:
-    "The error message inside a BentoML JSON error answer (`[{\"error\": ...}]` or `{\"error\": ..., \"detail\": ...}`)."
+    "The message inside a BentoML JSON error answer (`[{\"error\": ...}]` or `{\"error\": ..., \"detail\": ...}`)."
     try: d = json.loads(text)
     except (TypeError, ValueError): return str(text)
     if isinstance(d, list) and len(d) == 1: d = d[0]
@@ -68,7 +68,8 @@ def remote(mixin: type,     # a domain's mixin, e.g. MarketAPI
            attr: str,       # the attribute that holds the dependency, e.g. "market"
            service) -> type:  # the domain's own @bentoml.service, e.g. MarketService
     "A mixin with `mixin`'s routes that forwards every call to `service` through `bentoml.depends`."
-    ns = {attr: bentoml.depends(service), "__doc__": f"{mixin.__doc__} (served by {service.name} through bentoml.depends)",
+    ns = {attr: bentoml.depends(service),
+          "__doc__": f"{mixin.__doc__} (served by {service.name} through bentoml.depends)",
           "asgi_apps": getattr(mixin, "asgi_apps", [])}
     for name in dir(mixin):
         if isinstance(api := getattr(mixin, name), APIMethod): ns[name] = _forwarder(attr, name, api)
@@ -96,7 +97,7 @@ DEMOS: dict[str, tuple[str, str, callable]] = {   # path under /ui -> (title, wh
                _guarded("mlkit.serve.market_demo")),
     "marketplace": ("Prediction marketplace", "accounts, balance, priced diabetes-progression models, prediction jobs",
                     _marketplace_ui),
-    "queues": ("Support-queue load", "history, weekday and weekly averages, and load forecasts with intervals per queue",
+    "queues": ("Support-queue load", "history, weekday and weekly averages, load forecasts with intervals per queue",
                _guarded("mlkit.serve.queues_demo")),
     "text": ("Ticket text classification", "train, compare and apply text classifiers; predictions for a text or a CSV",
              _guarded("mlkit.serve.text_demo")),
@@ -183,7 +184,7 @@ def _multipart_problem(content_type: str, body: bytes) -> str | None:
     return None
 
 class ProblemMiddleware:
-    "ASGI middleware: every 4xx JSON answer outside `skip` in the shape of `problem`; a body type a route cannot read gets 415."
+    "ASGI middleware: every 4xx answer outside `skip` in `problem`'s shape; a body a route cannot read gets 415."
     def __init__(self, app, json_routes: tuple = (), skip: tuple = ("/ui",), multipart_routes: tuple = ()):
         self.app, self.skip = app, tuple(skip)
         self.multipart_routes = set(multipart_routes)                 # take files (multipart/form-data) or JSON
@@ -193,8 +194,9 @@ class ProblemMiddleware:
         path = scope.get("path", "")
         if scope["type"] != "http" or path.startswith(self.skip): return await self.app(scope, receive, send)
         full = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
-        if scope["method"] == "POST" and (refused := self._refuse(path, full)): return await self._answer(send, *refused)
-        if scope["method"] == "POST" and path in self.multipart_routes and full.lower().startswith("multipart/form-data"):
+        post = scope["method"] == "POST"
+        if post and (refused := self._refuse(path, full)): return await self._answer(send, *refused)
+        if post and path in self.multipart_routes and full.lower().startswith("multipart/form-data"):
             body, receive = await _buffered(receive)
             if problem_text := _multipart_problem(full, body):
                 return await self._answer(send, 400, {"error": "bad_request", "detail": None, "message":
@@ -204,7 +206,8 @@ class ProblemMiddleware:
         async def wrapped(msg):
             if msg["type"] == "http.response.start":
                 if 400 <= msg["status"] < 500:                       # JSON or not (Starlette's own 404/405 are text)
-                    start.update(msg, body=b""); return                               # hold it until the body is complete
+                    # hold it until the body is complete
+                    start.update(msg, body=b""); return
                 return await send(msg)
             if start and msg["type"] == "http.response.body":
                 start["body"] += msg.get("body", b"")
@@ -216,7 +219,7 @@ class ProblemMiddleware:
         await self.app(scope, receive, wrapped)
 
     def _refuse(self, path: str, full: str) -> tuple | None:
-        "(status, body) when the body's type cannot be read by the route at `path`, before BentoML tries (and fails with 500)."
+        "(status, body) when the route at `path` cannot read the body's type, before BentoML tries (and fails: 500)."
         ctype = full.split(";")[0].strip().lower()
         is_json = ctype in ("", "application/json") or ctype.endswith("+json")
         if path in self.json_routes and not is_json:
@@ -237,16 +240,18 @@ class ProblemMiddleware:
         data = json.dumps(body).encode()
         keep = [(k, v) for k, v in (headers or []) if k.lower() not in (b"content-length", b"content-type")]
         await send({"type": "http.response.start", "status": status,
-                    "headers": keep + [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+                    "headers": keep + [(b"content-type", b"application/json"),
+                                       (b"content-length", str(len(data)).encode())]})
         await send({"type": "http.response.body", "body": data})
 
 # %% ../../nbs/99_serve_app.ipynb #1782d482
-API_DESCRIPTION = ("mlkit's HTTP API: one route prefix per domain (`/market/`, `/marketplace/`, ...), all in one process. "
-                   "BentoML routes take POST with a JSON body; read-only ones also answer GET. Every 4xx has the shape "
-                   "`{\"error\": code, \"message\": text, \"detail\": ...}`. Demos: `/ui/`. Health: `/readyz`, metrics: `/metrics`.")
+API_DESCRIPTION = ("mlkit's HTTP API: one route prefix per domain (`/market/`, `/marketplace/`, ...), all in one "
+                   "process. BentoML routes take POST with a JSON body; read-only ones also answer GET. Every 4xx has "
+                   "the shape `{\"error\": code, \"message\": text, \"detail\": ...}`. Demos: `/ui/`. Health: "
+                   "`/readyz`, metrics: `/metrics`.")
 
 def _nullable(node: dict) -> dict:
-    "3.1's ways of saying 'or null' (`anyOf: [X, {type: null}]`, `type: [X, 'null']`, a `default: null`) as 3.0's `nullable`."
+    "3.1's ways of saying 'or null' (`anyOf: [X, {type: null}]`, `type: [X, 'null']`, `default: null`) as `nullable`."
     for key in ("anyOf", "oneOf"):
         alts = node.get(key)
         if isinstance(alts, list) and {"type": "null"} in alts:
@@ -264,13 +269,14 @@ def _nullable(node: dict) -> dict:
     return node
 
 def openapi30(node):
-    "JSON Schema 2020-12 spellings that OpenAPI 3.0 refuses (FastAPI's mounted apps and pydantic write them) in 3.0 form."
+    "JSON Schema 2020-12 spellings that OpenAPI 3.0 refuses (FastAPI and pydantic write them) in 3.0 form."
     if isinstance(node, list): return [openapi30(v) for v in node]
     if not isinstance(node, dict): return node
     out = _nullable({k: openapi30(v) for k, v in node.items()})
     for exclusive, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if isinstance(v := out.get(exclusive), (int, float)) and not isinstance(v, bool):
-            out[bound], out[exclusive] = v, True          # 3.1: exclusiveMinimum: 0 -> 3.0: minimum: 0, exclusiveMinimum: true
+            # 3.1: exclusiveMinimum: 0 -> 3.0: minimum: 0, exclusiveMinimum: true
+            out[bound], out[exclusive] = v, True
     return out
 
 # %% ../../nbs/99_serve_app.ipynb #86f3a5d4
@@ -278,8 +284,10 @@ CLIENT_ERROR = {"type": "object", "title": "ClientError", "required": ["error", 
                 "description": "Every 4xx answer of every route (written by `ProblemMiddleware`).",
                 "properties": {"error": {"type": "string", "description": "short name of the HTTP status",
                                          "example": "bad_request"},
-                               "message": {"type": "string", "description": "what was expected, what came, the options"},
-                               "detail": {"nullable": True, "description": "the domain's own detail (any JSON), or null"}}}
+                               "message": {"type": "string",
+                                           "description": "what was expected, what came, the options"},
+                               "detail": {"nullable": True,
+                                          "description": "the domain's own detail (any JSON), or null"}}}
 
 def document_errors(doc: dict) -> dict:
     """`doc` with the error answers the gate really gives: every 4xx of every operation in the `ClientError` shape, and
@@ -293,7 +301,8 @@ def document_errors(doc: dict) -> dict:
         for method, op in ops.items():
             if not isinstance(op, dict) or "responses" not in op: paths[path][method] = op; continue
             res = {s: ({**r, "content": answer} if str(s).startswith("4") else r) for s, r in op["responses"].items()}
-            res.setdefault("4XX", {"description": "a client error: the message says what was expected", "content": answer})
+            res.setdefault("4XX", {"description": "a client error: the message says what was expected",
+                                   "content": answer})
             paths[path][method] = {**op, "responses": res}
     return {**doc, "paths": paths}
 
@@ -315,24 +324,33 @@ def output_refs(doc: dict) -> dict:
     return {**doc, "paths": paths}
 
 class _Spec:
-    "BentoML's OpenAPI specification, whose `asdict()` (what `/docs.json` serves) is valid OpenAPI 3.0 and documents the errors."
-    def __init__(self, spec): self._spec = spec
+    "BentoML's OpenAPI specification, whose `asdict()` (`/docs.json`) is valid OpenAPI 3.0 and documents the errors."
+    def __init__(self, spec): self._spec, self._json = spec, None
     def __getattr__(self, name): return getattr(self._spec, name)
-    def asdict(self) -> dict: return document_errors(output_refs(openapi30(self._spec.asdict())))
+    def asdict(self) -> dict:
+        "The document, built once (0.5 to 2 s) and copied for each caller."
+        if self._json is None: self._json = json.dumps(document_errors(output_refs(openapi30(self._spec.asdict()))))
+        return json.loads(self._json)
+
+_SPECS: dict = {}   # (service id, its routes) -> _Spec: BentoML builds the document again on every fetch of /docs.json
 
 class _Documented(bentoml.Service):
     "A BentoML service whose OpenAPI document names mlkit, its version and its API."
     __slots__ = ()
     @property
     def openapi_spec(self):
-        spec = super().openapi_spec
-        return _Spec(attrs.evolve(spec, info=attrs.evolve(spec.info, title="mlkit", version=__version__,
-                                                           description=API_DESCRIPTION, contact=None)))
+        key = (id(self), tuple((n, a.route) for n, a in self.apis.items()))
+        if key not in _SPECS:
+            spec = super().openapi_spec
+            _SPECS[key] = _Spec(attrs.evolve(spec, info=attrs.evolve(spec.info, title="mlkit", version=__version__,
+                                                                     description=API_DESCRIPTION, contact=None)))
+        return _SPECS[key]
 
 _SWAGGER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlkit API</title>
 <link rel="stylesheet" href="/static_content/swagger-ui.css"></head><body><div id="swagger-ui"></div>
 <script src="/static_content/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true});</script></body></html>"""
+<script>window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true});</script>
+</body></html>"""
 
 docs_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 docs_app.get("/", include_in_schema=False)(lambda: HTMLResponse(_SWAGGER))
@@ -342,14 +360,15 @@ _log = get_logger("serve.service")
 _ABOUT: dict = {}   # filled when the service starts in a worker: what it loaded
 
 def about() -> dict:
-    "What this process serves: mlkit's version, the mode (built bento or working tree) and the tag of each served model."
+    "What this process serves: mlkit's version, the mode (built bento or working tree), the tag of each served model."
     import mlkit
     from pathlib import Path
     from mlkit.serve.train import served_models
     m = store.bento_manifest()
     base = {"mlkit_version": __version__, "code": str(Path(mlkit.__file__).parent)}
     if m is not None:
-        return {**base, "mode": "bento", "bento": m["bento"], "built": m.get("built"), "git_commit": m.get("git_commit"),
+        return {**base, "mode": "bento", "bento": m["bento"], "built": m.get("built"),
+                "git_commit": m.get("git_commit"),
                 "models": m["models"]}
     return {**base, "mode": "working tree", "bento": None, "built": None, "git_commit": git_commit(),
             "store": str(store.store_home()), "models": {r["name"]: r["tag"] for r in served_models() if r["tag"]}}
@@ -390,7 +409,7 @@ class MarketplaceAPI:
     asgi_apps = [(marketplace_app, "/marketplace")]
 
 def conforming(app):
-    "A FastAPI `app` whose own `openapi.json` is, like `/docs.json`, OpenAPI 3.0 with the gate's error answers documented."
+    "A FastAPI `app` whose own `openapi.json` is, like `/docs.json`, OpenAPI 3.0 with the gate's errors documented."
     if not isinstance(app, FastAPI) or getattr(app.openapi, "conforming", False): return app
     own = app.openapi
     def openapi() -> dict: return {**document_errors(openapi30(own())), "openapi": "3.0.3"}
@@ -433,15 +452,19 @@ class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI,
         mount_demos(UI)   # here, in the worker: the supervisor never imports Gradio
         logging.getLogger("bentoml._internal.server.http_app").addFilter(_ClientErrorsAtInfo())
         _ABOUT.update(about())
-        _log.info("serving mlkit %s from %s%s: %s", __version__, _ABOUT["mode"], f" {_ABOUT['bento']}" if _ABOUT["bento"] else "",
+        _log.info("serving mlkit %s from %s%s: %s", __version__, _ABOUT["mode"],
+                  f" {_ABOUT['bento']}" if _ABOUT["bento"] else "",
                   ", ".join(f"{t}" for t in _ABOUT["models"].values()))
-        gc.collect(); gc.freeze()   # the loaded models, Gradio and pandas are never garbage: keep the collector off them
+        # the loaded models, Gradio and pandas are never garbage: keep the collector off them
+        gc.collect(); gc.freeze()
 
 MLKit.__class__ = _Documented
+_MULTIPART = tuple(a.route for a in MLKit.apis.values() if a.input_spec.mime_type() == "multipart/form-data")
 MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()),
-                          multipart_routes=tuple(a.route for a in MLKit.apis.values() if a.input_spec.mime_type() == "multipart/form-data"))
+                          multipart_routes=_MULTIPART)
 MLKit.add_asgi_middleware(SecureHeaders)
 MLKit.add_asgi_middleware(MountRoots)
 MLKit.add_asgi_middleware(StopOnFailedStartup)
-for _base in MLKit.inner.__mro__:                  # a domain's own body checks (e.g. TextAPI's TextBodyGuard), once each
+# a domain's own body checks (e.g. TextAPI's TextBodyGuard), once each
+for _base in MLKit.inner.__mro__:
     for _mw, _opts in vars(_base).get("asgi_middlewares", ()): MLKit.add_asgi_middleware(_mw, **_opts)

@@ -28,17 +28,18 @@ DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accep
 }
 
 def train_queues(home=None, force: bool = False) -> dict:
-    "The served queue data set's forecaster (`[queues] dataset`); bank_calls' 5-minute model trains on request (minutes)."
+    "The served queue data set's forecaster (`[queues] dataset`); bank_calls' 5-minute model trains on request."
     from mlkit.core import settings
     from mlkit.queues.models import train_default
     return train_default(home, names=[settings.get("queues", "dataset")], force=force)
 
 def train_marketplace(home=None, force: bool = False) -> dict:
-    "The marketplace's built-in catalog estimators on disk (`[paths] model_dir`), trained only when missing; `{id: dir}`."
+    "The marketplace's built-in catalog estimators on disk (`[paths] model_dir`), trained when missing; `{id: dir}`."
     from mlkit.core import settings
     from mlkit.marketplace.catalog import BUILTIN, train_builtin
     root = settings.path("model_dir") / "marketplace"
-    return {b["id"]: str(train_builtin(b) if force or not (root / b["id"] / "model.joblib").is_file() else root / b["id"])
+    stored = lambda b: (root / b["id"] / "model.joblib").is_file()
+    return {b["id"]: str(root / b["id"] if stored(b) and not force else train_builtin(b))
             for b in BUILTIN}
 
 def _trainer(domain: str):
@@ -50,7 +51,8 @@ def train_all(domains=None,        # names from DOMAINS; default all
               home=None) -> dict:
     "Train the default models of `domains` into the store; `{domain: what its train_default returned}`."
     domains = list(domains or DOMAINS)
-    if bad := [d for d in domains if d not in DOMAINS]: raise ValueError(f"unknown domain(s) {bad}; valid: {list(DOMAINS)}")
+    if bad := [d for d in domains if d not in DOMAINS]:
+        raise ValueError(f"unknown domain(s) {bad}; valid: {list(DOMAINS)}")
     out = {}
     for d in domains:
         t = time.perf_counter()
@@ -92,7 +94,8 @@ def train_state(home=None) -> dict:
 
 # %% ../../nbs/98_serve_train.ipynb #da22290f
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="train the default models of every domain into the model store (idempotent)")
+    ap = argparse.ArgumentParser(
+        description="train the default models of every domain into the model store (idempotent)")
     ap.add_argument("domains", nargs="*", help=f"domains to train (default all): {', '.join(DOMAINS)}")
     ap.add_argument("--force", action="store_true", help="retrain even when an identical model is stored")
     ap.add_argument("--reuse", action="store_true",
@@ -103,7 +106,8 @@ def main(argv=None):
     t = time.perf_counter()
     out, reused = remembered("train", train_state, lambda: train_all(), reuse=a.reuse)
     if reused:
-        print(f"every domain up to date: nothing the check reads changed since it last ran ({time.perf_counter() - t:.1f} s; "
+        print(f"every domain up to date: nothing the check reads changed since it last ran "
+              f"({time.perf_counter() - t:.1f} s; "
               f"`make train` checks again)", flush=True)
     return out
 
