@@ -138,8 +138,10 @@ def _today_backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex asc
              initial_capital: float = 1.0,
              ) -> SimpleNamespace:
     "Backtest a position series on OHLCV bars without lookahead, charging costs on every position change."
-    if not isinstance(prices, pd.DataFrame): raise TypeError(f"prices must be a DataFrame of OHLCV bars, got {type(prices).__name__}")
-    if execution not in EXECUTIONS: raise ValueError(f"unknown execution {execution!r}; valid values: {list(EXECUTIONS)}")
+    if not isinstance(prices, pd.DataFrame):
+        raise TypeError(f"prices must be a DataFrame of OHLCV bars, got {type(prices).__name__}")
+    if execution not in EXECUTIONS:
+        raise ValueError(f"unknown execution {execution!r}; valid values: {list(EXECUTIONS)}")
     need = ["Open", "Close"] if execution == "next_open" else ["Close"]
     missing = [col for col in need if col not in prices.columns]
     if missing: raise ValueError(f"prices is missing column(s) {missing} needed for execution={execution!r}; "
@@ -150,12 +152,14 @@ def _today_backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex asc
         if not (np.isfinite(v) and v >= 0): raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     px = {col: prices[col].to_numpy(dtype=float) for col in need}
     for col, v in px.items():
-        if not (np.isfinite(v) & (v > 0)).all(): raise ValueError(f"prices[{col!r}] must be finite and > 0 on every bar")
+        if not (np.isfinite(v) & (v > 0)).all():
+            raise ValueError(f"prices[{col!r}] must be finite and > 0 on every bar")
     if positions is None:
         if proba is None: raise ValueError("give positions, or proba to build them with positions_from_proba")
         positions = positions_from_proba(_aligned(proba, index, "proba"), threshold, long_short).to_numpy()
     p = _aligned(positions, index, "positions")
-    if np.isnan(p).any(): raise ValueError(f"positions has {int(np.isnan(p).sum())} NaN value(s); fill them (e.g. 0 = flat)")
+    if np.isnan(p).any():
+        raise ValueError(f"positions has {int(np.isnan(p).sum())} NaN value(s); fill them (e.g. 0 = flat)")
     if (np.abs(p) > 1).any(): raise ValueError(f"positions must lie in [-1, 1], got values from {p.min()} to {p.max()}")
     c = (cost_bps + slippage_bps) / 1e4
     close = px["Close"]
@@ -182,9 +186,11 @@ def _today_backtest(prices: pd.DataFrame,        # OHLCV bars, DatetimeIndex asc
     if y_true is not None:
         metrics = {**classification_metrics(_aligned(y_true, index, "y_true"),
                                             None if y_pred is None else _aligned(y_pred, index, "y_pred"),
-                                            None if proba is None else _aligned(proba, index, "proba"), threshold), **metrics}
+                                            None if proba is None else _aligned(proba, index, "proba"), threshold),
+                   **metrics}
     return SimpleNamespace(equity=pd.Series(initial_capital * np.cumprod(growth), index=index, name="equity"),
-                          returns=ret, positions=pd.Series(h, index=index, name="position"), trades=trades, metrics=metrics)
+                          returns=ret, positions=pd.Series(h, index=index, name="position"), trades=trades,
+                          metrics=metrics)
 
 
 def _same(new, ref, rtol=1e-12):
@@ -196,7 +202,8 @@ def _same(new, ref, rtol=1e-12):
     assert list(new.trades.columns) == list(ref.trades.columns)
     for col in new.trades.columns:
         if col == "return":
-            np.testing.assert_allclose(1 + new.trades[col].to_numpy(), 1 + ref.trades[col].to_numpy(), rtol=rtol, atol=0)
+            np.testing.assert_allclose(1 + new.trades[col].to_numpy(), 1 + ref.trades[col].to_numpy(), rtol=rtol,
+                                       atol=0)
         else:
             pd.testing.assert_series_equal(new.trades[col], ref.trades[col])
     assert list(new.metrics) == list(ref.metrics)
@@ -210,8 +217,8 @@ def _bars(close, gap, freq="D", start="2024-01-01"):
     "OHLC bars from closes and open/previous-close gaps (synthetic data for the property tests)."
     close = np.asarray(close, float)
     open_ = np.concatenate([[close[0]], close[:-1]]) * np.asarray(gap, float)
-    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close), "Low": np.minimum(open_, close), "Close": close,
-                         "Volume": 1.0}, index=pd.date_range(start, periods=len(close), freq=freq))
+    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close), "Low": np.minimum(open_, close),
+                         "Close": close, "Volume": 1.0}, index=pd.date_range(start, periods=len(close), freq=freq))
 
 
 _levels = st.sampled_from([-1.0, -0.5, 0.0, 0.0, 0.25, 1.0, 1.0])
@@ -295,11 +302,13 @@ def test_edge_cases_match_todays():
 def test_calendar_inference_matches_todays():
     "Integer arithmetic on the stamps gives today's periods per year on regular and irregular calendars."
     rng = np.random.default_rng(0)
-    for idx in (pd.date_range("2024-01-01", periods=500, freq="h"), pd.date_range("2024-01-01 00:30", periods=90, freq="15min"),
+    for idx in (pd.date_range("2024-01-01", periods=500, freq="h"),
+                pd.date_range("2024-01-01 00:30", periods=90, freq="15min"),
                 pd.bdate_range("2020-01-01", periods=300), pd.date_range("2020-01-01", periods=300, freq="D"),
                 pd.date_range("2024-01-01", periods=60, freq="W"), pd.date_range("1965-03-01", periods=100, freq="4h"),
                 pd.date_range("2024-01-06", periods=3, freq="h"), pd.date_range("2024-01-08", periods=4, freq="D"),
                 pd.date_range("2024-01-01", periods=1000, freq="h", tz="America/New_York"),
-                pd.DatetimeIndex(np.sort(rng.choice(pd.date_range("2024-01-01", periods=5000, freq="min"), 700, replace=False))),
+                pd.DatetimeIndex(np.sort(rng.choice(pd.date_range("2024-01-01", periods=5000, freq="min"), 700,
+                                                    replace=False))),
                 pd.bdate_range("2020-01-01", periods=50).repeat(3) + pd.to_timedelta(np.tile([9, 12, 15], 50), "h")):
         assert infer_periods_per_year(idx) == _today_periods_per_year(idx), idx[:3]

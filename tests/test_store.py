@@ -1,4 +1,5 @@
-"""The model store through BENTOML_HOME, as `make train` and `bentoml serve` use it: a fresh process, a temporary home."""
+"""The model store through BENTOML_HOME, as `make train` and `bentoml serve` use it: a fresh process, a temporary
+home."""
 import json
 import os
 import subprocess
@@ -29,7 +30,8 @@ def _env(tmp_path, **kw):
 
 
 def test_train_default_into_bentoml_home(tmp_path):
-    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path), timeout=600)
+    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path),
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["home"] == str((tmp_path / "bentoml").resolve())            # BENTOML_HOME set beforehand wins
@@ -46,25 +48,29 @@ def test_train_default_into_bentoml_home(tmp_path):
     if beats["^GSPC"]: assert out["gspc_tag"] == out["first"]["^GSPC"]
     else:
         g = out["gspc_production"]
-        assert (g["model"], g["extra"]["role"], g["extra"]["baseline_for"]) == ("majority", "baseline", out["first"]["^GSPC"])
+        assert (g["model"], g["extra"]["role"], g["extra"]["baseline_for"]) == ("majority", "baseline",
+                                                                                out["first"]["^GSPC"])
         assert "does not beat it" in g["extra"]["warning"]
         assert all(level["label"] != "high" for level in g["extra"]["confidence"]["levels"])
     for c in out["cards"].values():                       # every card carries its measured confidence table
         levels = c["extra"]["confidence"]["levels"]
         assert sum(level["n"] for level in levels) == c["metrics"]["n_eval"]
-        if not c["extra"]["beats_baseline"]: assert all(level["label"] != "high" for level in levels) and c["extra"]["warning"]
+        if not c["extra"]["beats_baseline"]:
+            assert all(level["label"] != "high" for level in levels) and c["extra"]["warning"]
     # BentoML's own CLI sees the same models, with the card as metadata and the stage label
-    r = subprocess.run([str(BIN / "bentoml"), "models", "get", out["tag"], "-o", "json"], capture_output=True, text=True,
-                       env=_env(tmp_path), timeout=120)
+    r = subprocess.run([str(BIN / "bentoml"), "models", "get", out["tag"], "-o", "json"], capture_output=True,
+                       text=True, env=_env(tmp_path), timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     info = json.loads(r.stdout)
-    assert info["labels"]["stage"] == "candidate"          # the label records the stage at creation; the registry says production
+    # the label records the stage at creation; the registry says production
+    assert info["labels"]["stage"] == "candidate"
     assert info["labels"]["framework"] == "mlkit" and info["metadata"]["extra"]["symbol"] == "BTC-USD"
     assert 0 <= info["metadata"]["metrics"]["accuracy"] <= 1
 
 
 def test_empty_store_errors_in_a_fresh_process(tmp_path):
     code = "from mlkit.store import load_model; load_model('market-btc-usd')"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path), timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path),
+                       timeout=120)
     assert r.returncode != 0 and "DataError" in r.stderr and "is empty (run `mlkit train` first)" in r.stderr
     assert not (tmp_path / "bentoml" / "mlkit_registry.json").exists()

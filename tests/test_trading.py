@@ -54,7 +54,8 @@ def runs(tmp_path_factory):
     "The replay once in this process on its own database, and three processes at once on a shared one."
     d = tmp_path_factory.mktemp("trading")
     ref_url, url = f"sqlite:///{d}/ref.db", f"sqlite:///{d}/shared.db"
-    ex = Executor(PaperBroker("close", source="bundled"), ref_url, account="solo", starting_cash=10_000, max_position=0.8)
+    ex = Executor(PaperBroker("close", source="bundled"), ref_url, account="solo", starting_cash=10_000,
+                  max_position=0.8)
     paper_trade("BTC-USD", START, END, _predict, executor=ex)
     _run(url, ["shared", "shared", "other"])      # two on the same account and days, one on another account
     yield _state(ref_url, "solo"), url
@@ -90,13 +91,16 @@ def test_confidence_labels_match_the_walk_forward_figures():
     from mlkit.walkforward import walk_forward
     X, y = make_dataset(load_prices("BTC-USD", start="2017-09-01", source="bundled"), DEFAULT_SPECS, horizon=1)
     for name in ("catboost", "majority"):
-        wf = walk_forward(X, y, model_factory(name, 42, threads=2), window=365, step=60, gap=1, backend="serial", progress=False)
+        wf = walk_forward(X, y, model_factory(name, 42, threads=2), window=365, step=60, gap=1, backend="serial",
+                          progress=False)
         p, base = wf.predictions, wf.metrics["baseline_accuracy"]
-        t = confidence_table(p.proba, p.y_true, baseline_pred=p.baseline)     # each level against the baseline on its own rows
+        # each level against the baseline on its own rows
+        t = confidence_table(p.proba, p.y_true, baseline_pred=p.baseline)
         base_right = (p.baseline == p.y_true).to_numpy()
         served = np.array([confidence_label(float(v), table=t.to_dict()) for v in p.proba])
         right = ((p.proba > 0.5).astype(int) == p.y_true).to_numpy()
-        level = pd.cut(np.maximum(p.proba, 1 - p.proba), list(CONFIDENCE_EDGES), right=False, include_lowest=True, labels=False)
+        level = pd.cut(np.maximum(p.proba, 1 - p.proba), list(CONFIDENCE_EDGES), right=False, include_lowest=True,
+                       labels=False)
         level = np.where(np.maximum(p.proba, 1 - p.proba) >= 1.0, len(CONFIDENCE_EDGES) - 2, level)
         assert t.n == len(p) == int(t.levels.n.sum())
         assert abs(t.baseline_accuracy - base) < 1e-12 and abs(t.accuracy - right.mean()) < 1e-12
@@ -104,7 +108,8 @@ def test_confidence_labels_match_the_walk_forward_figures():
         for k, row in t.levels.iterrows():
             r, rb = right[level == k], base_right[level == k]
             if len(r): assert abs(row.baseline_accuracy - rb.mean()) < 1e-12
-            assert len(r) == row.n and (served[level == k] == (row.label if row.label != "high" or t.beats_baseline else "medium")).all()
+            shown = row.label if row.label != "high" or t.beats_baseline else "medium"
+            assert len(r) == row.n and (served[level == k] == shown).all()
             if row.label == "high":
                 assert t.beats_baseline and len(r) >= 30
                 assert binomtest(int(r.sum()), len(r)).proportion_ci(0.90, method="wilson").low > rb.mean()
@@ -117,7 +122,8 @@ def test_confidence_labels_match_the_walk_forward_figures():
 
 # --- ConfidenceTable.labels: the vectorised confidence_label (issue 16) ---------------------------------------------
 
-_EDGE_P = [0.0, 1.0, 0.5, *CONFIDENCE_EDGES, *(1 - e for e in CONFIDENCE_EDGES), np.nextafter(0.7, 1), np.nextafter(0.3, 0)]
+_EDGE_P = [0.0, 1.0, 0.5, *CONFIDENCE_EDGES, *(1 - e for e in CONFIDENCE_EDGES), np.nextafter(0.7, 1),
+           np.nextafter(0.3, 0)]
 _probs = st.lists(st.one_of(st.sampled_from(_EDGE_P), st.floats(0, 1)), max_size=60)
 
 
@@ -148,9 +154,11 @@ def test_labels_cover_every_kind_of_level():
     assert not weak.beats_baseline and "high" not in set(weak.labels(np.linspace(0, 1, 101)))
 
 
-@pytest.mark.parametrize("bad, exc, words", [([0.2, 1.5], ValueError, "got 1.5 at [1]"), ([np.nan], ValueError, "got nan"),
+@pytest.mark.parametrize("bad, exc, words", [([0.2, 1.5], ValueError, "got 1.5 at [1]"),
+                                             ([np.nan], ValueError, "got nan"),
                                              ([-0.0001], ValueError, "must be in [0, 1]"),
-                                             (["0.8"], TypeError, "must be numbers"), ([True], TypeError, "dtype bool")])
+                                             (["0.8"], TypeError, "must be numbers"),
+                                             ([True], TypeError, "dtype bool")])
 def test_labels_reject_bad_probabilities(bad, exc, words):
     with pytest.raises(exc, match=re.escape(words)):
         _table(0, 0.55).labels(bad)

@@ -40,7 +40,8 @@ def test_seed_example_trains_and_logs_json_epochs(iris, tmp_path):
     X, y = iris
     setup_logging(log_dir=tmp_path, console=False)
     try:
-        t = seed_net(max_epochs=15, early_stopping=False, verbose=True).train(X, y, X_val=X.iloc[::5], y_val=y.iloc[::5])
+        t = seed_net(max_epochs=15, early_stopping=False, verbose=True).train(X, y, X_val=X.iloc[::5],
+                                                                              y_val=y.iloc[::5])
     finally:
         logging.getLogger("mlkit").handlers.clear()
     recs = [json.loads(line) for line in (tmp_path / "mlkit.jsonl").read_text().splitlines()]
@@ -66,7 +67,8 @@ def test_sklearn_contract(iris):
     assert c.get_params() == t.get_params() and c.layers is not t.layers
     c.set_params(alpha=0.01, layers=({"type": "dense", "units": 8, "activation": "tanh"},))
     assert c.fit(X, y).backend_.activation == "tanh" and c.backend_.hidden_layer_sizes == (8,)
-    s = cross_val_score(make_pipeline(StandardScaler(), ModelTrainer(model_type="random_forest", n_estimators=30, random_state=0)), X, y, cv=3)
+    forest = ModelTrainer(model_type="random_forest", n_estimators=30, random_state=0)
+    s = cross_val_score(make_pipeline(StandardScaler(), forest), X, y, cv=3)
     assert s.mean() > 0.85
     with pytest.raises(NotFittedError, match="not fitted"):
         t.predict(X)
@@ -74,8 +76,8 @@ def test_sklearn_contract(iris):
 
 def test_grid_search_over_the_trainer(iris, tmp_path):
     X, y = iris
-    res = grid_search(seed_net(max_epochs=30, early_stopping=False), {"alpha": [1e-4, 1.0], "learning_rate": [0.01]}, X, y,
-                      n_splits=3, n_jobs=1, save_as="iris-net", home=tmp_path)
+    res = grid_search(seed_net(max_epochs=30, early_stopping=False), {"alpha": [1e-4, 1.0], "learning_rate": [0.01]},
+                      X, y, n_splits=3, n_jobs=1, save_as="iris-net", home=tmp_path)
     assert len(res.results) == 2 and res.results["rank"].tolist() == [1, 2]
     model, card, tag = store.load_model("iris-net:latest", home=tmp_path)
     assert tag == res.tag and card["model_class"] == "mlkit.trainer.ModelTrainer"
@@ -98,7 +100,8 @@ def test_other_model_types_through_the_same_object(iris):
 @pytest.mark.parametrize("build, match", [
     (lambda: ModelTrainer().add_layer("conv2d", units=8), "dense layers only"),
     (lambda: ModelTrainer().add_layer("dense", units=8, activation="gelu"), "valid activations"),
-    (lambda: ModelTrainer().add_output_layer("softmax").compile_model(loss="binary_crossentropy"), "contradicts the softmax output"),
+    (lambda: ModelTrainer().add_output_layer("softmax").compile_model(loss="binary_crossentropy"),
+     "contradicts the softmax output"),
     (lambda: ModelTrainer().add_output_layer("sigmoid", num_classes=3), "sigmoid output separates two classes"),
     (lambda: ModelTrainer(model_type="kmeans").add_output_layer("softmax"), "neural_network' only"),
     (lambda: ModelTrainer(model_type="tree")._config(), "valid model types"),
