@@ -468,10 +468,11 @@ def test_mlkit_serve_over_tls(serve_env, tmp_path):
                              "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)],
                             cwd=root, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline, ok = time.monotonic() + 300, None
+        import ssl
+        deadline, ok, trust = time.monotonic() + 300, None, ssl.create_default_context(cafile=str(certfile))
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                ok = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=str(certfile), timeout=5)
+                ok = httpx.get(f"https://127.0.0.1:{port}/readyz", verify=trust, timeout=5)
                 if ok.status_code == 200: break
             except httpx.HTTPError: pass
             time.sleep(0.5)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastcore.basics import patch
 from sqlalchemy import JSON, Engine, column, inspect, select, table, update
 from sqlalchemy.types import TypeDecorator
 
@@ -29,7 +30,7 @@ log = get_logger("marketplace")
 
 # %% auto #0
 __all__ = ['log', 'ENCRYPTION_DEFAULTS', 'KEY_ID_RE', 'ENVELOPE', 'BOUND', 'ENCRYPTED_COLUMNS', 'new_key_entry', 'parse_keys',
-           'DecryptError', 'Unreadable', 'KeyRing', 'is_envelope', 'load_keyring', 'keyring', 'seal', 'unseal',
+           'DecryptError', 'Unreadable', 'is_envelope', 'KeyRing', 'load_keyring', 'keyring', 'seal', 'unseal',
            'Sealed', 'reencrypt', 'encrypt_plaintext', 'bind_rows', 'unbind_rows', 'decrypt_all']
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #a81e53dd
@@ -83,6 +84,7 @@ class Unreadable:
                     "(written before migration 0004, or copied in); run the migrations (upgrade_db)")
         return f"{what} is stored unencrypted; run the migrations (upgrade_db) or mlkit reencrypt"
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #1e600def
 ENVELOPE = "A256GCM"
 BOUND = 2          # envelope version whose associated data holds the row's primary key
 
@@ -92,6 +94,13 @@ def _aad(where: str, row, kid: str) -> bytes:
     "The associated data: the column, the row's key (None: an envelope written before migration 0004) and the key id."
     return (f"{where}|{kid}" if row is None else f"{where}|{row}|{kid}").encode()
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #2fcfbad6
+def is_envelope(value) -> bool:
+    "Whether a stored JSON value is an encryption envelope (not plaintext)."
+    return (isinstance(value, dict) and value.get("enc") == ENVELOPE and isinstance(value.get("kid"), str)
+            and isinstance(value.get("iv"), str) and isinstance(value.get("ct"), str))
+
+# %% ../../nbs/40a_marketplace_crypto.ipynb #b78e1590
 @dataclass(frozen=True)
 class KeyRing:
     "AES-256-GCM keys by id; `current` encrypts, every key decrypts."
@@ -108,32 +117,31 @@ class KeyRing:
         if kid not in self._aead: self._aead[kid] = AESGCM(self.keys[kid])
         return self._aead[kid]
 
-    def encrypt(self, value, aad: str, row=None) -> dict:
-        "The envelope of the JSON `value`, bound to `aad` (the column), `row` (its primary key) and the key id."
-        nonce = os.urandom(12)
-        ct = self._cipher(self.current).encrypt(nonce, json.dumps(value, separators=(",", ":")).encode(),
-                                                _aad(aad, None if row is None else str(row), self.current))
-        env = {"enc": ENVELOPE, "kid": self.current, "iv": _b64(nonce), "ct": _b64(ct)}
-        if row is not None: env["v"] = BOUND
-        return env
+# %% ../../nbs/40a_marketplace_crypto.ipynb #3e5152a3
+@patch
+def encrypt(self: KeyRing, value, aad: str, row=None) -> dict:
+    "The envelope of the JSON `value`, bound to `aad` (the column), `row` (its primary key) and the key id."
+    nonce = os.urandom(12)
+    ct = self._cipher(self.current).encrypt(nonce, json.dumps(value, separators=(",", ":")).encode(),
+                                            _aad(aad, None if row is None else str(row), self.current))
+    env = {"enc": ENVELOPE, "kid": self.current, "iv": _b64(nonce), "ct": _b64(ct)}
+    if row is not None: env["v"] = BOUND
+    return env
 
-    def decrypt(self, envelope, aad: str, row=None):
-        "The value sealed in `envelope` for column `aad` and row `row`, or `Unreadable` saying why not."
-        if not is_envelope(envelope): return Unreadable("not encrypted")
-        kid, bound = envelope["kid"], envelope.get("v") == BOUND
-        if kid not in self.keys: return Unreadable("missing key", kid)
-        if bound != (row is not None): return Unreadable("unbound" if row is not None else "tampered", kid)
-        try:
-            plain = self._cipher(kid).decrypt(base64.b64decode(envelope["iv"], validate=True),
-                                              base64.b64decode(envelope["ct"], validate=True),
-                                              _aad(aad, None if row is None else str(row), kid))
-        except (InvalidTag, binascii.Error, ValueError, TypeError): return Unreadable("tampered", kid)
-        return json.loads(plain)
-
-def is_envelope(value) -> bool:
-    "Whether a stored JSON value is an encryption envelope (not plaintext)."
-    return (isinstance(value, dict) and value.get("enc") == ENVELOPE and isinstance(value.get("kid"), str)
-            and isinstance(value.get("iv"), str) and isinstance(value.get("ct"), str))
+# %% ../../nbs/40a_marketplace_crypto.ipynb #c7fbcc01
+@patch
+def decrypt(self: KeyRing, envelope, aad: str, row=None):
+    "The value sealed in `envelope` for column `aad` and row `row`, or `Unreadable` saying why not."
+    if not is_envelope(envelope): return Unreadable("not encrypted")
+    kid, bound = envelope["kid"], envelope.get("v") == BOUND
+    if kid not in self.keys: return Unreadable("missing key", kid)
+    if bound != (row is not None): return Unreadable("unbound" if row is not None else "tampered", kid)
+    try:
+        plain = self._cipher(kid).decrypt(base64.b64decode(envelope["iv"], validate=True),
+                                          base64.b64decode(envelope["ct"], validate=True),
+                                          _aad(aad, None if row is None else str(row), kid))
+    except (InvalidTag, binascii.Error, ValueError, TypeError): return Unreadable("tampered", kid)
+    return json.loads(plain)
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #e05d5509
 _ring_lock = threading.Lock()
@@ -157,6 +165,7 @@ def _key_file_text(path: Path, create: bool) -> str:
     if path.stat().st_mode & 0o077: log.warning("key file %s is readable by other users: chmod 600 it", path)
     return path.read_text()
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #666d1c78
 def load_keyring(spec: str = "",            # configured keys, 'id:base64' entries
                  key_id: str = "",          # the key that encrypts; default the last configured (or the file's last)
                  key_file: str | Path | None = None,  # generated keys (read if present; created when spec is empty)
@@ -169,6 +178,7 @@ def load_keyring(spec: str = "",            # configured keys, 'id:base64' entri
     if not keys and not file_keys: raise ConfigError("no encryption key: set [marketplace] encryption_keys")
     return KeyRing({**file_keys, **keys}, key_id or list(keys or file_keys)[-1])
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #76ae17ca
 def keyring() -> KeyRing:
     "The key ring of the settings (`[marketplace] encryption_keys`, `encryption_key_id`, the key file in the data dir)."
     section = settings.values.get("marketplace", {})
@@ -185,10 +195,12 @@ def seal(value, where: str, row) -> dict:
     if isinstance(value, Unreadable): raise DecryptError(f"refusing to write an unreadable value back to {where}")
     return keyring().encrypt(value, where, row)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #9e8e780e
 def unseal(envelope, where: str, row):
     "The value `seal` stored in column `where` of row `row` (None stays None), or `Unreadable`."
     return None if envelope is None else keyring().decrypt(envelope, where, row)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #6c5cc5ce
 class Sealed(TypeDecorator):
     "A JSON column that stores only row-bound envelopes (`seal`); it reads them back unchanged (`unseal` opens them)."
     impl = JSON
@@ -216,6 +228,7 @@ _TODO = {   # which stored values each mode rewrites: (encryption key id or None
     "decrypt": lambda kid, bound, ring: kid is not None,                    # 0003's downgrade
 }
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #b69084da
 def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
              after=None) -> tuple[Counter, object]:
     "One batch of rows of `name` after id `after`, in `conn`'s transaction; (rows rewritten per former key id, last)."
@@ -257,6 +270,7 @@ def _rewrite_all(bind, mode: str, batch: int = 200, ring: KeyRing | None = None)
     if total: log.info("marketplace encryption (%s): rows rewritten per former key id %s", mode, dict(total))
     return dict(total)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #9fb0873b
 def reencrypt(url: str | None = None,   # SQLAlchemy URL; default settings.database_url
               batch: int = 200,          # rows per transaction
              ) -> dict[str, int]:
@@ -265,6 +279,7 @@ def reencrypt(url: str | None = None,   # SQLAlchemy URL; default settings.datab
         raise ValueError(f"batch must be a positive integer (rows per transaction), got {batch!r}")
     return _rewrite_all(get_engine(url), "current", batch)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #56cee889
 def encrypt_plaintext(conn, batch: int = 200) -> dict[str, int]:
     "Encrypt the values stored in clear (migration 0003), in `conn`'s transaction."
     return _rewrite_all(conn, "plaintext", batch)
