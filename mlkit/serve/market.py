@@ -100,6 +100,7 @@ def _matrix(rows, cols: list[str]) -> np.ndarray:
     recs = [r.__dict__ if isinstance(r, BaseModel) else r for r in rows]   # field values, without model_dump's copy
     return np.array([get(d) for d in recs], dtype=float).reshape(len(recs), len(cols))
 
+# %% ../../nbs/90_serve_market.ipynb #e6b39717
 _TABLES: dict[str, tuple] = {}
 
 def _labeller(table: ConfidenceTable | None):
@@ -107,6 +108,7 @@ def _labeller(table: ConfidenceTable | None):
     if table is None: return lambda p: [confidence_label(float(v)) for v in p]
     return table.labels
 
+# %% ../../nbs/90_serve_market.ipynb #e1a6e5be
 def _confidence(card: dict, tag: str) -> tuple:
     "The labeller of a model card's measured confidence table (built once per model) and its warning."
     if tag not in _TABLES:
@@ -116,6 +118,7 @@ def _confidence(card: dict, tag: str) -> tuple:
         _TABLES[tag] = (_labeller(ConfidenceTable.from_dict(d) if d else None), warning)
     return _TABLES[tag]
 
+# %% ../../nbs/90_serve_market.ipynb #f767331d
 def score(loaded: tuple,          # (model, card, tag) as mlkit.store.load_model returns it
           X,                      # feature rows: a DataFrame with the model's columns, or a float array in that order
           symbol: str) -> list[dict]:
@@ -129,6 +132,7 @@ def score(loaded: tuple,          # (model, card, tag) as mlkit.store.load_model
              "prob_up": float(v), "confidence": lab, "model_tag": tag, "warning": warning}
             for v, lab in zip(p, labels(p))]
 
+# %% ../../nbs/90_serve_market.ipynb #c59c92f5
 def predict_rows(models: dict,   # symbol -> (model, card, tag)
                  rows) -> list[dict]:
     "Predictions for feature rows of any symbols, in the order of `rows`."
@@ -150,6 +154,7 @@ def predict_rows(models: dict,   # symbol -> (model, card, tag)
 @functools.lru_cache(maxsize=8)
 def _bundled(symbol: str) -> pd.DataFrame: return load_prices(symbol, source="bundled")
 
+# %% ../../nbs/90_serve_market.ipynb #09533400
 def offline_prices(symbol: str) -> pd.DataFrame | None:
     "The offline price copy of `symbol` that reaches furthest: the cache or the bundled set."
     copies = []
@@ -158,6 +163,7 @@ def offline_prices(symbol: str) -> pd.DataFrame | None:
     if symbol in BUNDLED: copies.append(_bundled(symbol))
     return max(copies, key=lambda df: df.index[-1]) if copies else None
 
+# %% ../../nbs/90_serve_market.ipynb #624bb767
 def _prices_until(symbol: str, day: pd.Timestamp, online: bool) -> pd.DataFrame:
     prices = offline_prices(symbol)
     if online and (prices is None or day > prices.index[-1]):
@@ -167,6 +173,7 @@ def _prices_until(symbol: str, day: pd.Timestamp, online: bool) -> pd.DataFrame:
         raise MarketInputError(f"no {symbol} prices available offline; bundled symbols: {sorted(BUNDLED)}")
     return prices
 
+# %% ../../nbs/90_serve_market.ipynb #55deb4a4
 _FIRST, _LAST = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D") - pd.Timedelta(days=1)
 
 def _day(day) -> pd.Timestamp:
@@ -178,6 +185,7 @@ def _day(day) -> pd.Timestamp:
                                f"({_FIRST.date()} to {_LAST.date()})")
     return t
 
+# %% ../../nbs/90_serve_market.ipynb #b56a4382
 def features_on(symbol: str,          # ticker with prices (bundled, cached or on Yahoo Finance)
                 day,                  # the bar's date (str, date or Timestamp)
                 specs=SPECS,
