@@ -40,7 +40,8 @@ def talib_calls(c, v):
     "Only the TA-Lib calls the default features need."
     lr = np.r_[np.nan, np.log(c[1:] / c[:-1])]
     return [talib.ROCP(c, 1), talib.STDDEV(lr, 20, 1.0), talib.SMA(v, 20), talib.STDDEV(v, 20, 1.0),
-            talib.SMA(c, 20), talib.SMA(c, 50), talib.RSI(c, 14), talib.MACD(c, 12, 26, 9), talib.BBANDS(c, 20, 2.0, 2.0, 0)]
+            talib.SMA(c, 20), talib.SMA(c, 50), talib.RSI(c, 14), talib.MACD(c, 12, 26, 9),
+            talib.BBANDS(c, 20, 2.0, 2.0, 0)]
 
 
 def direct(c, v):
@@ -79,13 +80,16 @@ def main():
     c, v = prices["Close"].to_numpy(), prices["Volume"].to_numpy()
     feats = make_features(prices)                        # warm up, and check both give the same numbers
     ref = direct(c, v)
-    same = all(np.allclose(feats[k].to_numpy(), ref[k], equal_nan=True) for k in ref) and list(feats.columns) == list(ref)
+    same = (all(np.allclose(feats[k].to_numpy(), ref[k], equal_nan=True) for k in ref)
+            and list(feats.columns) == list(ref))
     t_mk = median_time(lambda: make_features(prices, DEFAULT_SPECS), a.runs)
     t_direct = median_time(lambda: direct(c, v), a.runs)
     t_talib = median_time(lambda: talib_calls(c, v), a.runs)
-    print(f"{a.bars:,} synthetic random-walk bars, {feats.shape[1]} features {list(DEFAULT_SPECS)}; median of {a.runs} runs")
+    print(f"{a.bars:,} synthetic random-walk bars, {feats.shape[1]} features {list(DEFAULT_SPECS)}; "
+          f"median of {a.runs} runs")
     print(f"make_features        {t_mk * 1e3:8.1f} ms")
-    print(f"direct TA-Lib+NumPy  {t_direct * 1e3:8.1f} ms   ratio make_features/direct = {t_mk / t_direct:.2f} (target <= 1.5)")
+    print(f"direct TA-Lib+NumPy  {t_direct * 1e3:8.1f} ms   "
+          f"ratio make_features/direct = {t_mk / t_direct:.2f} (target <= 1.5)")
     print(f"TA-Lib calls alone   {t_talib * 1e3:8.1f} ms   ratio make_features/TA-Lib = {t_mk / t_talib:.2f}")
     print(f"same values as the direct version: {same}; target < 2 s: {'met' if t_mk < 2 else 'MISSED'}; "
           f"ratio <= 1.5: {'met' if t_mk / t_direct <= 1.5 else 'MISSED'}")

@@ -30,9 +30,10 @@ print(f"BTC-USD: {len(X)} rows x {X.shape[1]} features; cores {os.cpu_count()}, 
 runs = [("catboost", {})] + ([("autogluon", dict(time_limit=a.ag_time_limit))] if a.autogluon else [])
 for name, kw in runs:
     t = time.perf_counter()
-    wf = walk_forward(X, y, model_factory(name, **kw), window=365, step=30, gap=1, n_jobs=1 if name == "autogluon" else n_jobs,
-                      progress=False)
+    wf = walk_forward(X, y, model_factory(name, **kw), window=365, step=30, gap=1,
+                      n_jobs=1 if name == "autogluon" else n_jobs, progress=False)
     dt = time.perf_counter() - t
     print(f"walk-forward {name:9s} {len(wf.folds):3d} folds  {dt:7.1f} s total  {dt / len(wf.folds):6.2f} s/fold  "
           f"accuracy {wf.metrics['accuracy']:.4f} (majority baseline {wf.metrics['baseline_accuracy']:.4f})"
-          + ("   target < 60 s" if name == "catboost" else f"   (AutoGluon medium_quality, {kw['time_limit']:g} s limit per fold)"))
+          + ("   target < 60 s" if name == "catboost"
+             else f"   (AutoGluon medium_quality, {kw['time_limit']:g} s limit per fold)"))

@@ -1,16 +1,18 @@
-"""Speed and detection figures of mlkit.monitor (issue 13); prints them with the load average beside. Not run by `make test`.
+"""Speed and detection figures of mlkit.monitor (issue 13), printed with the load average; not run by `make test`.
 
-    python benchmarks/monitor.py [--amqp amqp://guest:guest@127.0.0.1:5672//] [--runs 200] [--rows 10000] [--lat-rows 1000]
+    python benchmarks/monitor.py [--amqp amqp://guest:guest@127.0.0.1:5672//] [--runs 200] [--rows 10000]
+                                 [--lat-rows 1000]
 
 1. Throughput through all four roles (one process, one thread per role) for the embedded broker and, with --amqp
    (or MLKIT_TEST_AMQP_URL), RabbitMQ: --rows diabetes rows (the 442 replayed in order again, ids unique) as fast as the
    producer can send them (a batch of [monitor] batch rows per broker message). A row is three messages (features,
    y_true, y_pred), each checked against its schema, matched, scored and stored once; both rates are printed.
-2. End-to-end latency (producer send -> score committed) p50/p99 at 100 rows/s (one row per broker message), --lat-rows rows.
+2. End-to-end latency (producer send -> score committed) p50/p99 at 100 rows/s (one row per broker message),
+   --lat-rows rows.
 3. The drift monitor on the issue's scenario: bootstrap streams of the rows the model did not train on, bmi + 6 from
-   message 500 (a declared perturbation of real rows): false alarms per 500 stable messages, share detected, median delay
-   (goals: <= 0.05, >= 90 %, <= 100 messages); and the real ordered replay: a model trained on the lower half of the
-   patients by BMI, the other half streamed in BMI order (the first alert's position).
+   message 500 (a declared perturbation of real rows): false alarms per 500 stable messages, share detected, median
+   delay (goals: <= 0.05, >= 90 %, <= 100 messages); and the real ordered replay: a model trained on the lower half of
+   the patients by BMI, the other half streamed in BMI order (the first alert's position).
 """
 import argparse, os, tempfile, time, warnings
 from pathlib import Path
@@ -51,14 +53,15 @@ with store.using_home(home):
         df = scores_frame(run, db)
         span = df.t_scored.max() - df.t_sent.min()
         assert s.scored == a.rows and df.id.is_unique, f"{s.scored} scored of {a.rows}"
-        print(f"{name:9s} throughput: {s.scored:,} rows through 4 roles in {span:.2f} s = {s.scored / span:,.0f} rows/s "
-              f"= {3 * s.scored / span:,.0f} messages/s (features, y_true, y_pred); wall incl. start {dt:.1f} s  [{load()}]")
+        print(f"{name:9s} throughput: {s.scored:,} rows through 4 roles in {span:.2f} s = "
+              f"{s.scored / span:,.0f} rows/s = {3 * s.scored / span:,.0f} messages/s (features, y_true, y_pred); "
+              f"wall incl. start {dt:.1f} s  [{load()}]")
         run = run + "-lat"
         s = monitor_stream("all", url=url, prefix=run, run=run, db=db, interval_s=0.01, limit=a.lat_rows, timeout=1200)
         df = scores_frame(run, db)
         lat, span = (df.t_scored - df.t_sent) * 1000, df.t_sent.max() - df.t_sent.min()
-        print(f"{name:9s} latency at {len(df) / span:.0f} rows/s: p50 {lat.quantile(.5):.1f} ms, p99 {lat.quantile(.99):.1f} ms, max {lat.max():.1f} ms "
-              f"({len(lat)} rows)  [{load()}]")
+        print(f"{name:9s} latency at {len(df) / span:.0f} rows/s: p50 {lat.quantile(.5):.1f} ms, "
+              f"p99 {lat.quantile(.99):.1f} ms, max {lat.max():.1f} ms ({len(lat)} rows)  [{load()}]")
 
     model, card, _ = store.load_model("monitor-diabetes")
 if "drift" in a.skip: raise SystemExit(0)
@@ -68,22 +71,28 @@ X, y = df.iloc[unseen][FEATURES].to_numpy(float), df.iloc[unseen][TARGET].to_num
 t = time.perf_counter()
 r = shift_scenario(model.drift_, lambda A: model.predict(pd.DataFrame(A, columns=FEATURES)), X, y, "bmi", 6.0,
                    start=500, after=500, runs=a.runs, seed=7)
-print(f"drift, bmi + 6 from message 500, {r.runs} runs on the {len(unseen)} unseen rows: {r.false_alarms_per_horizon:.3f} false alarms "
+print(f"drift, bmi + 6 from message 500, {r.runs} runs on the {len(unseen)} unseen rows: "
+      f"{r.false_alarms_per_horizon:.3f} false alarms "
       f"per 500 stable messages, {r.detected:.0%} detected, median delay {r.median_delay} messages "
-      f"(p90 {np.percentile(r.delays, 90) if r.delays else float('nan'):.0f}); {(time.perf_counter() - t) / r.runs / 1000 * 1e6:.0f} us per message  [{load()}]")
+      f"(p90 {np.percentile(r.delays, 90) if r.delays else float('nan'):.0f}); "
+      f"{(time.perf_counter() - t) / r.runs / 1000 * 1e6:.0f} us per message  [{load()}]")
 r0 = shift_scenario(model.drift_, lambda A: model.predict(pd.DataFrame(A, columns=FEATURES)), X, y, "bmi", 0.0,
                     start=500, after=500, runs=a.runs, seed=8)
-print(f"drift, no shift (1000 stable messages), {r0.runs} runs: {r0.false_alarms_per_horizon:.3f} false alarms per 500 in the first half, "
-      f"{r0.detected:.0%} of runs with an alarm in the second half  [{load()}]")
-# the real ordered replay: a model trained on the lower half of the patients by BMI, then the other half streamed in BMI order
+print(f"drift, no shift (1000 stable messages), {r0.runs} runs: {r0.false_alarms_per_horizon:.3f} false alarms "
+      f"per 500 in the first half, {r0.detected:.0%} of runs with an alarm in the second half  [{load()}]")
+# the real ordered replay: a model trained on the lower half of the patients by BMI, then the other half streamed in
+# BMI order
 with store.using_home(home):
     train(order="bmi", train_frac=0.5, name="monitor-diabetes-bmi", home=home)
     mb, cb, _ = store.load_model("monitor-diabetes-bmi")
 trained = set(cb["extra"]["train_rows"])
-rows = np.array([r for r in np.argsort(df.bmi.to_numpy(), kind="stable") if r not in trained])   # unseen rows, in BMI order
+# unseen rows, in BMI order
+rows = np.array([r for r in np.argsort(df.bmi.to_numpy(), kind="stable") if r not in trained])
 Xo, yo = df.iloc[rows][FEATURES].to_numpy(float), df.iloc[rows][TARGET].to_numpy(float)
 al = mb.drift_.reset().update_many([str(i) for i in range(len(rows))], Xo, yo - mb.predict_rows(Xo))
 first = al[0] if al else None
-print(f"drift, real replay ordered by bmi (trained on the {len(cb['extra']['train_rows'])} lowest, {len(rows)} higher streamed): "
-      + (f"first alert at message {first.position} ({first.detector}, statistic {first.statistic:.3f} > {first.threshold:.3f}), "
-         f"{len(al)} alerts" if first else "no alert") + f"  [{load()}]")
+print(f"drift, real replay ordered by bmi (trained on the {len(cb['extra']['train_rows'])} lowest, "
+      f"{len(rows)} higher streamed): "
+      + (f"first alert at message {first.position} ({first.detector}, "
+         f"statistic {first.statistic:.3f} > {first.threshold:.3f}), {len(al)} alerts" if first else "no alert")
+      + f"  [{load()}]")

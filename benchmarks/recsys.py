@@ -25,13 +25,15 @@ def timed(fn, n: int) -> list[float]:
 
 def show(what: str, ms: list[float]):
     ms = sorted(ms)
-    print(f"{what:44s} p50 {statistics.median(ms):9.2f} ms  p95 {ms[int(0.95 * (len(ms) - 1))]:9.2f} ms  (n={len(ms)}; {load()})", flush=True)
+    print(f"{what:44s} p50 {statistics.median(ms):9.2f} ms  p95 {ms[int(0.95 * (len(ms) - 1))]:9.2f} ms  "
+          f"(n={len(ms)}; {load()})", flush=True)
 
 
 ratings = load_ratings()
 print(f"BiasedMF {mf_params()} on {len(ratings):,} ratings; {os.cpu_count()} CPUs")
 for k in (0, 10, 20):
-    show(f"fit BiasedMF(n_factors={k})", timed(lambda k=k: BiasedMF(**{**mf_params(), "n_factors": k}).fit(ratings, ratings[RATING]), 3))
+    show(f"fit BiasedMF(n_factors={k})",
+         timed(lambda k=k: BiasedMF(**{**mf_params(), "n_factors": k}).fit(ratings, ratings[RATING]), 3))
 
 with tempfile.TemporaryDirectory() as home, store.using_home(home):
     train_default(evaluate=False)
@@ -40,9 +42,11 @@ with tempfile.TemporaryDirectory() as home, store.using_home(home):
     from mlkit.serve.recsys import RecsysService
     rec = load_recommender()[0]
     show("recommend(user 15, k=10), in process", timed(lambda: rec.recommend(15, k=10), 200))
-    show("recommend(new user, Comedy+Romance, k=10)", timed(lambda: rec.recommend(None, k=10, genres=["Comedy", "Romance"]), 200))
+    show("recommend(new user, Comedy+Romance, k=10)",
+         timed(lambda: rec.recommend(None, k=10, genres=["Comedy", "Romance"]), 200))
     with TestClient(RecsysService.to_asgi()) as c:
         c.post("/recsys/recommend", json={"user_id": 1})
-        show("POST /recsys/recommend user 15 (ASGI, warm)", timed(lambda: c.post("/recsys/recommend", json={"user_id": 15, "k": 10}), 200))
+        show("POST /recsys/recommend user 15 (ASGI, warm)",
+             timed(lambda: c.post("/recsys/recommend", json={"user_id": 15, "k": 10}), 200))
         show("POST /recsys/recommend new user (ASGI, warm)",
              timed(lambda: c.post("/recsys/recommend", json={"genres": ["Comedy", "Romance"], "k": 10}), 200))

@@ -52,7 +52,8 @@ def run(name: str) -> dict:
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
-        return dict(name=name, failed=(r.stderr.strip().splitlines() or ["?"])[-1][:160], load_before=load0, load_after=os.getloadavg()[0])
+        return dict(name=name, failed=(r.stderr.strip().splitlines() or ["?"])[-1][:160], load_before=load0,
+                    load_after=os.getloadavg()[0])
     out = json.loads(r.stdout.strip().splitlines()[-1])
     return dict(name=name, seconds=out["times"][pick], process=out["process"], cpu=cpu, load_before=load0,
                 load_after=os.getloadavg()[0], folds=out["folds"], digest=out["digest"], accuracy=out["accuracy"])
@@ -62,22 +63,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--ray", action="store_true", help="also measure Ray's joblib backend (starts a local Ray)")
-    ap.add_argument("--reverse", action="store_true", help="start with the last configuration (rounds alternate the order)")
+    ap.add_argument("--reverse", action="store_true",
+                    help="start with the last configuration (rounds alternate the order)")
     args = ap.parse_args()
     names = [n for n in CONFIGS if args.ray or not n.startswith("ray")]
-    print(f"walk-forward, BTC-USD bundled, CatBoost 300 it., window 365 step 30, {os.cpu_count()} CPUs; fresh process per run")
-    print("cpu s: user+sys of the process and the workers it waited for (Ray's workers are not its children: not counted)")
-    print(f"{'round':>5} {'config':<10} {'walk-forward s':>14} {'process s':>10} {'cpu s':>7} {'load before':>11} {'load after':>10}  digest")
+    print(f"walk-forward, BTC-USD bundled, CatBoost 300 it., window 365 step 30, {os.cpu_count()} CPUs; "
+          "fresh process per run")
+    print("cpu s: user+sys of the process and the workers it waited for "
+          "(Ray's workers are not its children: not counted)")
+    print(f"{'round':>5} {'config':<10} {'walk-forward s':>14} {'process s':>10} {'cpu s':>7} "
+          f"{'load before':>11} {'load after':>10}  digest")
     results = []
     for k in range(args.rounds):
         for n in (names[::-1] if (k % 2 == 1) != args.reverse else names):
             r = run(n)
             if "failed" in r:
-                print(f"{k + 1:>5} {n:<10} failed: {r['failed']} (load {r['load_before']:.2f} -> {r['load_after']:.2f})", flush=True)
+                print(f"{k + 1:>5} {n:<10} failed: {r['failed']} "
+                      f"(load {r['load_before']:.2f} -> {r['load_after']:.2f})", flush=True)
                 continue
             results.append(r)
-            print(f"{k + 1:>5} {n:<10} {r['seconds']:>14.1f} {r['process']:>10.1f} {r['cpu']:>7.1f} {r['load_before']:>11.2f} "
-                  f"{r['load_after']:>10.2f}  {r['digest']} ({r['folds']} folds, accuracy {r['accuracy']:.4f})", flush=True)
+            print(f"{k + 1:>5} {n:<10} {r['seconds']:>14.1f} {r['process']:>10.1f} {r['cpu']:>7.1f} "
+                  f"{r['load_before']:>11.2f} {r['load_after']:>10.2f}  {r['digest']} "
+                  f"({r['folds']} folds, accuracy {r['accuracy']:.4f})", flush=True)
     same = len({r["digest"] for r in results}) == 1
     print("predictions identical across configurations:", same)
     for n in names:
