@@ -1,11 +1,11 @@
-"""Render mlkit's notebooks into a static documentation site (offline, without quarto), and README.md from nbs/index.ipynb.
+"""Render mlkit's notebooks into a static documentation site (offline, no quarto), and README.md from nbs/index.ipynb.
 
     python tools/build_docs.py                 # _docs/index.html and one page per notebook
     python tools/build_docs.py --readme        # write README.md from nbs/index.ipynb
     python tools/build_docs.py --check-readme  # exit 1 when README.md is not what nbs/index.ipynb renders to
 
-Each notebook is executed (cells flagged `#| slow` are left out, as in `nbdev-test`), `#| hide` cells run but are not shown,
-directive comments are stripped, and every public function or class of an `#| export` cell gets its `show_doc`
+Each notebook is executed (cells flagged `#| slow` are left out, as in `nbdev-test`), `#| hide` cells run but are not
+shown, directive comments are stripped, and every public function or class of an `#| export` cell gets its `show_doc`
 rendered right below it, as nbdev's quarto pages do.
 """
 import argparse, ast, copy, html, re, sys, tempfile, time
@@ -30,7 +30,8 @@ def _directives(src: str) -> list[str]:
 def _public_names(src: str) -> list[str]:
     try: tree = ast.parse(src)
     except SyntaxError: return []
-    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    return [n.name for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
 
 
 def prepare(nb, with_show_doc: bool = True):
@@ -41,7 +42,8 @@ def prepare(nb, with_show_doc: bool = True):
                                        "warnings.filterwarnings('ignore', message='IProgress not found')",
                                        metadata={"tags": ["remove_cell"]})]
     if with_show_doc:
-        cells.append(nbformat.v4.new_code_cell("from nbdev.showdoc import show_doc", metadata={"tags": ["remove_cell"]}))
+        cells.append(nbformat.v4.new_code_cell("from nbdev.showdoc import show_doc",
+                                               metadata={"tags": ["remove_cell"]}))
     for c in nb.cells:
         if c.cell_type != "code": cells.append(c); continue
         d = _directives(c.source)
@@ -63,7 +65,8 @@ def execute(nb, cwd: Path):
     "Run `nb` in a fresh kernel over IPC sockets in a private folder (TCP made every kernel warn it is unencrypted)."
     with tempfile.TemporaryDirectory(prefix="mlkit-kernel-") as d:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(d) / "kernel"))
-        try: NotebookClient(nb, km=km, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+        try: NotebookClient(nb, km=km, timeout=900, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}).execute()
         finally:
             if km.has_kernel: km.shutdown_kernel(now=True)   # a km passed in is not shut down by the client
     return nb
@@ -97,7 +100,8 @@ def render_readme() -> str:
     for c in nb.cells:
         if c.cell_type == "code": _tag(c, "remove_input")
     body, _ = _exporter(MarkdownExporter).from_notebook_node(nb)
-    return "<!-- generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file -->\n\n" + body.strip() + "\n"
+    return ("<!-- generated from nbs/index.ipynb by `make readme`: edit the notebook, not this file -->\n\n"
+            + body.strip() + "\n")
 
 
 def pages() -> list[Path]:

