@@ -141,7 +141,7 @@ def walk_forward(X, y,                        # features and labels, time-ordere
                  gap: int = 0,                # rows between training end and test start
                  min_train: int | None = None,  # training rows of the first fold (default: window)
                  n_jobs: int | None = None,   # workers of a parallel backend; None -> settings [compute] n_jobs
-                 backend: str | None = None,  # "serial", "loky", "threading", "ray"; None -> [compute] setting
+                 backend: str | None = None,  # serial, loky, threading or ray; None: [compute] walk_forward_backend
                  progress: bool = True,       # tqdm progress bar
                  ) -> WalkForwardResult:
     "Retrain on the past and predict the next `step` rows, fold after fold, leaving `gap` rows in between."
