@@ -36,6 +36,7 @@ def _rows(idx: pd.Index, mask: np.ndarray, limit: int = 10) -> str:
     fmt = [str(x.date()) if isinstance(x, pd.Timestamp) and x == x.normalize() else str(x) for x in bad[:limit]]
     return ", ".join(fmt) + (f" (and {len(bad) - limit} more)" if len(bad) > limit else "")
 
+# %% ../../nbs/10_market_prices.ipynb #cf183058
 def validate_ohlcv(df: pd.DataFrame,  # bars with Open, High, Low, Close, Volume on a DatetimeIndex
                    name: str = "prices",  # what to call the frame in the error
                   ) -> pd.DataFrame:
@@ -76,6 +77,7 @@ def _bundled(symbol: str) -> pd.DataFrame:
     "A bundled data set, Open/High/Low/Close/Volume only."
     return datasets.load(BUNDLED[symbol])[OHLCV].astype(np.float64)
 
+# %% ../../nbs/10_market_prices.ipynb #9bcd1890
 def _standardize(df: pd.DataFrame, interval: str = "1d") -> pd.DataFrame:
     "OHLCV columns (any case), float64, a tz-naive ascending DatetimeIndex named Date."
     df = df.copy()
@@ -93,6 +95,7 @@ def _standardize(df: pd.DataFrame, interval: str = "1d") -> pd.DataFrame:
     out.index.name = "Date"
     return out
 
+# %% ../../nbs/10_market_prices.ipynb #3d1f36f1
 def _read_file(path: str | Path) -> pd.DataFrame:
     "Read a CSV or Parquet price file."
     p = Path(path)
@@ -101,6 +104,7 @@ def _read_file(path: str | Path) -> pd.DataFrame:
     if p.suffix.lower() in (".csv", ".txt"): return pd.read_csv(p)
     raise DataError(f"unknown price file format {p.suffix!r} ({p}); expected .csv or .parquet")
 
+# %% ../../nbs/10_market_prices.ipynb #4162cbe7
 def _is_path(symbol: str) -> bool:
     return symbol.lower().endswith((".csv", ".parquet", ".txt")) or "/" in symbol or "\\" in symbol
 
@@ -108,15 +112,18 @@ def _is_path(symbol: str) -> bool:
 def _cache_file(cache_dir: Path, symbol: str, interval: str) -> Path:
     return Path(cache_dir) / "prices" / f"{re.sub(r'[^A-Za-z0-9.^=-]', '-', symbol)}_{interval}.parquet"
 
+# %% ../../nbs/10_market_prices.ipynb #ea000558
 def _cached_symbols(cache_dir: Path) -> list[str]:
     "Symbols (with interval) found in the cache directory."
     d = Path(cache_dir) / "prices"
     if not d.is_dir(): return []
     return sorted(f"{p.stem.rsplit('_', 1)[0]} ({p.stem.rsplit('_', 1)[1]})" for p in d.glob("*_*.parquet"))
 
+# %% ../../nbs/10_market_prices.ipynb #fce962c3
 def _read_cache(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.is_file() else None
 
+# %% ../../nbs/10_market_prices.ipynb #5f788f33
 def _covers(cached: pd.DataFrame | None, start, end) -> bool:
     "Whether a cached frame was downloaded for a range that contains [start, end)."
     if cached is None or end is None: return False
@@ -124,6 +131,7 @@ def _covers(cached: pd.DataFrame | None, start, end) -> bool:
     if ce is None or pd.Timestamp(ce) < end: return False
     return cs is None or (start is not None and pd.Timestamp(cs) <= start)
 
+# %% ../../nbs/10_market_prices.ipynb #2ad333b1
 def _write_cache(path: Path, new: pd.DataFrame, start, end, symbol: str, interval: str) -> pd.DataFrame:
     "Merge `new` (downloaded for [start, end)) into the cache file; returns the merged frame."
     old = _read_cache(path)
@@ -162,6 +170,7 @@ class _Said(logging.Handler):
     def __init__(self): super().__init__(logging.WARNING); self.msgs = []
     def emit(self, record): self.msgs.append(record.getMessage().strip())
 
+# %% ../../nbs/10_market_prices.ipynb #e1597366
 _yahoo_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlkit-yahoo")   # a hung request holds one of these
 
 def _history(symbol: str, session, kw: dict, said: _Said) -> pd.DataFrame:
@@ -170,6 +179,7 @@ def _history(symbol: str, session, kw: dict, said: _Said) -> pd.DataFrame:
     try: return yf.Ticker(symbol, session=session).history(**kw)
     finally: ylog.removeHandler(said)
 
+# %% ../../nbs/10_market_prices.ipynb #c7d78c5a
 def _yahoo(symbol: str, start, end, interval: str, session=None, cache_dir: Path | None = None,
            timeout: float | None = None,  # seconds the caller waits (also yfinance's); default [prices] yahoo_timeout_s
           ) -> pd.DataFrame:
@@ -213,6 +223,7 @@ def _chart_json(symbol: str, df: pd.DataFrame, query: dict) -> dict:
                                   "indicators": {"quote": [quote], "adjclose": [{"adjclose": d["Close"].tolist()}]}}],
                       "error": None}}
 
+# %% ../../nbs/10_market_prices.ipynb #131ef38b
 def OfflineYahooSession(frames: dict[str, pd.DataFrame] | None = None,  # symbol -> daily OHLCV bars to serve
                         fail: bool = False,  # raise ConnectionError on every request (no network)
                        ):
@@ -283,6 +294,7 @@ class TokenBucket:
 class YahooRateLimited(DataError):
     "A Yahoo Finance request not sent: the process's rate limit is used up."
 
+# %% ../../nbs/10_market_prices.ipynb #89ed529f
 _limiter_lock = threading.Lock()
 _limiters: dict[tuple, TokenBucket] = {}
 
@@ -297,6 +309,7 @@ def yahoo_limiter() -> TokenBucket:
             _limiters[key] = TokenBucket(rate, burst)
         return _limiters[key]
 
+# %% ../../nbs/10_market_prices.ipynb #7a9a1ee7
 def _take_yahoo_token(limiter: TokenBucket, symbol: str):
     if not limiter.take():
         raise YahooRateLimited(f"Yahoo Finance not asked for {symbol!r}: this server sends at most "
@@ -311,6 +324,7 @@ def _ts(x, what: str):
         raise ValueError(f"{what} must be a date (str, datetime or Timestamp), got {x!r}") from None
     return t.tz_convert("UTC").tz_localize(None) if t.tz is not None else t
 
+# %% ../../nbs/10_market_prices.ipynb #d44c6bfd
 def _slice(df: pd.DataFrame, start, end) -> pd.DataFrame:
     "Rows with start <= date < end (inclusive start, exclusive end, as yfinance)."
     m = np.ones(len(df), bool)
@@ -318,9 +332,11 @@ def _slice(df: pd.DataFrame, start, end) -> pd.DataFrame:
     if end is not None: m &= df.index < end
     return df[m]
 
+# %% ../../nbs/10_market_prices.ipynb #740151e0
 def _offline_symbols(cache_dir: Path) -> str:
     return f"bundled: {sorted(BUNDLED)}; cached: {_cached_symbols(cache_dir) or 'none'}"
 
+# %% ../../nbs/10_market_prices.ipynb #b452ec6c
 def load_prices(symbol: str,  # ticker ("BTC-USD", "^GSPC", ...) or, for source="file", a CSV/Parquet path
                 start=None,  # first date, inclusive (str, datetime or Timestamp); None = from the beginning
                 end=None,  # last date, exclusive (as yfinance); None = up to the latest bar
