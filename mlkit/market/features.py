@@ -29,6 +29,7 @@ class Indicator:
     scale_free: bool      # unchanged when prices (and volume) are multiplied by a constant
     doc: str
 
+# %% ../../nbs/11_market_features.ipynb #7240ae5b
 def _param(p, default, name, spec):
     "One parameter, converted to the type of its default (int periods, float multipliers) and checked."
     try: v = float(p)
@@ -38,6 +39,7 @@ def _param(p, default, name, spec):
         raise ValueError(f"parameters of {name} must be positive {kind}, got {p!r} in {spec!r}")
     return int(v) if isinstance(default, int) else float(v)
 
+# %% ../../nbs/11_market_features.ipynb #59c256f2
 @dataclass(frozen=True)
 class Feature:
     "One entry of a feature list: an indicator name from `INDICATORS` and its parameters."
@@ -163,10 +165,12 @@ def _parse_all(specs) -> list[Feature]:
     if not fs: raise ValueError(f"specs must name at least one indicator; valid names: {sorted(INDICATORS)}")
     return fs
 
+# %% ../../nbs/11_market_features.ipynb #e2ca9550
 def warmup(specs=DEFAULT_SPECS) -> int:
     "Leading rows the longest of `specs` leaves NaN; `make_features` needs at least `warmup(specs) + 1` rows."
     return max(f.warmup for f in _parse_all(specs))
 
+# %% ../../nbs/11_market_features.ipynb #0d5380a7
 def make_features(prices: pd.DataFrame,  # bars with at least Close (and Volume for volume_z), oldest first
                   specs=DEFAULT_SPECS,  # feature specs: strings like "rsi:14" or Feature objects
                  ) -> pd.DataFrame:
@@ -202,6 +206,7 @@ def _check_target_args(horizon, dead_band):
     if isinstance(dead_band, bool) or not isinstance(dead_band, (int, float, np.floating)) or not 0 <= dead_band < 1:
         raise ValueError(f"dead_band must be a number in [0, 1) (an absolute return), got {dead_band!r}")
 
+# %% ../../nbs/11_market_features.ipynb #df7fe279
 def make_target(prices: pd.DataFrame,  # bars with a Close column
                 horizon: int = 1,  # bars ahead
                 dead_band: float = 0.0,  # |return| at or below this is NaN (no label); 0 keeps every move
