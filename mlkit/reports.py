@@ -5,6 +5,7 @@
 # %% ../nbs/07_reports.ipynb #16914984
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from .core import DataError, get_logger, settings
 log = get_logger("reports")
 
 # %% auto #0
-__all__ = ['log', 'template_parameters', 'render']
+__all__ = ['log', 'template_parameters', 'stable_html', 'render']
 
 # %% ../nbs/07_reports.ipynb #434e9527
 def template_parameters(template: str | Path) -> dict:
@@ -31,6 +32,14 @@ def template_parameters(template: str | Path) -> dict:
             try: out[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError: out[node.targets[0].id] = ast.unparse(node.value)
     return out
+
+# %% ../nbs/07_reports.ipynb #b0b4eac6
+_STYLER_ID = re.compile(r"\bT_[0-9a-f]{5}(?=[_\"'\s{,.:#>])")
+
+def stable_html(html: str) -> str:
+    "`html` with pandas' random Styler table ids (`T_3f9ab`) replaced by `T_00000`, `T_00001`, ... in order."
+    ids: dict[str, str] = {}
+    return _STYLER_ID.sub(lambda m: ids.setdefault(m.group(0), f"T_{len(ids):05d}"), html)
 
 # %% ../nbs/07_reports.ipynb #688c2021
 def render(template: str | Path,           # a notebook with a cell tagged `parameters`
@@ -59,10 +68,12 @@ def render(template: str | Path,           # a notebook with a cell tagged `para
         finally:
             if km.has_kernel: km.shutdown_kernel(now=True)   # a kernel manager passed in is not shut down by papermill
     nb = nbformat.read(str(out_nb), as_version=4)
+    for cell in nb.cells:   # papermill gives the cell it injects a new random id on every run
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []): cell["id"] = "injected-parameters"
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": template.stem}})
-    tmp = out_html.with_suffix(".html.tmp"); tmp.write_text(body, encoding="utf-8"); tmp.replace(out_html)
+    tmp = out_html.with_suffix(".html.tmp"); tmp.write_text(stable_html(body), encoding="utf-8"); tmp.replace(out_html)
     log.info("rendered %s", out_html.name, extra={"template": str(template), "parameters": parameters,
                                                  "seconds": round(time.perf_counter() - t0, 1)})
     return out_html
