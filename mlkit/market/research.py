@@ -349,6 +349,7 @@ def _fmt(v) -> str:
     if isinstance(v, (list, tuple)): return ", ".join(map(str, v)) or "(none)"
     return "(none)" if v is None else str(v)
 
+# %% ../../nbs/12_market_research.ipynb #1cd25bc8
 def provenance_markdown(s: MarketStudy) -> str:
     "The study's provenance and timings as a Markdown table, every value in full."
     rows = [(k, _fmt(v)) for k, v in s.provenance.items()] + [(f"time {k}", str(v)) for k, v in s.timings.items()]
