@@ -502,6 +502,7 @@ def paper_trade(symbol: str, start, end,  # bars in [start, end)
 # %% ../../nbs/14_market_trading.ipynb #c936c36c
 def _f(x): return float(x) if isinstance(x, Decimal) else x
 
+# %% ../../nbs/14_market_trading.ipynb #f1efe926
 def pnl_summary(account: str = "paper",  # the paper account's name
                 engine=None,  # Engine or URL; default settings.database_url
                 venue: Venue | None = None,  # prices for the market value (default PaperBroker())
