@@ -50,6 +50,7 @@ def _describe(f: Feature, col: str) -> str:
     if len(cols) > 1: return f"{doc}: the '{col}' column (spec {f})"
     return f"{doc} (spec {f})"
 
+# %% ../../nbs/90_serve_market.ipynb #6833f518
 def _example_row() -> dict[str, float]:
     "The latest feature row of the bundled BTC-USD prices (used as the OpenAPI example)."
     prices = load_prices("BTC-USD", source="bundled")
@@ -215,6 +216,7 @@ def prediction_counter():
                        "Market predictions served, by symbol, predicted direction and confidence",
                        ["symbol", "direction", "confidence"])
 
+# %% ../../nbs/90_serve_market.ipynb #dc7449eb
 def _count(preds: list[dict]):
     c = prediction_counter()
     for (s, d, conf), n in Counter((p["symbol"], p["direction"], p["confidence"]) for p in preds).items():
