@@ -43,9 +43,11 @@ def model_choices(symbol: str) -> list[str]:
     except DataError: tags = []
     return [PRODUCTION, *reversed(tags)]
 
+# %% ../../nbs/91_serve_market_demo.ipynb #7f262b59
 @functools.lru_cache(maxsize=8)
 def _load(ref: str) -> tuple: return store.load_model(ref)
 
+# %% ../../nbs/91_serve_market_demo.ipynb #13e6cf5e
 def load(symbol: str, choice: str = PRODUCTION) -> tuple:
     "(model, card, tag) of the chosen model; the production one is looked up again on every call (it may change)."
     if symbol not in SYMBOLS: raise gr.Error(f"unknown symbol {symbol!r}; choose one of {list(SYMBOLS)}")
@@ -105,6 +107,7 @@ def latest_prediction(loaded: tuple, hist: pd.DataFrame, symbol: str) -> dict:
     out = score(loaded, X, symbol)[0]   # the service's own scoring, so demo and API always agree
     return {"date": str(X.index[0].date()), **out, "prob_up": round(out["prob_up"], 4)}
 
+# %% ../../nbs/91_serve_market_demo.ipynb #ac8fb5c3
 def prediction_markdown(symbol: str, pred: dict) -> str:
     "The prediction in words: direction, probability with its meaning, confidence label, model, and any warning."
     md = (f"### {symbol} after {pred['date']}: **{pred['direction']}**\n"
@@ -219,19 +222,23 @@ def show(symbol: str, start: str, end: str, model: str = PRODUCTION):
     return (price_figure(hist, rng, symbol), prediction_markdown(symbol, pred), wf_table(figures),
             equity_figure(eq, title))
 
+# %% ../../nbs/91_serve_market_demo.ipynb #6d365e9c
 def model_card(symbol: str, model: str = PRODUCTION) -> pd.DataFrame:
     "The card of the chosen model (for the table under the charts)."
     return card_table(load(symbol, model)[1])
 
+# %% ../../nbs/91_serve_market_demo.ipynb #5c184fa1
 def cleared(message: str = "Working: prices, prediction and a fresh walk-forward (a few seconds)...") -> tuple:
     "The outputs while a request runs: a message and empty charts and tables with their headers."
     return (None, message, pd.DataFrame(columns=WF_COLUMNS), None,
             pd.DataFrame(columns=["figure", "value", "meaning"]))
 
+# %% ../../nbs/91_serve_market_demo.ipynb #27394208
 def refused() -> str:
     "The prediction box after a refused request (the reason is in the message box of the page)."
     return "**Nothing to show:** the request was refused; the message at the top right says what to change."
 
+# %% ../../nbs/91_serve_market_demo.ipynb #4911f853
 def update_models(symbol: str):
     "The model choices of `symbol` (for the dropdown)."
     return gr.Dropdown(choices=model_choices(symbol), value=PRODUCTION)
