@@ -279,24 +279,8 @@ _TOKEN_BODY = {"requestBody": {"required": True, "content": {
                                     "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                          "example": {"username": "ann", "password": "correct horse battery"}}}}}
 
-def create_app(database_url: str | None = None, model_dir=None, workers: int | None = None,
-               demo_delay: str | None = None, lease_seconds: float | None = None) -> FastAPI:
-    "A marketplace FastAPI app on `database_url` (default settings.database_url); its lifespan starts, stops workers."
-    mp = Marketplace(database_url, model_dir, workers, demo_delay, lease_seconds)
-
-    @asynccontextmanager
-    async def lifespan(app):
-        await run_in_threadpool(mp.start)
-        yield
-        await run_in_threadpool(mp.stop)
-
-    app = FastAPI(title="mlkit prediction marketplace", version="1.0", lifespan=lifespan,
-                  description="Seed 001: accounts, balances, a priced model catalog and asynchronous prediction jobs. "
-                              "Authenticate with HTTP Basic or a bearer JWT from POST /token.")
-    app.state.marketplace = mp
-
-    app.add_middleware(InputGuard)          # one gate for numbers, strings, nesting and size, before any route parses
-
+# %% ../../nbs/44_marketplace_api.ipynb #e70ba3e8
+def _add_error_handlers(app: FastAPI):
     @app.exception_handler(MarketplaceError)
     async def _refused(request, e: MarketplaceError):
         headers = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "2"}}.get(e.status)
@@ -307,6 +291,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
         log.exception("marketplace request failed: %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
+# %% ../../nbs/44_marketplace_api.ipynb #73b1aa03
+def _add_user_routes(app: FastAPI):
     @app.get("/healthz", tags=["service"])
     def healthz(request: Request) -> dict:
         m = _mp(request)
@@ -347,6 +333,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
         return {"user_id": user.id, "firstname": user.firstname, "username": user.username,
                 "balance": float(jobs.balance(_mp(request).engine, user.id))}
 
+# %% ../../nbs/44_marketplace_api.ipynb #d31a2733
+def _add_account_routes(app: FastAPI):
     @app.post("/account/topup", response_model=TopUpOut, tags=["account"], responses=_errors(401, 422))
     def account_topup(body: TopUpIn, request: Request, user: CurrentUser, idempotency_key: IdempotencyKey = None):
         bal = jobs.topup(_mp(request).engine, user.id, body.amount, idempotency_key=idempotency_key)
@@ -356,6 +344,8 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
     def account_transactions(request: Request, user: CurrentUser, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
         return jobs.transactions(_mp(request).engine, user.id, limit)
 
+# %% ../../nbs/44_marketplace_api.ipynb #fe4d1c33
+def _add_prediction_routes(app: FastAPI):
     @app.get("/models", response_model=list[ModelOut], tags=["models"])
     def models(request: Request):
         with read_scope(_mp(request).engine) as s:
@@ -409,6 +399,28 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=2 ** 31)):
         return jobs.list_predictions(_mp(request).engine, user.id, limit, offset)
 
+# %% ../../nbs/44_marketplace_api.ipynb #7e8b4a68
+def create_app(database_url: str | None = None, model_dir=None, workers: int | None = None,
+               demo_delay: str | None = None, lease_seconds: float | None = None) -> FastAPI:
+    "A marketplace FastAPI app on `database_url` (default settings.database_url); its lifespan starts, stops workers."
+    mp = Marketplace(database_url, model_dir, workers, demo_delay, lease_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        await run_in_threadpool(mp.start)
+        yield
+        await run_in_threadpool(mp.stop)
+
+    app = FastAPI(title="mlkit prediction marketplace", version="1.0", lifespan=lifespan,
+                  description="Accounts, balances in credits, a priced model catalog and asynchronous prediction "
+                              "jobs. Authenticate with HTTP Basic or a bearer JWT from POST /token.")
+    app.state.marketplace = mp
+
+    app.add_middleware(InputGuard)          # one gate for numbers, strings, nesting and size, before any route parses
+    _add_error_handlers(app)
+    _add_user_routes(app)
+    _add_account_routes(app)
+    _add_prediction_routes(app)
     return app
 
 # %% ../../nbs/44_marketplace_api.ipynb #78a5f915
