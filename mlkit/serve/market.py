@@ -70,6 +70,7 @@ MarketFeatures = create_model(
     **{c: (float, Field(description=_describe(f, c), examples=[EXAMPLE_ROW[c]], **_float))
        for s in SPECS for f in [Feature.parse(s)] for c in f.columns})
 
+# %% ../../nbs/90_serve_market.ipynb #143be1ec
 class MarketPrediction(BaseModel):
     "The direction predicted for the day after a feature row."
     symbol: str = Field(description="ticker of the model that scored the row", examples=["BTC-USD"])
@@ -84,6 +85,7 @@ class MarketPrediction(BaseModel):
     warning: str | None = Field(None, description="set when the serving model does not beat its baseline out of sample",
                                 examples=[None])
 
+# %% ../../nbs/90_serve_market.ipynb #f7cafecd
 class SymbolPrediction(MarketPrediction):
     "A prediction for a symbol's bar on a given date, with the features computed from stored prices."
     date: Date = Field(description="the bar the features were computed at (its close)", examples=["2019-12-31"])
