@@ -17,10 +17,10 @@ from . import datasets
 from .core import ConfigError, MlkitError, get_logger, settings
 from .data import Scaler, clean, split
 
-log = get_logger("cli")
+_log = get_logger("cli")
 
 # %% auto #0
-__all__ = ['log', 'REPORTS', 'data_pipeline', 'data_summary', 'render_reports', 'serve_command', 'preflight', 'main']
+__all__ = ['REPORTS', 'data_pipeline', 'data_summary', 'render_reports', 'serve_command', 'preflight', 'main']
 
 # %% ../nbs/09_cli.ipynb #6b655a38
 _SPLITS = {  # how each data set's task splits it: (method, keyword arguments)
@@ -53,7 +53,7 @@ def data_pipeline(name: str, seed: int | None = None) -> dict:
     row = dict(dataset=name, rows=len(df), columns=df.shape[1], dropped=report["rows_dropped"], split=method,
                train=len(train), test=len(test), scaled=len(num), max_test_mean_shift_sd=round(drift, 3),
                load_ms=round(1000 * t_load, 1), sha256=datasets.info(name).sha256[:12])
-    log.info("data pipeline %s", name, extra=row)
+    _log.info("data pipeline %s", name, extra=row)
     return row
 
 def data_summary(names: list[str] | None = None) -> pd.DataFrame:

@@ -18,12 +18,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from .core import DataError, NotFittedError, SchemaError, get_logger
 
-log = get_logger("data")
+_log = get_logger("data")
 
 # %% auto #0
-__all__ = ['log', 'TABLE_FORMATS', 'IMAGE_SUFFIXES', 'FILL_STRATEGIES', 'CLEAN_STRATEGIES', 'SCALERS', 'SPLIT_METHODS',
-           'load_table', 'load_image', 'preprocess_images', 'Column', 'Schema', 'validate', 'MissingFiller', 'clean',
-           'Scaler', 'split', 'TimeSeriesGapSplit']
+__all__ = ['TABLE_FORMATS', 'IMAGE_SUFFIXES', 'FILL_STRATEGIES', 'CLEAN_STRATEGIES', 'SCALERS', 'SPLIT_METHODS', 'load_table',
+           'load_image', 'preprocess_images', 'Column', 'Schema', 'validate', 'MissingFiller', 'clean', 'Scaler',
+           'split', 'TimeSeriesGapSplit']
 
 # %% ../nbs/01_data.ipynb #de8759fd
 TABLE_FORMATS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".xlsx": "excel", ".xlsm": "excel", ".parquet": "parquet",
@@ -229,7 +229,7 @@ def clean(df: pd.DataFrame, strategy: str = "drop", fill_value: Any = None, colu
         report = {"strategy": strategy,
                   "filled": {c: int(before[c] - after[c]) for c in before.index if before[c] - after[c]},
                   "still_missing": {c: int(v) for c, v in after.items() if v}}
-    log.info("cleaned %d rows with %s", len(df), strategy, extra={"report": report})
+    _log.info("cleaned %d rows with %s", len(df), strategy, extra={"report": report})
     return out, report
 
 # %% ../nbs/01_data.ipynb #5faad4cd

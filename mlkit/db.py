@@ -20,10 +20,10 @@ from sqlalchemy.types import TypeDecorator
 
 from .core import ConfigError, get_logger, settings
 
-log = get_logger("db")
+_log = get_logger("db")
 
 # %% auto #0
-__all__ = ['log', 'MIGRATED', 'Base', 'Fixed', 'get_engine', 'dispose_engines', 'get_sessionmaker', 'session_scope', 'init_db']
+__all__ = ['MIGRATED', 'Base', 'Fixed', 'get_engine', 'dispose_engines', 'get_sessionmaker', 'session_scope', 'init_db']
 
 # %% ../nbs/06_db.ipynb #f232e671
 class Base(DeclarativeBase):
@@ -98,7 +98,7 @@ def get_engine(url: str | None = None,  # any SQLAlchemy URL; default settings.d
         else:
             engine = create_engine(u, echo=echo, pool_pre_ping=True)
         _engines[key] = engine
-        log.info("database engine %s", u.render_as_string(hide_password=True), extra={"backend": u.get_backend_name()})
+        _log.info("database engine %s", u.render_as_string(hide_password=True), extra={"backend": u.get_backend_name()})
         return engine
 
 # %% ../nbs/06_db.ipynb #db5b942f

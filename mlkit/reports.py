@@ -14,10 +14,10 @@ import nbformat
 
 from .core import DataError, get_logger, settings
 
-log = get_logger("reports")
+_log = get_logger("reports")
 
 # %% auto #0
-__all__ = ['log', 'template_parameters', 'stable_html', 'render']
+__all__ = ['template_parameters', 'stable_html', 'render']
 
 # %% ../nbs/07_reports.ipynb #434e9527
 def template_parameters(template: str | Path) -> dict:
@@ -74,6 +74,6 @@ def render(template: str | Path,           # a notebook with a cell tagged `para
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": template.stem}})
     tmp = out_html.with_suffix(".html.tmp"); tmp.write_text(stable_html(body), encoding="utf-8"); tmp.replace(out_html)
-    log.info("rendered %s", out_html.name, extra={"template": str(template), "parameters": parameters,
+    _log.info("rendered %s", out_html.name, extra={"template": str(template), "parameters": parameters,
                                                  "seconds": round(time.perf_counter() - t0, 1)})
     return out_html

@@ -33,10 +33,10 @@ from .core import ConfigError, DataError, get_logger
 from .models import MlkitClassifier, ModelCard, make_card
 from .models import load_model as _load_dir
 
-log = get_logger("store")
+_log = get_logger("store")
 
 # %% auto #0
-__all__ = ['log', 'STAGES', 'REGISTRY_FILE', 'BENTO_MANIFEST', 'MANIFEST_FORMAT', 'using_home', 'store_home', 'save_model',
+__all__ = ['STAGES', 'REGISTRY_FILE', 'BENTO_MANIFEST', 'MANIFEST_FORMAT', 'using_home', 'store_home', 'save_model',
            'bento_manifest', 'production_tag', 'promote', 'rollback', 'history', 'load_model', 'list_models',
            'delete_model']
 
@@ -134,7 +134,7 @@ def save_model(name: str,                 # BentoML model name, e.g. "market-btc
                                _model_store=_store(home)) as bm:
         model.save(Path(bm.path) / _MODEL_DIR, card=card)
     tag = str(bm.tag)
-    log.info("saved %s (%s, stage %s) to the model store %s", tag, model.name, stage, store_home(home),
+    _log.info("saved %s (%s, stage %s) to the model store %s", tag, model.name, stage, store_home(home),
              extra={"event": "save", "tag": tag, "metrics": card.metrics})
     if stage == "production": promote(tag, home=home, reason="saved as production")
     return tag
@@ -226,14 +226,14 @@ def promote(tag: str,            # full tag "name:version" or "name:latest"
         e = _entry(reg, name)
         prev = e["production"]
         if prev == tag:
-            log.info("%s is already in production", tag); return tag
+            _log.info("%s is already in production", tag); return tag
         old = {"previous": _figures(_get(prev, home))} if prev and _exists(prev, home) else {}
         figs = {"new": _figures(bm), **old, **(figures or {})}
         e["production"] = tag
         e["stack"].append(tag)
         e["history"].append({"time": _now(), "action": "promote", "tag": tag, "previous": prev, "reason": reason,
                              "figures": figs})
-    log.info("promoted %s to production (previous: %s; reason: %s; figures: %s)", tag, prev, reason, figs,
+    _log.info("promoted %s to production (previous: %s; reason: %s; figures: %s)", tag, prev, reason, figs,
              extra={"event": "promote", "tag": tag, "previous": prev, "figures": figs})
     return tag
 
@@ -261,7 +261,7 @@ def rollback(name: str, home=None, reason: str | None = None) -> str:
         e["production"] = target
         e["history"].append({"time": _now(), "action": "rollback", "tag": target, "previous": cur, "reason": reason,
                              "figures": figs})
-    log.info("rolled %s back from %s to %s (figures: %s)", name, cur, target, figs,
+    _log.info("rolled %s back from %s to %s (figures: %s)", name, cur, target, figs,
              extra={"event": "rollback", "tag": target, "previous": cur, "figures": figs})
     return target
 
@@ -322,4 +322,4 @@ def delete_model(tag: str, home=None) -> None:
     if production_tag(bm.tag.name, home) == str(bm.tag):
         raise DataError(f"{bm.tag} is in production; promote another model or roll back before deleting it")
     bentoml.models.delete(str(bm.tag), _model_store=_store(home))
-    log.info("deleted %s from the model store", bm.tag, extra={"event": "delete", "tag": str(bm.tag)})
+    _log.info("deleted %s from the model store", bm.tag, extra={"event": "delete", "tag": str(bm.tag)})

@@ -15,7 +15,7 @@ import talib
 from ..core import DataError, get_logger
 
 # %% auto #0
-__all__ = ['INDICATORS', 'DEFAULT_SPECS', 'SEED_SPECS', 'log', 'Indicator', 'Feature', 'warmup', 'make_features', 'make_target',
+__all__ = ['INDICATORS', 'DEFAULT_SPECS', 'SEED_SPECS', 'Indicator', 'Feature', 'warmup', 'make_features', 'make_target',
            'make_dataset']
 
 # %% ../../nbs/11_market_features.ipynb #74ddc592
@@ -157,7 +157,7 @@ DEFAULT_SPECS = ("ret:1", "ret_lag:1..5", "vol:20", "volume_z:20", "close_sma:20
 SEED_SPECS = ("sma:20", "sma:50", "rsi:14", "macd:12:26:9", "bbands:20:2")   # seed 002's indicators, as levels
 
 # %% ../../nbs/11_market_features.ipynb #98b4f112
-log = get_logger("market.features")
+_log = get_logger("market.features")
 
 def _parse_all(specs) -> list[Feature]:
     if isinstance(specs, (str, Feature)): specs = [specs]
@@ -242,6 +242,6 @@ def make_dataset(prices: pd.DataFrame,  # validated bars (see load_prices), olde
         raise DataError(f"features hold NaN after the warm-up in columns {list(X.columns[X.isna().any()])}")
     X.attrs = {"warmup_dropped": wu, "unlabeled_dropped": horizon, "dead_band_dropped": int((~keep).sum()),
                "specs": [str(Feature.parse(s)) for s in _parse_all(specs)], "horizon": horizon, "dead_band": dead_band}
-    log.info("dataset: %d rows x %d features; dropped %d warm-up, %d unlabeled, %d dead-band rows", len(X), X.shape[1],
+    _log.info("dataset: %d rows x %d features; dropped %d warm-up, %d unlabeled, %d dead-band rows", len(X), X.shape[1],
              wu, horizon, X.attrs["dead_band_dropped"], extra={k: v for k, v in X.attrs.items() if k != "specs"})
     return X, y

@@ -24,10 +24,10 @@ from ..models import MODEL_NAMES, frame_sha256, make_card
 from ..validation import backtest
 from ..walkforward import walk_forward
 
-log = get_logger("market.lifecycle")
+_log = get_logger("market.lifecycle")
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_SYMBOLS', 'model_name', 'train', 'monitor', 'rollback', 'train_default']
+__all__ = ['DEFAULT_SYMBOLS', 'model_name', 'train', 'monitor', 'rollback', 'train_default']
 
 # %% ../../nbs/13_market_lifecycle.ipynb #7e3bd6d9
 DEFAULT_SYMBOLS = ("BTC-USD", "^GSPC")   # the production models `train_default` trains (bundled data)
@@ -86,7 +86,7 @@ def _serve_baseline(symbol, name, prices, X, y, seed, window, step, horizon, eva
     card = make_card(fitted, Xf, yf, metrics=metrics, seed=seed, extra=ex)
     tag = store.save_model(name, fitted, card, home=home, labels={"symbol": symbol, "role": "baseline"})
     store.promote(tag, home=home, reason=warning, figures={"candidate": cand_metrics, "baseline": metrics})
-    log.warning("%s: %s", symbol, warning, extra={"event": "serve_baseline", "tag": tag, "candidate": candidate})
+    _log.warning("%s: %s", symbol, warning, extra={"event": "serve_baseline", "tag": tag, "candidate": candidate})
     return tag
 
 # %% ../../nbs/13_market_lifecycle.ipynb #4dd69923
@@ -152,7 +152,7 @@ def train(symbol: str = "BTC-USD",    # ticker (bundled: BTC-USD, ^GSPC) or a ca
               **(extra or {}))
     card = make_card(fitted, Xf, yf, metrics=metrics, seed=seed, extra=ex)
     tag = store.save_model(name, fitted, card, home=home, labels={"symbol": symbol, "recipe": recipe})
-    log.info("trained %s for %s on %s..%s: walk-forward accuracy %.4f (baseline %.4f), Sharpe %.2f over %s..%s, "
+    _log.info("trained %s for %s on %s..%s: walk-forward accuracy %.4f (baseline %.4f), Sharpe %.2f over %s..%s, "
              "in %.1f s", tag, symbol, card.train_start[:10], card.train_end[:10], metrics["accuracy"],
              metrics["baseline_accuracy"], metrics["sharpe"], metrics["eval_start"], metrics["eval_end"],
              time.perf_counter() - t0, extra={"event": "train", "tag": tag, "metrics": metrics})
@@ -247,7 +247,7 @@ def monitor(symbol: str = "BTC-USD",
         raise DataError(f"now={now_ts.date()} is before the end of {prod}'s training data ({train_end.date()})")
     X, y = make_dataset(prices, ex["specs"], horizon=ex["horizon"])
     pos, acc, figs = _live_figures(model, card, prod, X, y, n_days, now_ts, min_accuracy, max_age_days)
-    log.info("monitor %s: production %s, live accuracy %s on %d days (%s..%s), age %d days", symbol, prod,
+    _log.info("monitor %s: production %s, live accuracy %s on %d days (%s..%s), age %d days", symbol, prod,
              "n/a" if acc is None else f"{acc:.4f}", len(pos), figs["live_start"], figs["live_end"], figs["age_days"],
              extra={"event": "monitor_score", "symbol": symbol, "figures": figs})
     reasons = _reasons(figs)
@@ -272,7 +272,7 @@ def monitor(symbol: str = "BTC-USD",
                         source=source, promote_if_none=False, n_jobs=n_jobs, home=home, extra={"monitor": figs})
             store.promote(tag, home=home, reason="; ".join(out["reasons"]), figures=figs)
             out.update(action="promoted", production=tag, candidate=tag, previous=prod)
-    log.info("monitor %s: %s (%s)", symbol, out["action"] + (" [dry run]" if dry_run else ""),
+    _log.info("monitor %s: %s (%s)", symbol, out["action"] + (" [dry run]" if dry_run else ""),
              "; ".join(out["reasons"]) or "within thresholds",
              extra={"event": "monitor_decision", "symbol": symbol, "action": out["action"], "reasons": out["reasons"],
                     "figures": figs})
@@ -295,7 +295,7 @@ def train_default(force: bool = False,  # retrain even when an identical model i
         same = same[[d.get("recipe") == recipe for d in same["labels"]]]
         if len(same) and not force:
             out[sym] = same.tag.iloc[-1]
-            log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)", sym, out[sym])
+            _log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)", sym, out[sym])
             if store.production_tag(model_name(sym), home) is None:
                 X, y = make_dataset(prices, DEFAULT_SPECS, horizon=1)
                 _promote_first(sym, out[sym], home, prices=prices, X=X, y=y, seed=42, window=365, step=30, horizon=1,

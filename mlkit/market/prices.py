@@ -23,7 +23,7 @@ from .. import datasets
 from ..core import DataError, SchemaError, get_logger, settings
 
 # %% auto #0
-__all__ = ['OHLCV', 'BUNDLED', 'SOURCES', 'INTERVALS', 'log', 'PRICES_DEFAULTS', 'validate_ohlcv', 'prices_setting',
+__all__ = ['OHLCV', 'BUNDLED', 'SOURCES', 'INTERVALS', 'PRICES_DEFAULTS', 'validate_ohlcv', 'prices_setting',
            'OfflineYahooSession', 'TokenBucket', 'YahooRateLimited', 'yahoo_limiter', 'load_prices']
 
 # %% ../../nbs/10_market_prices.ipynb #76758a55
@@ -71,7 +71,7 @@ BUNDLED = {"BTC-USD": "btc_usd_daily", "^GSPC": "sp500_daily"}   # symbol -> mlk
 SOURCES = ("auto", "bundled", "file", "yfinance", "cache")
 INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo")
 _DAILY = ("1d", "5d", "1wk", "1mo", "3mo")
-log = get_logger("market.prices")
+_log = get_logger("market.prices")
 
 def _bundled(symbol: str) -> pd.DataFrame:
     "A bundled data set, Open/High/Low/Close/Volume only."
@@ -362,7 +362,7 @@ def load_prices(symbol: str,  # ticker ("BTC-USD", "^GSPC", ...) or, for source=
     def done(df, used):
         df = validate_ohlcv(_slice(df, start, end), name=f"{symbol} prices ({used})")
         if df.empty: raise DataError(f"no {symbol} bars in [{start}, {end}) from {used}")
-        log.info("loaded %s %s: %d bars %s..%s from %s", symbol, interval, len(df), df.index[0].date(),
+        _log.info("loaded %s %s: %d bars %s..%s from %s", symbol, interval, len(df), df.index[0].date(),
                  df.index[-1].date(), used,
                  extra={"symbol": symbol, "interval": interval, "rows": len(df), "source": used})
         df.attrs = {"symbol": symbol, "interval": interval, "source": used}
@@ -386,7 +386,7 @@ def load_prices(symbol: str,  # ticker ("BTC-USD", "^GSPC", ...) or, for source=
         validate_ohlcv(fresh, name=f"{symbol} prices from Yahoo Finance")   # never cache bad data
     except DataError as e:
         if source == "yfinance": raise
-        log.warning("%s; falling back to offline data", e, extra={"symbol": symbol})
+        _log.warning("%s; falling back to offline data", e, extra={"symbol": symbol})
         if cached is not None and not _slice(cached, start, end).empty:
             return done(cached, f"cache {cfile} (offline fallback)")
         if symbol in BUNDLED and interval == "1d":

@@ -21,12 +21,12 @@ from ..models import MODEL_NAMES, frame_sha256, make_model
 from ..validation import backtest
 from ..walkforward import binomial_test, block_bootstrap, fold_threads, monte_carlo, sharpe_test, walk_forward
 
-log = get_logger("market.research")
+_log = get_logger("market.research")
 
 # %% auto #0
-__all__ = ['log', 'SEED_CLAIM', 'model_factory', 'MarketStudy', 'study', 'bars_returns', 'summary_table', 'Plausibility',
-           'plausibility', 'verdict', 'significance_table', 'provenance_markdown', 'plot_equity', 'plot_folds',
-           'plot_monte_carlo', 'plot_importance']
+__all__ = ['SEED_CLAIM', 'model_factory', 'MarketStudy', 'study', 'bars_returns', 'summary_table', 'Plausibility', 'plausibility',
+           'verdict', 'significance_table', 'provenance_markdown', 'plot_equity', 'plot_folds', 'plot_monte_carlo',
+           'plot_importance']
 
 # %% ../../nbs/12_market_research.ipynb #16c7f673
 def model_factory(name: str, seed: int = 42, presets: str = "medium_quality", time_limit: float = 30,
@@ -180,7 +180,7 @@ def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a c
     imp, final = _final_importance(X, y, params, n_jobs)
     prov = _provenance(prices, X, y, params, factories, final, mc_model, n_boot, backend, n_jobs, threads)
     timings["total_s"] = round(time.perf_counter() - t, 2)
-    log.info("market study %s %s: accuracy %.4f vs baseline %.4f", symbol, model, m["accuracy"], m["baseline_accuracy"],
+    _log.info("market study %s %s: accuracy %.4f vs baseline %.4f", symbol, model, m["accuracy"], m["baseline_accuracy"],
              extra={"params": params, "timings": timings})
     return MarketStudy(params, prices, X, y, wf, bts, mc, boot, sig, imp, prov, timings)
 

@@ -23,13 +23,12 @@ from ..core import DataError, get_logger
 from ..db import Base, Fixed, init_db, session_scope
 from .prices import load_prices
 
-log = get_logger("market.trading")
+_log = get_logger("market.trading")
 
 # %% auto #0
-__all__ = ['log', 'CONFIDENCE_LEVELS', 'HIGH', 'MEDIUM', 'CONFIDENCE_EDGES', 'Q8', 'FILL_AT', 'ConfidenceTable',
-           'confidence_table', 'confidence_label', 'Order', 'Fill', 'Venue', 'PaperBroker', 'PaperAccount',
-           'PaperOrder', 'PaperDecision', 'PaperFill', 'PaperPosition', 'Executor', 'run_day', 'paper_trade',
-           'pnl_summary']
+__all__ = ['CONFIDENCE_LEVELS', 'HIGH', 'MEDIUM', 'CONFIDENCE_EDGES', 'Q8', 'FILL_AT', 'ConfidenceTable', 'confidence_table',
+           'confidence_label', 'Order', 'Fill', 'Venue', 'PaperBroker', 'PaperAccount', 'PaperOrder', 'PaperDecision',
+           'PaperFill', 'PaperPosition', 'Executor', 'run_day', 'paper_trade', 'pnl_summary']
 
 # %% ../../nbs/14_market_trading.ipynb #97982ffa
 CONFIDENCE_LEVELS = ("low", "medium", "high")
@@ -345,7 +344,7 @@ def _open(self: Executor, cash: Decimal) -> int:
                 a = s.scalar(select(PaperAccount).filter_by(name=self.account))
                 if a is None:
                     a = PaperAccount(name=self.account, starting_cash=cash, cash=cash); s.add(a); s.flush()
-                    log.info("opened paper account %s with %s cash", self.account, cash)
+                    _log.info("opened paper account %s with %s cash", self.account, cash)
                 return a.id
         except IntegrityError: continue
     raise RuntimeError(f"could not open paper account {self.account!r}")
@@ -460,7 +459,7 @@ def step(self: Executor, symbol: str,  # the asset, e.g. "BTC-USD"
     except IntegrityError:                                   # another process decided this day first
         if (old := self.decision(symbol, day)) is None: raise
         return old | {"repeated": True}
-    log.info("%s %s %s: %s %s (%s, p=%.3f) -> %s", self.account, symbol, day.date(), out["action"], out["quantity"],
+    _log.info("%s %s %s: %s %s (%s, p=%.3f) -> %s", self.account, symbol, day.date(), out["action"], out["quantity"],
              out["confidence"], out["prob_up"], out["status"] or "no order",
              extra={k: str(v) for k, v in out.items() if k in ("symbol", "action", "quantity", "status", "confidence")})
     return out

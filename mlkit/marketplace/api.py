@@ -29,7 +29,7 @@ from .auth import (create_token, decode_token, issue_refresh_token, login, regis
                                     rotate_refresh_token, user_from_token)
 from .catalog import seed_catalog
 from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized,
-                                      User, echo, log, mp_setting, read_scope, upgrade_db)
+                                      User, echo, _log, mp_setting, read_scope, upgrade_db)
 
 # %% auto #0
 __all__ = ['BearerCreds', 'BasicCreds', 'CurrentUser', 'IdempotencyKey', 'app', 'Marketplace', 'UserIn', 'UserCreated', 'Me',
@@ -53,7 +53,7 @@ class Marketplace:
             self.engine = get_engine(self.url)
             seed_catalog(self.engine, self.model_dir)
             self.runner = jobs.JobRunner(self.engine, model_dir=self.model_dir, **self.runner_kw).start()
-            log.info("marketplace started: %s, %d worker(s)", self.engine.url.render_as_string(hide_password=True),
+            _log.info("marketplace started: %s, %d worker(s)", self.engine.url.render_as_string(hide_password=True),
                      self.runner.workers)
             return self
 
@@ -288,7 +288,7 @@ def _add_error_handlers(app: FastAPI):
 
     @app.exception_handler(Exception)
     async def _crashed(request, e: Exception):
-        log.exception("marketplace request failed: %s %s", request.method, request.url.path)
+        _log.exception("marketplace request failed: %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
 # %% ../../nbs/44_marketplace_api.ipynb #73b1aa03

@@ -25,7 +25,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .tables import (Account, AccountLocked, Busy, Conflict, InvalidInput, LoginThrottle, RefreshToken,
-                                      Unauthorized, User, echo, log, marketplace_dir, mp_setting, new_id, read_scope,
+                                      Unauthorized, User, echo, _log, marketplace_dir, mp_setting, new_id, read_scope,
                                       utcnow, write_scope)
 
 # %% auto #0
@@ -98,7 +98,7 @@ def register(engine, username: str, password: str, firstname: str = "") -> User:
         user = User(username=username, firstname=firstname, password_hash=hashed, failed_logins=0)
         s.add(user); s.flush()
         s.add(Account(user_id=user.id, balance=Decimal(0)))
-    log.info("marketplace user registered", extra={"user_id": user.id})
+    _log.info("marketplace user registered", extra={"user_id": user.id})
     return user
 
 # %% ../../nbs/41_marketplace_auth.ipynb #731f106c
@@ -170,7 +170,7 @@ def login(engine, username: str, password: str,
                 s.execute(update(User).where(User.id == user.id).values(password_hash=new_hash))
         return user
     if n >= limit:
-        log.warning("marketplace log-in throttled after repeated failures",
+        _log.warning("marketplace log-in throttled after repeated failures",
                     extra={"user_id": user.id if user else None})
         raise _locked(until)
     raise Unauthorized("invalid username or password")
@@ -188,7 +188,7 @@ def jwt_secret() -> str:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # exactly one process creates it
             with os.fdopen(fd, "w") as f: f.write(secrets.token_urlsafe(48))
-            log.warning("no [marketplace] jwt_secret in settings: generated one into %s (set one for production)", path)
+            _log.warning("no [marketplace] jwt_secret in settings: generated one into %s (set one for production)", path)
         except FileExistsError: pass
         _secrets[str(path)] = Path(path).read_text().strip()
         return _secrets[str(path)]
@@ -243,7 +243,7 @@ def rotate_refresh_token(engine, token: str) -> tuple[str, str]:
         if replayed:      # revoke the family in this transaction, which must commit: so the refusal is raised after it
             s.execute(update(RefreshToken).where(RefreshToken.family == row.family, RefreshToken.used_at.is_(None))
                       .values(used_at=now))
-            log.warning("a used refresh token was presented again: its family is revoked",
+            _log.warning("a used refresh token was presented again: its family is revoked",
                         extra={"user_id": row.user_id})
         won = not replayed and s.execute(update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,
                                                                     RefreshToken.used_at.is_(None))

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from .. import datasets
 from ..core import git_commit, package_versions, settings
-from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, echo, log, upgrade_db,
+from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, echo, _log, upgrade_db,
                                      write_scope)
 from ..models import frame_sha256
 
@@ -179,7 +179,7 @@ def seed_catalog(engine=None, model_dir: str | Path | None = None, retrain: bool
     for spec in BUILTIN:
         d = model_dir / "marketplace" / spec["id"]
         if retrain or not (d / "model.joblib").is_file():
-            log.info("training marketplace model %s", spec["id"]); train_builtin(spec, model_dir)
+            _log.info("training marketplace model %s", spec["id"]); train_builtin(spec, model_dir)
         with write_scope(engine) as s:
             row = s.get(MlModel, spec["id"])
             if row is None:
@@ -257,7 +257,7 @@ def register_model(spec: dict | str | Path, engine=None, model_dir=None, overwri
                                                     "registered_from": str(src), "versions": package_versions()}
         s.add(row)
     with _cache_lock: _cache.pop(str(dest / "model.joblib"), None)
-    log.info("marketplace model registered", extra={"model_id": mid})
+    _log.info("marketplace model registered", extra={"model_id": mid})
     return mid
 
 # %% ../../nbs/42_marketplace_catalog.ipynb #9f5993e7

@@ -26,10 +26,10 @@ from sqlalchemy.types import TypeDecorator
 from ..core import ConfigError, MlkitError, get_logger, settings
 from ..db import get_engine
 
-log = get_logger("marketplace")
+_log = get_logger("marketplace")
 
 # %% auto #0
-__all__ = ['log', 'ENCRYPTION_DEFAULTS', 'KEY_ID_RE', 'ENVELOPE', 'BOUND', 'ENCRYPTED_COLUMNS', 'new_key_entry', 'parse_keys',
+__all__ = ['ENCRYPTION_DEFAULTS', 'KEY_ID_RE', 'ENVELOPE', 'BOUND', 'ENCRYPTED_COLUMNS', 'new_key_entry', 'parse_keys',
            'DecryptError', 'Unreadable', 'is_envelope', 'KeyRing', 'load_keyring', 'keyring', 'seal', 'unseal',
            'Sealed', 'reencrypt', 'encrypt_plaintext', 'bind_rows', 'unbind_rows', 'decrypt_all']
 
@@ -156,13 +156,13 @@ def _key_file_text(path: Path, create: bool) -> str:
         with os.fdopen(fd, "w") as f: f.write(new_key_entry("local1") + "\n")
         try:
             os.link(tmp, path)                    # fails if another process made the file first: its key wins
-            log.warning("no [marketplace] encryption_keys in settings: generated an AES-256 key into %s (mode 0600); "
+            _log.warning("no [marketplace] encryption_keys in settings: generated an AES-256 key into %s (mode 0600); "
                         "set MLKIT_MARKETPLACE_ENCRYPTION_KEYS in production and keep this file out of backups of the "
                         "database", path)
         except FileExistsError: pass
         finally: os.unlink(tmp)
     if not path.exists(): return ""
-    if path.stat().st_mode & 0o077: log.warning("key file %s is readable by other users: chmod 600 it", path)
+    if path.stat().st_mode & 0o077: _log.warning("key file %s is readable by other users: chmod 600 it", path)
     return path.read_text()
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #666d1c78
@@ -267,7 +267,7 @@ def _rewrite_all(bind, mode: str, batch: int = 200, ring: KeyRing | None = None)
             with scope as conn: counts, after = _rewrite(conn, ring, name, cols, batch, mode, after)
             total.update(counts)
             if after is None: break
-    if total: log.info("marketplace encryption (%s): rows rewritten per former key id %s", mode, dict(total))
+    if total: _log.info("marketplace encryption (%s): rows rewritten per former key id %s", mode, dict(total))
     return dict(total)
 
 # %% ../../nbs/40a_marketplace_crypto.ipynb #9fb0873b

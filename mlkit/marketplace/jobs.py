@@ -27,7 +27,7 @@ from .catalog import check_frame, check_records, predict_rows
 from .crypto import Unreadable, seal, unseal
 from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, LedgerEntry, MlModel,
                                       NotFound, PayloadTooLarge, PaymentRequired, Prediction, StoredDataUnavailable,
-                                      Unauthorized, echo, group_write, log, mp_setting, new_id, post_entry, read_scope,
+                                      Unauthorized, echo, group_write, _log, mp_setting, new_id, post_entry, read_scope,
                                       utcnow, write_scope)
 
 # %% auto #0
@@ -225,7 +225,7 @@ def _revealed(p: Prediction, column: str):
     v = unseal(getattr(p, column), f"mp_predictions.{column}", p.id)
     if isinstance(v, Unreadable):
         msg = v.message(f"the stored {column} of prediction {p.id}")
-        log.error("%s", msg)
+        _log.error("%s", msg)
         raise StoredDataUnavailable(msg, missing_key=v.reason == "missing key")
     return v
 
@@ -336,7 +336,7 @@ def _finish_all(self: JobRunner, outcomes: list[tuple]) -> int:
         now, done = utcnow(), 0
         if ok:                                   # one executemany for the completed jobs (its rowcount is the total)
             done = s.execute(_COMPLETE, [{**p, "b_now": now} for _, p in ok]).rowcount
-            if done != len(ok): log.warning("lost the lease of %d of %d completed job(s) before finishing them",
+            if done != len(ok): _log.warning("lost the lease of %d of %d completed job(s) before finishing them",
                                             len(ok) - done, len(ok))
         for job, _, error in outcomes:          # error: None, or (a message quoting no input, the full one or None)
             if error is None: continue
@@ -346,7 +346,7 @@ def _finish_all(self: JobRunner, outcomes: list[tuple]) -> int:
                                                      Prediction.status == "running")
                             .values(finished_at=now, lease_until=None, **vals)).rowcount == 1
             if won: post_entry(s, None, "refund", job.cost, prediction_id=job.id, user_id=job.user_id)
-            else: log.warning("lost the lease of job %s before finishing it", job.id)
+            else: _log.warning("lost the lease of job %s before finishing it", job.id)
             done += won
     return done
 
@@ -369,7 +369,7 @@ def _outcomes(self: JobRunner, group: list[Prediction], inputs: dict) -> list[tu
         if isinstance(e, InvalidInput): out = (INPUT_REJECTED, str(e))      # str(e) may quote input: sealed only
         else: out = (f"internal error ({type(e).__name__}); the charge is refunded", None)
         # the log gets what `Prediction.error` keeps, the exception's type and the code's frames, never its message
-        log.error("prediction job %s failed (%s): %s\n%s", group[0].id, type(e).__name__, out[0],
+        _log.error("prediction job %s failed (%s): %s\n%s", group[0].id, type(e).__name__, out[0],
                   "".join(traceback.format_tb(e.__traceback__)).rstrip())
         return [(group[0], None, out)]
     out, i, name = [], 0, model.input_schema.get("output", {}).get("name", "prediction")
@@ -398,10 +398,10 @@ def run_jobs(self: JobRunner, jobs: list[Prediction]) -> int:
 def _loop(self: JobRunner):
     while not self._stop.is_set():
         try: jobs = self.claim(self.batch)
-        except Exception: log.exception("claiming jobs failed"); jobs = []
+        except Exception: _log.exception("claiming jobs failed"); jobs = []
         if jobs:
             try: self.run_jobs(jobs)
-            except Exception: log.exception("running jobs failed")
+            except Exception: _log.exception("running jobs failed")
             if len(jobs) < self.batch: self._stop.wait(self.linger)
             continue
         with self._wake:
@@ -420,7 +420,7 @@ def _heartbeat(self: JobRunner):
                     s.execute(update(Prediction)
                               .where(Prediction.lease_token.in_(tokens), Prediction.status == "running")
                               .values(lease_until=utcnow() + timedelta(seconds=self.lease)))
-            except Exception: log.exception("renewing leases failed")
+            except Exception: _log.exception("renewing leases failed")
 
 # %% ../../nbs/43_marketplace_jobs.ipynb #59718843
 @patch
@@ -430,7 +430,7 @@ def start(self: JobRunner) -> "JobRunner":
         counts = dict(s.execute(select(Prediction.status, func.count())
                                 .where(Prediction.status.in_(["pending", "running"]))
                                 .group_by(Prediction.status)).all())
-    if counts: log.info("resuming marketplace jobs: %s", counts)
+    if counts: _log.info("resuming marketplace jobs: %s", counts)
     self._stop.clear()
     self._threads = [threading.Thread(target=self._loop, name=f"mp-worker-{i}", daemon=True)
                      for i in range(self.workers)]

@@ -22,10 +22,10 @@ from ..core import MlkitError, get_logger, settings
 from ..db import Base, Fixed, get_engine, session_scope
 from .crypto import ENCRYPTION_DEFAULTS, Sealed
 
-log = get_logger("marketplace")
+_log = get_logger("marketplace")
 
 # %% auto #0
-__all__ = ['log', 'MARKETPLACE_DEFAULTS', 'STATUSES', 'KINDS', 'TABLES', 'VERSION_TABLE', 'mp_setting', 'marketplace_dir',
+__all__ = ['MARKETPLACE_DEFAULTS', 'STATUSES', 'KINDS', 'TABLES', 'VERSION_TABLE', 'mp_setting', 'marketplace_dir',
            'MarketplaceError', 'InvalidInput', 'Unauthorized', 'AccountLocked', 'PaymentRequired', 'NotFound',
            'Conflict', 'PayloadTooLarge', 'Busy', 'StoredDataUnavailable', 'echo', 'read_engine', 'read_scope',
            'write_scope', 'group_write', 'utcnow', 'new_id', 'User', 'Account', 'MlModel', 'Prediction', 'LedgerEntry',
@@ -308,7 +308,7 @@ def upgrade_db(url: str | None = None,  # SQLAlchemy URL; default settings.datab
     if VERSION_TABLE not in names and {t.name for t in TABLES} <= names:
         if diff := schema_diff(url):
             raise MlkitError(f"marketplace tables exist without migration history and differ from the code: {diff}")
-        log.info("marketplace tables made by create_all: stamping them as %s", revision)
+        _log.info("marketplace tables made by create_all: stamping them as %s", revision)
         command.stamp(cfg, revision)
     else:
         command.upgrade(cfg, revision)

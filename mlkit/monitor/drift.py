@@ -14,10 +14,10 @@ from fastcore.basics import patch
 
 from ..core import DataError, NotFittedError, get_logger
 
-log = get_logger("monitor.drift")
+_log = get_logger("monitor.drift")
 
 # %% auto #0
-__all__ = ['log', 'DriftAlert', 'ks_stats', 'ranks', 'ks_windows', 'ph_stats', 'DriftMonitor', 'ShiftResult', 'shift_scenario']
+__all__ = ['DriftAlert', 'ks_stats', 'ranks', 'ks_windows', 'ph_stats', 'DriftMonitor', 'ShiftResult', 'shift_scenario']
 
 # %% ../../nbs/61_monitor_drift.ipynb #de6e162a
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ def fit(self: DriftMonitor, X_ref: pd.DataFrame,   # reference feature rows (the
     ze = (err[rng.integers(0, len(err), (self.n_sim * 5, self.horizon))] - self.err_mean_) / self.err_scale_
     ph = ph_stats(ze, self.delta, 1 - 1e-4, 30).max(axis=1)
     self.ph_threshold_ = float(np.quantile(ph, 1 - self.false_alarms * self.error_share))
-    log.info("drift thresholds: KS %.3f (window %d), Page-Hinkley %.2f", self.ks_threshold_, self.window,
+    _log.info("drift thresholds: KS %.3f (window %d), Page-Hinkley %.2f", self.ks_threshold_, self.window,
              self.ph_threshold_)
     return self.reset()
 

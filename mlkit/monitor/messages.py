@@ -16,11 +16,11 @@ from fastcore.basics import patch
 
 from ..core import ConfigError, DataError, get_logger, settings
 
-log = get_logger("monitor.messages")
+_log = get_logger("monitor.messages")
 
 # %% auto #0
-__all__ = ['log', 'SCHEMA_VERSION', 'KINDS', 'SCHEMAS', 'FeaturesMsg', 'TrueMsg', 'PredMsg', 'MessageError', 'decode',
-           'decode_batch', 'encode', 'broker_url', 'Broker']
+__all__ = ['SCHEMA_VERSION', 'KINDS', 'SCHEMAS', 'FeaturesMsg', 'TrueMsg', 'PredMsg', 'MessageError', 'decode', 'decode_batch',
+           'encode', 'broker_url', 'Broker']
 
 # %% ../../nbs/60_monitor_messages.ipynb #6509c0b7
 SCHEMA_VERSION = 1
@@ -176,7 +176,7 @@ def dead_letter(self: Broker, kind: str, body, reason: str, commit: bool = True)
     else: raw = body if isinstance(body, str) else json.dumps(body, default=str)
     self.publish("dead", json.dumps({"queue": kind, "reason": reason, "ts": time.time(), "body": raw}))
     if commit: self.commit()
-    log.warning("dead-lettered a %s message: %s", kind, reason, extra={"event": "dead_letter", "queue": kind})
+    _log.warning("dead-lettered a %s message: %s", kind, reason, extra={"event": "dead_letter", "queue": kind})
 
 # %% ../../nbs/60_monitor_messages.ipynb #4bab77de
 @patch

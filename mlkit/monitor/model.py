@@ -21,10 +21,10 @@ from ..core import DataError, NotFittedError, get_logger, git_commit, package_ve
 from ..models import MlkitClassifier, ModelCard, _as_frame, frame_sha256
 from .drift import DriftMonitor
 
-log = get_logger("monitor.model")
+_log = get_logger("monitor.model")
 
 # %% auto #0
-__all__ = ['log', 'DATASET', 'TARGET', 'FEATURES', 'stream_order', 'MonitoredRegressor', 'train', 'train_default']
+__all__ = ['DATASET', 'TARGET', 'FEATURES', 'stream_order', 'MonitoredRegressor', 'train', 'train_default']
 
 # %% ../../nbs/62_monitor_model.ipynb #9a7745b5
 DATASET, TARGET = "diabetes", "target"
@@ -126,7 +126,7 @@ def train(train_frac: float = 0.5,      # part of the stream order the model is 
                             "train_rows": rows.tolist()})
     tag = store.save_model(name or settings.get("monitor", "model"), model, card=card, stage=stage, home=home,
                            labels={"domain": "monitor"})
-    log.info("trained %s on %d diabetes rows (cv MAE %.1f)", tag, len(rows), model.cv_mae_)
+    _log.info("trained %s on %d diabetes rows (cv MAE %.1f)", tag, len(rows), model.cv_mae_)
     return tag
 
 # %% ../../nbs/62_monitor_model.ipynb #ec2939a5

@@ -25,10 +25,10 @@ from .drift import DriftMonitor
 from .messages import Broker, FeaturesMsg, PredMsg, TrueMsg
 from .model import DATASET, FEATURES, TARGET, stream_order
 
-log = get_logger("monitor.stream")
+_log = get_logger("monitor.stream")
 
 # %% auto #0
-__all__ = ['log', 'ROLES', 'Score', 'Pending', 'Event', 'Offset', 'produce', 'predict', 'Scorer', 'score', 'StreamSummary',
+__all__ = ['ROLES', 'Score', 'Pending', 'Event', 'Offset', 'produce', 'predict', 'Scorer', 'score', 'StreamSummary',
            'scores_frame', 'summary', 'export_csv', 'plot_histogram', 'plot', 'monitor_stream']
 
 # %% ../../nbs/63_monitor_stream.ipynb #a09ac7f3
@@ -135,7 +135,7 @@ def produce(broker: Broker, run: str | None = None,
             t_next += interval_s * len(feats)
             if stop.wait(max(t_next - time.monotonic(), 0.0)): break
     if done != saved: save(done)
-    log.info("producer %s: sent %d rows (from position %d)", run, sent, start)
+    _log.info("producer %s: sent %d rows (from position %d)", run, sent, start)
     return sent
 
 # %% ../../nbs/63_monitor_stream.ipynb #89ece345
@@ -198,7 +198,7 @@ def _alerts(self: Scorer, ids: list, features: list, errors: list) -> list[dict]
         self.alerted.add((a.message_id, a.detector)); self.counts["drift"] += 1
         out.append(dict(run=self.run, kind="drift", message_id=a.message_id, detail=json.dumps(a.to_dict()),
                         t=time.time()))
-        log.warning("drift (%s) at message %s: statistic %.3f > %.3f", a.detector, a.message_id, a.statistic,
+        _log.warning("drift (%s) at message %s: statistic %.3f > %.3f", a.detector, a.message_id, a.statistic,
                     a.threshold, extra={"event": "drift", **a.to_dict()})
     return out
 
@@ -264,7 +264,7 @@ def expire(self: Scorer) -> int:
             c.execute(delete(Pending).where(Pending.id == bindparam("i"), Pending.kind == bindparam("k")),
                       [{"i": i, "k": k} for i, k in old])
     self.counts["expired"] += len(old)
-    if old: log.warning("expired %d unmatched half(s) after %.0f s", len(old), self.timeout)
+    if old: _log.warning("expired %d unmatched half(s) after %.0f s", len(old), self.timeout)
     return len(old)
 
 # %% ../../nbs/63_monitor_stream.ipynb #1784a79d
@@ -383,7 +383,7 @@ def _wait_done(run, db, stop: threading.Event, timeout: float | None) -> None:
             expired = s.scalar(select(func.count()).select_from(Event).where(Event.run == run, Event.kind == "expired"))
         complete = scored >= off.total or (pending == 0 and scored + expired >= off.total) if off else False
         if off and off.next_pos >= off.total and complete: return
-        if t_end and time.monotonic() > t_end: log.warning("run %s not complete after %.0f s", run, timeout); return
+        if t_end and time.monotonic() > t_end: _log.warning("run %s not complete after %.0f s", run, timeout); return
 
 # %% ../../nbs/63_monitor_stream.ipynb #68df2642
 def monitor_stream(role: str = "all",           # one of ROLES
@@ -413,7 +413,7 @@ def monitor_stream(role: str = "all",           # one of ROLES
         def guard(fn):
             def go():
                 try: fn()
-                except BaseException as e: errors.append(e); log.exception("monitor role failed"); stop.set()
+                except BaseException as e: errors.append(e); _log.exception("monitor role failed"); stop.set()
             return go
         def role_(name):
             def fn():

@@ -22,10 +22,10 @@ import yaml
 from .. import __version__
 from ..core import ConfigError, get_logger, git_commit, settings
 
-log = get_logger("serve.bento")
+_log = get_logger("serve.bento")
 
 # %% auto #0
-__all__ = ['log', 'BENTO_NAME', 'stage', 'BentoBuild', 'required_models', 'build', 'main']
+__all__ = ['BENTO_NAME', 'stage', 'BentoBuild', 'required_models', 'build', 'main']
 
 # %% ../../nbs/98a_serve_bento.ipynb #91463c23
 BENTO_NAME = "ml_kit"
@@ -119,7 +119,7 @@ def build(home=None,                # BentoML home holding the production models
     path = home / "bentos" / BENTO_NAME / version
     model_bytes = sum(_du(home / "models" / n / t.split(":")[1]) for n, t in models.items())
     out = BentoBuild(tag, path, models, _du(path), model_bytes, time.perf_counter() - t0)
-    log.info("built %s (%d models, %.1f MB) in %.0f s", tag, len(models), (out.source_bytes + model_bytes) / 1e6,
+    _log.info("built %s (%d models, %.1f MB) in %.0f s", tag, len(models), (out.source_bytes + model_bytes) / 1e6,
              out.seconds)
     return out
 

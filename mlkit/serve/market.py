@@ -29,10 +29,10 @@ from ..market.lifecycle import model_name
 from ..market.prices import BUNDLED, load_prices
 from ..market.trading import ConfidenceTable, confidence_label
 
-log = get_logger("serve.market")
+_log = get_logger("serve.market")
 
 # %% auto #0
-__all__ = ['log', 'SYMBOLS', 'Symbol', 'SPECS', 'FEATURES', 'MAX_ROWS', 'EXAMPLE_ROW', 'MarketFeatures', 'Rows', 'market_rest',
+__all__ = ['SYMBOLS', 'Symbol', 'SPECS', 'FEATURES', 'MAX_ROWS', 'EXAMPLE_ROW', 'MarketFeatures', 'Rows', 'market_rest',
            'MarketPrediction', 'SymbolPrediction', 'MarketInputError', 'score', 'predict_rows', 'offline_prices',
            'features_on', 'prediction_counter', 'load_production', 'json_answer', 'MarketAPI', 'MarketService']
 
@@ -236,7 +236,7 @@ def load_production(symbols=SYMBOLS) -> dict:
         if sorted(feats) != sorted(FEATURES):
             raise DataError(f"production model {out[s][2]} uses features {feats}, but the service serves {FEATURES}; "
                             f"retrain it with DEFAULT_SPECS")
-        log.info("serving %s with %s", s, out[s][2], extra={"symbol": s, "tag": out[s][2]})
+        _log.info("serving %s with %s", s, out[s][2], extra={"symbol": s, "tag": out[s][2]})
     return out
 
 # %% ../../nbs/90_serve_market.ipynb #03880555

@@ -24,10 +24,10 @@ from ..walkforward import walk_forward
 
 import gradio as gr
 
-log = get_logger("serve.market_demo")
+_log = get_logger("serve.market_demo")
 
 # %% auto #0
-__all__ = ['log', 'PRODUCTION', 'WINDOW', 'STEP', 'MAX_FOLDS', 'WF_MODELS', 'WARMUP', 'UNITS', 'WF_COLUMNS', 'MEANINGS', 'NAMES',
+__all__ = ['PRODUCTION', 'WINDOW', 'STEP', 'MAX_FOLDS', 'WF_MODELS', 'WARMUP', 'UNITS', 'WF_COLUMNS', 'MEANINGS', 'NAMES',
            'CARD_MEANINGS', 'EXAMPLES', 'model_choices', 'load', 'prices_in', 'price_figure', 'latest_prediction',
            'prediction_markdown', 'quick_walk_forward', 'wf_table', 'card_table', 'equity_figure', 'show', 'model_card',
            'cleared', 'refused', 'update_models', 'main']

@@ -27,10 +27,10 @@ from ..marketplace.catalog import BUILTIN
 from ..marketplace.tables import (InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized, User,
                                       mp_setting, read_scope)
 
-log = get_logger("serve.marketplace_ui")
+_log = get_logger("serve.marketplace_ui")
 
 # %% auto #0
-__all__ = ['log', 'HISTORY_COLUMNS', 'HISTORY_HEADERS', 'EXAMPLES', 'demo', 'ui_errors', 'register', 'login', 'logout', 'account',
+__all__ = ['HISTORY_COLUMNS', 'HISTORY_HEADERS', 'EXAMPLES', 'demo', 'ui_errors', 'register', 'login', 'logout', 'account',
            'topup', 'predicts', 'models', 'example', 'predict_json', 'received_file', 'predict_csv', 'history',
            'details', 'build_demo', 'guard_uploads', 'mount', 'main']
 
@@ -44,7 +44,7 @@ def ui_errors(fn):
         except MarketplaceError as e:
             raise gr.Error(html.escape(str(e), quote=False), duration=6, print_exception=False) from None
         except Exception:
-            log.exception("marketplace UI: %s failed", fn.__name__)
+            _log.exception("marketplace UI: %s failed", fn.__name__)
             raise gr.Error("internal error; it has been logged", duration=6, print_exception=False) from None
     return wrapper
 

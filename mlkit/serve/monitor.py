@@ -22,11 +22,11 @@ from ..db import session_scope
 from ..monitor.drift import ks_stats
 from ..monitor.stream import Score, StreamSummary, _db, scores_frame, summary
 
-log = get_logger("serve.monitor")
+_log = get_logger("serve.monitor")
 
 # %% auto #0
-__all__ = ['log', 'GAUGES', 'MonitorInputError', 'SummaryOut', 'ErrorPoint', 'FeatureDrift', 'recent_errors', 'feature_drift',
-           'gauges', 'export_gauges', 'grafana_dashboard', 'MonitorAPI', 'MonitorService']
+__all__ = ['GAUGES', 'MonitorInputError', 'SummaryOut', 'ErrorPoint', 'FeatureDrift', 'recent_errors', 'feature_drift', 'gauges',
+           'export_gauges', 'grafana_dashboard', 'MonitorAPI', 'MonitorService']
 
 # %% ../../nbs/95_serve_monitor.ipynb #cfbace4c
 class MonitorInputError(InvalidArgument):
@@ -140,7 +140,7 @@ class MonitorAPI:
         try: self.monitor_model = store.load_model(settings.get("monitor", "model"))
         except DataError as e:                    # the routes that need it answer 503; the rest of the bento starts
             self.monitor_model = None; self.monitor_missing = str(e)
-            log.warning("monitor: no production model (%s); run `mlkit train`", e)
+            _log.warning("monitor: no production model (%s); run `mlkit train`", e)
         threading.Thread(target=self._monitor_refresh, name="monitor-gauges", daemon=True).start()
 
 # %% ../../nbs/95_serve_monitor.ipynb #b2cdc842
@@ -149,7 +149,7 @@ def _monitor_refresh(self: MonitorAPI, every: float = 5.0):
     "Keep the gauges of the default run fresh for Prometheus."
     while True:
         try: export_gauges(summary(db=self.monitor_db))
-        except Exception as e: log.debug("monitor gauges: %s", e)
+        except Exception as e: _log.debug("monitor gauges: %s", e)
         threading.Event().wait(every)
 
 # %% ../../nbs/95_serve_monitor.ipynb #57b56f83

@@ -19,10 +19,10 @@ from ..monitor.stream import monitor_stream, scores_frame, summary
 from .monitor import feature_drift
 from .theme import LAUNCH
 
-log = get_logger("serve.monitor_demo")
+_log = get_logger("serve.monitor_demo")
 
 # %% auto #0
-__all__ = ['log', 'histogram', 'rolling_error', 'refresh', 'start_stream']
+__all__ = ['histogram', 'rolling_error', 'refresh', 'start_stream']
 
 # %% ../../nbs/95a_serve_monitor_demo.ipynb #e739c22f
 def histogram(df: pd.DataFrame, bins: int = 30):

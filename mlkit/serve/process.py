@@ -12,10 +12,10 @@ import sys
 
 from ..core import get_logger
 
-log = get_logger("serve.process")
+_log = get_logger("serve.process")
 
 # %% auto #0
-__all__ = ['log', 'PR_SET_PDEATHSIG', 'die_with_parent', 'StopOnFailedStartup']
+__all__ = ['PR_SET_PDEATHSIG', 'die_with_parent', 'StopOnFailedStartup']
 
 # %% ../../nbs/98b_serve_process.ipynb #3dcc8156
 PR_SET_PDEATHSIG = 1   # linux/prctl.h
@@ -31,7 +31,7 @@ def die_with_parent(sig: int = signal.SIGKILL,  # what the kernel sends when the
     if not (force or _in_worker()) or not sys.platform.startswith("linux"): return False
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-        log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its server", ctypes.get_errno())
+        _log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its server", ctypes.get_errno())
         return False
     if os.getppid() == 1: os.kill(os.getpid(), sig)   # the server died before we asked
     return True
@@ -42,8 +42,8 @@ def _stop_server(message: str) -> None:
     lines = [ln for ln in str(message).strip().splitlines() if ln.strip()]
     reason = lines[-1] if lines else "unknown reason"
     if not _in_worker():
-        log.error("start-up failed: %s", reason); return
-    log.critical("start-up failed: %s; stopping the server (pid %d) instead of restarting this worker",
+        _log.error("start-up failed: %s", reason); return
+    _log.critical("start-up failed: %s; stopping the server (pid %d) instead of restarting this worker",
                  reason, os.getppid())
     os.kill(os.getppid(), signal.SIGTERM)
 

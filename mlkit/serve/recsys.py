@@ -19,11 +19,11 @@ from ..core import DataError, get_logger, settings
 from ..recsys.mf import GENRES
 from ..recsys.recommend import STRATEGIES, load_recommender
 
-log = get_logger("serve.recsys")
+_log = get_logger("serve.recsys")
 
 # %% auto #0
-__all__ = ['log', 'MAX_K', 'Genre', 'N_GENRES', 'TRAIN_HINT', 'Movie', 'RecommendOut', 'RecsysInputError', 'answer',
-           'unavailable', 'load_production', 'RecsysAPI', 'RecsysService']
+__all__ = ['MAX_K', 'Genre', 'N_GENRES', 'TRAIN_HINT', 'Movie', 'RecommendOut', 'RecsysInputError', 'answer', 'unavailable',
+           'load_production', 'RecsysAPI', 'RecsysService']
 
 # %% ../../nbs/97_serve_recsys.ipynb #d76234cf
 MAX_K = settings.getint("recsys", "max_k")   # most movies per request
@@ -85,9 +85,9 @@ def load_production(home=None) -> tuple[tuple | None, str]:
     "`((recommender, card, tag), '')` of the production recommender, or `(None, why)` when the store has none."
     try: loaded = load_recommender(home=home)
     except DataError as e:
-        log.warning("no recommender served: %s; %s", e, TRAIN_HINT)
+        _log.warning("no recommender served: %s; %s", e, TRAIN_HINT)
         return None, str(e)
-    log.info("serving recommendations with %s", loaded[2], extra={"tag": loaded[2]})
+    _log.info("serving recommendations with %s", loaded[2], extra={"tag": loaded[2]})
     return loaded, ""
 
 # %% ../../nbs/97_serve_recsys.ipynb #af9356a9

@@ -25,14 +25,14 @@ from ..core import DataError, get_logger, settings
 from ..text import registry as R
 from ..text.data import SPLIT_METHODS, TEXT_SETS
 
-log = get_logger("serve.text")
+_log = get_logger("serve.text")
 
 # %% auto #0
-__all__ = ['log', 'ModelName', 'DataName', 'SplitName', 'UploadSplit', 'TRAIN_HINT', 'EXAMPLE_TEXT', 'rest', 'FILE_FIELDS',
-           'ModelId', 'CsvFile', 'Averages', 'ClassMetrics', 'ReportOut', 'StatsOut', 'FitOut', 'JobOut',
-           'Contribution', 'PredictOut', 'ModelRow', 'RemoveOut', 'TextInputError', 'TextModelNotFound',
-           'TextModelInUse', 'call', 'unavailable', 'stats_out', 'models_out', 'remove_out', 'job_out', 'fit_out',
-           'rest_models', 'rest_statistics', 'rest_remove', 'rest_job', 'TextBodyGuard', 'TextAPI', 'TextService']
+__all__ = ['ModelName', 'DataName', 'SplitName', 'UploadSplit', 'TRAIN_HINT', 'EXAMPLE_TEXT', 'rest', 'FILE_FIELDS', 'ModelId',
+           'CsvFile', 'Averages', 'ClassMetrics', 'ReportOut', 'StatsOut', 'FitOut', 'JobOut', 'Contribution',
+           'PredictOut', 'ModelRow', 'RemoveOut', 'TextInputError', 'TextModelNotFound', 'TextModelInUse', 'call',
+           'unavailable', 'stats_out', 'models_out', 'remove_out', 'job_out', 'fit_out', 'rest_models',
+           'rest_statistics', 'rest_remove', 'rest_job', 'TextBodyGuard', 'TextAPI', 'TextService']
 
 # %% ../../nbs/94_serve_text.ipynb #f3c8ff8c
 ModelName = Literal["logistic", "svm", "nbsvm"]
@@ -574,7 +574,7 @@ class TextAPI:
             self.text_default = R.load(None)[2]  # the production model, loaded once per worker; never trained here
         except DataError as e:
             self.text_default = None
-            log.warning("no production text model: %s", e)
+            _log.warning("no production text model: %s", e)
 
     text_fit, text_fit_csv, text_fit_records, text_job = _text_fit, _text_fit_csv, _text_fit_records, _text_job
     text_statistics, text_models, text_remove = _text_statistics, _text_models, _text_remove

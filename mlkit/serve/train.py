@@ -11,10 +11,10 @@ import time
 
 from ..core import get_logger
 
-log = get_logger("serve.train")
+_log = get_logger("serve.train")
 
 # %% auto #0
-__all__ = ['log', 'DOMAINS', 'train_queues', 'train_marketplace', 'train_all', 'served_models', 'train_state', 'main']
+__all__ = ['DOMAINS', 'train_queues', 'train_marketplace', 'train_all', 'served_models', 'train_state', 'main']
 
 # %% ../../nbs/98_serve_train.ipynb #d3dd4617
 DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accepts force=)

@@ -16,10 +16,10 @@ from pydantic import BaseModel, Field
 from ..core import DataError, get_logger
 from ..vision.classifier import load_vision_model, predict_image
 
-log = get_logger("serve.vision")
+_log = get_logger("serve.vision")
 
 # %% auto #0
-__all__ = ['log', 'VisionPrediction', 'VisionInputError', 'VisionModelMissing', 'VisionAPI', 'VisionService']
+__all__ = ['VisionPrediction', 'VisionInputError', 'VisionModelMissing', 'VisionAPI', 'VisionService']
 
 # %% ../../nbs/96_serve_vision.ipynb #f84ce9d8
 class VisionPrediction(BaseModel):
@@ -49,7 +49,7 @@ class VisionAPI:
         try: self.vision_model = load_vision_model()   # loaded once per worker; nothing is trained here
         except DataError as e:
             self.vision_model = None
-            log.warning("vision routes disabled until a digit model is stored: %s", e)
+            _log.warning("vision routes disabled until a digit model is stored: %s", e)
 
 # %% ../../nbs/96_serve_vision.ipynb #0fccc820
 @patch

@@ -16,10 +16,10 @@ from .theme import LAUNCH
 from ..vision.classifier import load_vision_model, predict_image
 from ..vision.data import digit_image, load_digits
 
-log = get_logger("serve.vision_demo")
+_log = get_logger("serve.vision_demo")
 
 # %% auto #0
-__all__ = ['log', 'read_digit', 'read_upload', 'example_files', 'main']
+__all__ = ['read_digit', 'read_upload', 'example_files', 'main']
 
 # %% ../../nbs/96a_serve_vision_demo.ipynb #70bc7f91
 _model: list = []

@@ -24,12 +24,12 @@ from .data import TEXT_SETS, TextData, check_text, check_upload, load_text, read
 from .evaluate import ClassificationReport, evaluate
 from .models import TextClassifier, check_config, contributions, make_estimator, make_features
 
-log = get_logger("text")
+_log = get_logger("text")
 
 # %% auto #0
-__all__ = ['log', 'TEXT_RECIPE_VERSION', 'ModelNotFound', 'ModelInUse', 'NoProductionModel', 'store_name', 'FitResult',
-           'resolve_data', 'recipe_fingerprint', 'fit', 'load', 'ModelStats', 'statistics', 'list_models', 'remove',
-           'Prediction', 'predict', 'predict_frame', 'predict_csv', 'Job', 'start_fit', 'job', 'wait', 'train_default']
+__all__ = ['TEXT_RECIPE_VERSION', 'ModelNotFound', 'ModelInUse', 'NoProductionModel', 'store_name', 'FitResult', 'resolve_data',
+           'recipe_fingerprint', 'fit', 'load', 'ModelStats', 'statistics', 'list_models', 'remove', 'Prediction',
+           'predict', 'predict_frame', 'predict_csv', 'Job', 'start_fit', 'job', 'wait', 'train_default']
 
 # %% ../../nbs/33_text_registry.ipynb #75c0f886
 class ModelNotFound(DataError):
@@ -165,7 +165,7 @@ def fit(
         home=home,
         labels={"data": td.name, "model": model},
     )
-    log.info(
+    _log.info(
         "text model %s: %s on %s, held-out accuracy %.3f",
         tag,
         model,
@@ -397,7 +397,7 @@ def start_fit(
             with _jobs_lock:
                 j.status, j.model_id, j.progress, j.finished = "done", r.model_id, 1.0, _now()
         except Exception as e:  # the job records any failure for the client to read
-            log.exception("text fit job %s failed", j.job_id)
+            _log.exception("text fit job %s failed", j.job_id)
             with _jobs_lock:
                 j.status, j.error, j.finished = "failed", f"{type(e).__name__}: {e}", _now()
 
@@ -451,7 +451,7 @@ def train_default(
     if tag and not force and store._exists(tag, home):
         why = _stale(load(None, home)[1], model, name)
         if why is None:
-            log.info("the default text model %s is already in production", tag)
+            _log.info("the default text model %s is already in production", tag)
             return {"text": tag}
-        log.info("retraining the default text model: the production model %s is stale (%s)", tag, why)
+        _log.info("retraining the default text model: the production model %s is stale (%s)", tag, why)
     return {"text": fit(model, None, data, promote=True, home=home).tag}
