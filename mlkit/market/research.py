@@ -180,8 +180,8 @@ def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a c
     imp, final = _final_importance(X, y, params, n_jobs)
     prov = _provenance(prices, X, y, params, factories, final, mc_model, n_boot, backend, n_jobs, threads)
     timings["total_s"] = round(time.perf_counter() - t, 2)
-    _log.info("market study %s %s: accuracy %.4f vs baseline %.4f", symbol, model, m["accuracy"], m["baseline_accuracy"],
-             extra={"params": params, "timings": timings})
+    _log.info("market study %s %s: accuracy %.4f vs baseline %.4f", symbol, model, m["accuracy"],
+              m["baseline_accuracy"], extra={"params": params, "timings": timings})
     return MarketStudy(params, prices, X, y, wf, bts, mc, boot, sig, imp, prov, timings)
 
 # %% ../../nbs/12_market_research.ipynb #a20ed4fd

@@ -31,7 +31,8 @@ def die_with_parent(sig: int = signal.SIGKILL,  # what the kernel sends when the
     if not (force or _in_worker()) or not sys.platform.startswith("linux"): return False
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
-        _log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its server", ctypes.get_errno())
+        _log.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker may outlive its server",
+                     ctypes.get_errno())
         return False
     if os.getppid() == 1: os.kill(os.getpid(), sig)   # the server died before we asked
     return True
