@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             for sym, tag in lifecycle.train_default(force=a.force).items(): print(f"{sym:8s} {tag}")
         elif a.command == "monitor":
             from mlkit.market import lifecycle
-            d = lifecycle.monitor(a.symbol, n_days=a.days, min_accuracy=a.min_accuracy, max_age_days=a.max_age_days,
+            r = lifecycle.monitor(a.symbol, n_days=a.days, min_accuracy=a.min_accuracy, max_age_days=a.max_age_days,
                                   dry_run=a.dry_run)
-            print(json.dumps(d, indent=1, default=str))
+            print(json.dumps(r.to_dict(), indent=1, default=str))
         elif a.command == "rollback":
             from mlkit.market import lifecycle
             print(lifecycle.rollback(a.symbol))

@@ -9,6 +9,7 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import asdict, dataclass
 from numbers import Integral
 
 import numpy as np
@@ -27,7 +28,7 @@ from ..walkforward import walk_forward
 _log = get_logger("market.lifecycle")
 
 # %% auto #0
-__all__ = ['DEFAULT_SYMBOLS', 'model_name', 'train', 'monitor', 'rollback', 'train_default']
+__all__ = ['DEFAULT_SYMBOLS', 'model_name', 'train', 'MonitorResult', 'monitor', 'rollback', 'train_default']
 
 # %% ../../nbs/13_market_lifecycle.ipynb #7e3bd6d9
 DEFAULT_SYMBOLS = ("BTC-USD", "^GSPC")   # the production models `train_default` trains (bundled data)
@@ -222,6 +223,28 @@ def _retrained_accuracy(X, y, pos, ex, kind, seed, n_jobs) -> tuple[float, int]:
     if not wf.predictions.index.equals(X.index[pos]): raise RuntimeError("walk-forward rows differ from the live rows")
     return float(wf.metrics["accuracy"]), int(wf.metrics["n_folds"])
 
+# %% ../../nbs/13_market_lifecycle.ipynb #e43ca316
+@dataclass(frozen=True)
+class MonitorResult:
+    "What `monitor` returns: the decision on a symbol's production model, with its reasons and figures."
+    symbol: str                  # the ticker monitored
+    name: str                    # its model's name in the store (`model_name(symbol)`)
+    action: str                  # "no_change" (within thresholds), "kept" (compared, not replaced) or "promoted"
+    production: str              # the production model's tag after the decision
+    candidate: str | None        # the promoted candidate's tag; None unless promoted
+    reasons: list[str]           # thresholds crossed and the comparison's verdict; [] within thresholds
+    figures: dict                # live span, accuracy and baseline, age, thresholds (+ the retrained accuracy)
+    dry_run: bool                # decide and report only: nothing saved or promoted
+    would_promote: bool = False  # a dry run whose retrained procedure did better: it would have promoted
+    previous: str | None = None  # the production tag before a promotion; None unless promoted
+
+    def to_dict(self) -> dict:
+        "The fields as a dict for JSON, as `mlkit monitor` prints it: `would_promote` and `previous` only when set."
+        d = asdict(self)
+        if not self.would_promote: del d["would_promote"]
+        if self.previous is None: del d["previous"]
+        return d
+
 # %% ../../nbs/13_market_lifecycle.ipynb #9bd5d331
 def monitor(symbol: str = "BTC-USD",
             n_days: int = 60,            # latest labelled days to score the production model on
@@ -231,7 +254,7 @@ def monitor(symbol: str = "BTC-USD",
             source: str = "auto",        # price source (see load_prices)
             dry_run: bool = False,       # decide and report, but save and promote nothing
             min_improvement: float = 0.0,  # the retrained procedure must beat the live accuracy by more than this
-            n_jobs: int | None = None, home=None) -> dict:
+            n_jobs: int | None = None, home=None) -> MonitorResult:
     "Score the production model on recent days; retrain and promote a candidate only if it does better on those days."
     name = model_name(symbol)
     _check_monitor_args(n_days, max_age_days, min_accuracy, min_improvement)
@@ -251,11 +274,10 @@ def monitor(symbol: str = "BTC-USD",
              "n/a" if acc is None else f"{acc:.4f}", len(pos), figs["live_start"], figs["live_end"], figs["age_days"],
              extra={"event": "monitor_score", "symbol": symbol, "figures": figs})
     reasons = _reasons(figs)
-    out = dict(symbol=symbol, name=name, action="no_change", production=prod, candidate=None, reasons=reasons,
-               figures=figs, dry_run=dry_run)
+    action, production, candidate, previous, would_promote = "no_change", prod, None, None, False
     if reasons and not len(pos):
-        out.update(action="kept",
-                   reasons=reasons + ["no labelled days after the production model's training period to compare on"])
+        action = "kept"
+        reasons = reasons + ["no labelled days after the production model's training period to compare on"]
     elif reasons:
         n_jobs = settings.getint("compute", "n_jobs") if n_jobs is None else n_jobs
         cand, folds = _retrained_accuracy(X, y, pos, ex, kind, card["seed"], n_jobs)
@@ -263,20 +285,21 @@ def monitor(symbol: str = "BTC-USD",
         figs.update(candidate_accuracy=cand, candidate_folds=folds, min_improvement=min_improvement)
         verdict = (f"retrained walk-forward accuracy {cand:.4f} vs production {acc:.4f} on the same {len(pos)} days: "
                    + ("better" if better else "not better"))
-        out["reasons"] = reasons + [verdict]
-        if not better: out["action"] = "kept"
-        elif dry_run: out.update(action="kept", would_promote=True)
+        reasons = reasons + [verdict]
+        if not better: action = "kept"
+        elif dry_run: action, would_promote = "kept", True
         else:
             tag = train(symbol, kind, end=now_ts + pd.Timedelta(days=1), window=ex["window"], step=ex["step"],
                         eval_rows=ex["eval_rows"], horizon=ex["horizon"], specs=ex["specs"], seed=card["seed"],
                         source=source, promote_if_none=False, n_jobs=n_jobs, home=home, extra={"monitor": figs})
-            store.promote(tag, home=home, reason="; ".join(out["reasons"]), figures=figs)
-            out.update(action="promoted", production=tag, candidate=tag, previous=prod)
-    _log.info("monitor %s: %s (%s)", symbol, out["action"] + (" [dry run]" if dry_run else ""),
-             "; ".join(out["reasons"]) or "within thresholds",
-             extra={"event": "monitor_decision", "symbol": symbol, "action": out["action"], "reasons": out["reasons"],
+            store.promote(tag, home=home, reason="; ".join(reasons), figures=figs)
+            action, production, candidate, previous = "promoted", tag, tag, prod
+    r = MonitorResult(symbol, name, action, production, candidate, reasons, figs, dry_run, would_promote, previous)
+    _log.info("monitor %s: %s (%s)", symbol, r.action + (" [dry run]" if dry_run else ""),
+             "; ".join(r.reasons) or "within thresholds",
+             extra={"event": "monitor_decision", "symbol": symbol, "action": r.action, "reasons": r.reasons,
                     "figures": figs})
-    return out
+    return r
 
 # %% ../../nbs/13_market_lifecycle.ipynb #81b6ee27
 def rollback(symbol: str, home=None) -> str:
@@ -295,7 +318,8 @@ def train_default(force: bool = False,  # retrain even when an identical model i
         same = same[[d.get("recipe") == recipe for d in same["labels"]]]
         if len(same) and not force:
             out[sym] = same.tag.iloc[-1]
-            _log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)", sym, out[sym])
+            _log.info("%s: an identical model %s is already stored; not retraining (force=True retrains)",
+                      sym, out[sym])
             if store.production_tag(model_name(sym), home) is None:
                 X, y = make_dataset(prices, DEFAULT_SPECS, horizon=1)
                 _promote_first(sym, out[sym], home, prices=prices, X=X, y=y, seed=42, window=365, step=30, horizon=1,
