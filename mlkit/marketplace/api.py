@@ -194,7 +194,7 @@ class InputGuard:
             ctype = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1").lower()
             if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS") or "form" in ctype:
                 return await self.app(scope, receive, send)
-            limit, body, more = self.limit or int(mp_setting("max_upload_bytes")), bytearray(), True
+            limit, body, more = self.limit or mp_setting("max_upload_bytes"), bytearray(), True
             while more:
                 msg = await receive()
                 if msg["type"] == "http.disconnect": return
@@ -324,7 +324,7 @@ def _add_user_routes(app: FastAPI):
             user_id = user.id
             refresh = await run_in_threadpool(issue_refresh_token, engine, user_id)
         else: raise MarketplaceError(f"unsupported grant_type {echo(grant)}; valid: password, refresh_token")
-        minutes = float(mp_setting("token_minutes"))
+        minutes = mp_setting("token_minutes")
         return {"access_token": create_token(user_id, minutes), "token_type": "bearer", "expires_in": int(minutes * 60),
                 "refresh_token": refresh}
 
@@ -362,7 +362,7 @@ def _add_prediction_routes(app: FastAPI):
         elif basic is not None:
             user_id = (await run_in_threadpool(login, m.engine, basic.username, basic.password, _client(request))).id
         else: raise Unauthorized(_AUTH_REQUIRED)
-        body = await _read_body(request, int(mp_setting("max_upload_bytes")))
+        body = await _read_body(request, mp_setting("max_upload_bytes"))
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await (await _replay(request, body)).form()
             upload, model_id = form.get("file"), form.get("model_id")

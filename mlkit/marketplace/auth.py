@@ -45,9 +45,9 @@ def _on_hash_pool(fn, *args):
     global _pool
     with _pool_lock:
         if _pool is None:
-            n = int(mp_setting("hash_workers"))
+            n = mp_setting("hash_workers")
             _pool = (ThreadPoolExecutor(n, thread_name_prefix="mp-argon2"),
-                     threading.BoundedSemaphore(n + int(mp_setting("hash_queue"))))
+                     threading.BoundedSemaphore(n + mp_setting("hash_queue")))
     pool, slots = _pool
     if not slots.acquire(blocking=False): raise Busy("too many log-ins in progress; retry in a few seconds")
     try: return pool.submit(fn, *args).result()
@@ -105,16 +105,16 @@ def register(engine, username: str, password: str, firstname: str = "") -> User:
 def _throttle_keys(canon: str, client: str | None) -> dict[str, int]:
     "The throttle keys of one log-in and their limits: name+address, address, name (hashed: no raw input kept)."
     name = hashlib.sha256(canon.encode("utf-8", "replace")).hexdigest()[:32]
-    per_pair, window_keys = int(mp_setting("lockout_attempts")), {"n:" + name: int(mp_setting("name_attempts"))}
+    per_pair, window_keys = mp_setting("lockout_attempts"), {"n:" + name: mp_setting("name_attempts")}
     if client:
         addr = hashlib.sha256(str(client).encode()).hexdigest()[:32]
-        window_keys = {"na:" + name + addr[:16]: per_pair, "a:" + addr: int(mp_setting("ip_attempts")), **window_keys}
+        window_keys = {"na:" + name + addr[:16]: per_pair, "a:" + addr: mp_setting("ip_attempts"), **window_keys}
     else: window_keys["na:" + name] = per_pair
     return window_keys
 
 def _count(engine, keys: dict[str, int], now) -> tuple[int, datetime, int] | None:
     "Count one attempt against every key in ONE transaction; the tightest (attempts, reset_at, limit), or None."
-    t, window = LoginThrottle.__table__, timedelta(minutes=float(mp_setting("lockout_minutes")))
+    t, window = LoginThrottle.__table__, timedelta(minutes=mp_setting("lockout_minutes"))
     worst = None
     for retry in range(3):
         try:
@@ -188,7 +188,8 @@ def jwt_secret() -> str:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # exactly one process creates it
             with os.fdopen(fd, "w") as f: f.write(secrets.token_urlsafe(48))
-            _log.warning("no [marketplace] jwt_secret in settings: generated one into %s (set one for production)", path)
+            _log.warning("no [marketplace] jwt_secret in settings: generated one into %s (set one for production)",
+                         path)
         except FileExistsError: pass
         _secrets[str(path)] = Path(path).read_text().strip()
         return _secrets[str(path)]
@@ -197,7 +198,7 @@ def create_token(user_id: str, minutes: float | None = None,  # lifetime; defaul
                  secret: str | None = None) -> str:
     "A signed JWT (HS256) naming `user_id`, expiring after `minutes`."
     now = utcnow()
-    minutes = float(mp_setting("token_minutes")) if minutes is None else minutes
+    minutes = mp_setting("token_minutes") if minutes is None else minutes
     claims = {"sub": user_id, "iat": now, "exp": now + timedelta(minutes=minutes), "iss": "mlkit-marketplace"}
     return jwt.encode(claims, secret or jwt_secret(), algorithm="HS256")
 
@@ -227,7 +228,7 @@ def _sha(token: str) -> str: return hashlib.sha256(token.encode("utf-8", "replac
 
 def issue_refresh_token(engine, user_id: str, family: str | None = None, days: float | None = None) -> str:
     "A new opaque OAuth2 refresh token for `user_id` (its sha256 is stored, never the token)."
-    token, days = secrets.token_urlsafe(32), float(mp_setting("refresh_days")) if days is None else days
+    token, days = secrets.token_urlsafe(32), mp_setting("refresh_days") if days is None else days
     with write_scope(engine) as s:
         s.add(RefreshToken(token_hash=_sha(token), user_id=user_id, family=family or new_id(),
                            expires_at=utcnow() + timedelta(days=days)))

@@ -27,8 +27,8 @@ from .catalog import check_frame, check_records, predict_rows
 from .crypto import Unreadable, seal, unseal
 from .tables import (Account, Conflict, IdempotentRequest, InvalidInput, LedgerEntry, MlModel,
                                       NotFound, PayloadTooLarge, PaymentRequired, Prediction, StoredDataUnavailable,
-                                      Unauthorized, echo, group_write, _log, mp_setting, new_id, post_entry, read_scope,
-                                      utcnow, write_scope)
+                                      Unauthorized, _delay_range, echo, group_write, _log, mp_setting, new_id,
+                                      post_entry, read_scope, utcnow, write_scope)
 
 # %% auto #0
 __all__ = ['INPUT_REJECTED', 'parse_amount', 'topup', 'balance', 'transactions', 'parse_input', 'get_model', 'validated_input',
@@ -42,7 +42,7 @@ _AMOUNT = re.compile(r"-?[0-9]+(\.[0-9]+)?")      # ASCII digits only: no '1_000
 
 def parse_amount(value, maximum: Decimal | None = None) -> Decimal:
     "A positive amount in ASCII decimals, at most 2 decimals and at most `maximum` (default `[marketplace] max_topup`)."
-    maximum = Decimal(mp_setting("max_topup")) if maximum is None else maximum
+    maximum = mp_setting("max_topup") if maximum is None else maximum
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise InvalidInput(f"amount must be a number, got {type(value).__name__} {echo(value)}")
     text = str(value).strip() if not isinstance(value, float) or not value.is_integer() else str(int(value))
@@ -138,7 +138,7 @@ def _read_csv(text: str, max_rows: int) -> pd.DataFrame:
 
 def parse_input(data, max_rows: int | None = None) -> pd.DataFrame:
     "A frame from a JSON object, a list of objects, or CSV (str or bytes); `InvalidInput` says what is wrong."
-    max_rows = int(mp_setting("max_rows")) if max_rows is None else max_rows
+    max_rows = mp_setting("max_rows") if max_rows is None else max_rows
     if isinstance(data, (bytes, bytearray)):
         try: data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError: raise InvalidInput("the upload is not UTF-8 text; send a CSV file") from None
@@ -179,7 +179,7 @@ def get_model(engine, model_id: str, max_age: float = 5.0) -> MlModel:
 
 def validated_input(data, schema: dict, max_rows: int | None = None) -> list[dict]:
     "`data` (a JSON object, an array of objects, or CSV) checked against `schema`: records of floats in schema order."
-    max_rows = int(mp_setting("max_rows")) if max_rows is None else max_rows
+    max_rows = mp_setting("max_rows") if max_rows is None else max_rows
     if isinstance(data, dict): data = [data]
     if isinstance(data, list) and 0 < len(data) <= max_rows and all(isinstance(r, dict) for r in data):
         A = check_records(data, schema)                  # JSON records, the usual request: no DataFrame
@@ -264,15 +264,6 @@ def result_csv(job: dict) -> str:
     df = pd.DataFrame(job["input_data"]).assign(prediction=job["output_data"])
     return df.to_csv(index=False)
 
-# %% ../../nbs/43_marketplace_jobs.ipynb #3703cd2b
-def _delay_range(spec: str) -> tuple[float, float]:
-    "`demo_delay_s`: '0' (off), '3' or a range '10-25' (seconds, uniform)."
-    lo, _, hi = str(spec).partition("-")
-    try: lo, hi = float(lo), float(hi or lo)
-    except ValueError: raise ValueError(f"demo_delay_s must be seconds or a range like '10-25', got {spec!r}") from None
-    if not 0 <= lo <= hi: raise ValueError(f"demo_delay_s range must be 0 <= lo <= hi: {spec!r}")
-    return lo, hi
-
 # %% ../../nbs/43_marketplace_jobs.ipynb #f107f519
 class JobRunner:
     "Worker threads that claim, run and finish prediction jobs stored in the database."
@@ -282,11 +273,11 @@ class JobRunner:
                  linger: float = 0.01,  # seconds to let submissions gather into one batch (fewer, larger transactions)
                 ):
         self.engine, self.model_dir, self.poll_interval, self.linger = engine, model_dir, poll_interval, linger
-        self.delay = _delay_range(demo_delay if demo_delay is not None else mp_setting("demo_delay_s"))
+        self.delay = _delay_range(demo_delay) if demo_delay is not None else mp_setting("demo_delay_s")
         workers = workers if workers is not None else mp_setting("workers")
         self.workers = (8 if self.delay[1] > 0 else 1) if workers == "auto" else int(workers)
-        self.lease = float(lease_seconds if lease_seconds is not None else mp_setting("lease_seconds"))
-        self.max_attempts = int(max_attempts if max_attempts is not None else mp_setting("max_attempts"))
+        self.lease = float(lease_seconds) if lease_seconds is not None else mp_setting("lease_seconds")
+        self.max_attempts = int(max_attempts) if max_attempts is not None else mp_setting("max_attempts")
         self.batch = 1 if self.delay[1] > 0 else batch
         self._stop, self._wake, self._signal = threading.Event(), threading.Condition(), False
         self._threads, self._tokens = [], set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import math
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -18,7 +19,7 @@ from sqlalchemy import (JSON, Engine, Boolean, CheckConstraint, DateTime, Foreig
                         UniqueConstraint, bindparam, func, inspect, select)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..core import MlkitError, get_logger, settings
+from ..core import ConfigError, MlkitError, get_logger, settings
 from ..db import Base, Fixed, get_engine, session_scope
 from .crypto import ENCRYPTION_DEFAULTS, Sealed
 
@@ -55,12 +56,68 @@ MARKETPLACE_DEFAULTS: dict[str, str] = {
     **ENCRYPTION_DEFAULTS,     # AES-256-GCM keys of the stored prediction inputs and results (mlkit.marketplace.crypto)
 }
 
-# %% ../../nbs/40_marketplace_tables.ipynb #eb1f9a8c
-def mp_setting(key: str) -> str:
-    "The marketplace setting `key` from settings.ini `[marketplace]`, else its default."
-    if key not in MARKETPLACE_DEFAULTS:
-        raise KeyError(f"unknown marketplace setting {key!r}; valid keys: {sorted(MARKETPLACE_DEFAULTS)}")
-    return str(settings.values.get("marketplace", {}).get(key, MARKETPLACE_DEFAULTS[key]))
+# %% ../../nbs/40_marketplace_tables.ipynb #e7065670
+def _at_least(cast, low, above: bool = False):
+    "A parser of finite `cast` values (int, float, Decimal) >= `low`, or > `low` when `above`."
+    def parse(v: str):
+        x = cast(v.strip())
+        if not math.isfinite(x) or (x <= low if above else x < low):
+            raise ValueError(f"{v!r} is not a finite number {'>' if above else '>='} {low}")
+        return x
+    return parse
+
+# %% ../../nbs/40_marketplace_tables.ipynb #c06574e9
+def _delay_range(spec: str) -> tuple[float, float]:
+    "`demo_delay_s`: '0' (off), '3' or a range '10-25' (seconds, uniform)."
+    lo, _, hi = str(spec).partition("-")
+    try: lo, hi = float(lo), float(hi or lo)
+    except ValueError: raise ValueError(f"demo_delay_s must be seconds or a range like '10-25', got {spec!r}") from None
+    if not 0 <= lo <= hi: raise ValueError(f"demo_delay_s range must be 0 <= lo <= hi: {spec!r}")
+    return lo, hi
+
+# %% ../../nbs/40_marketplace_tables.ipynb #de06ae26
+def _workers(v: str) -> int | str:
+    "`workers`: 'auto' or a positive number of threads."
+    return "auto" if v.strip().lower() == "auto" else _at_least(int, 1)(v)
+
+# %% ../../nbs/40_marketplace_tables.ipynb #df68c522
+_count, _count0 = _at_least(int, 1), _at_least(int, 0)
+_positive = _at_least(float, 0, above=True)
+
+_MARKETPLACE_TYPES: dict[str, tuple] = {
+    "jwt_secret": (str, "a string"),
+    "token_minutes": (_positive, "a number of minutes > 0 such as 60"),
+    "refresh_days": (_positive, "a number of days > 0 such as 14"),
+    "lockout_attempts": (_count, "an integer >= 1 such as 5"),
+    "lockout_minutes": (_positive, "a number of minutes > 0 such as 15"),
+    "ip_attempts": (_count, "an integer >= 1 such as 50"),
+    "name_attempts": (_count, "an integer >= 1 such as 200"),
+    "hash_workers": (_count, "an integer >= 1 such as 2"),
+    "hash_queue": (_count0, "an integer >= 0 such as 8"),
+    "max_upload_bytes": (_count, "an integer >= 1 such as 1000000"),
+    "max_rows": (_count, "an integer >= 1 such as 10000"),
+    "max_topup": (_at_least(Decimal, 0, above=True), "an amount of credits > 0 such as 10000 or 99.50"),
+    "demo_delay_s": (_delay_range, "seconds or a range of them: 0 (off), 3 or 10-25"),
+    "workers": (_workers, "auto or an integer >= 1 such as 4"),
+    "lease_seconds": (_positive, "a number of seconds > 0 such as 15"),
+    "max_attempts": (_count, "an integer >= 1 such as 3"),
+    "encryption_keys": (str, "comma-separated 'id:base64' keys"),
+    "encryption_key_id": (str, "a key id of encryption_keys, or empty"),
+}
+
+# %% ../../nbs/40_marketplace_tables.ipynb #87cef520
+def mp_setting(key: str):
+    "The typed value of marketplace setting `key`: settings.ini `[marketplace]` (or its variable), else its default."
+    if key not in _MARKETPLACE_TYPES:
+        raise ConfigError(f"unknown marketplace setting {key!r}; valid keys: {sorted(_MARKETPLACE_TYPES)}")
+    section = settings.values.get("marketplace", {})
+    raw = str(section.get(key, MARKETPLACE_DEFAULTS[key]))
+    parse, expected = _MARKETPLACE_TYPES[key]
+    try: return parse(raw)
+    except (ValueError, ArithmeticError):
+        origin = settings._origin("marketplace", key) if key in section else "the marketplace defaults"
+        raise ConfigError(f"setting marketplace.{key} (environment variable MLKIT_MARKETPLACE_{key.upper()}) must be "
+                          f"{expected}, got {raw!r} (from {origin})") from None
 
 # %% ../../nbs/40_marketplace_tables.ipynb #648f7c48
 def marketplace_dir(kind: str = "data_dir") -> Path:

@@ -146,7 +146,7 @@ def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None,
     "Submit a JSON object or array of objects; (message, prediction id, account line, balance)."
     if not (text or "").strip():
         raise InvalidInput("paste a JSON object or an array of objects (or use the model's example)")
-    if len(text.encode()) > (limit := int(mp_setting("max_upload_bytes"))):
+    if len(text.encode()) > (limit := mp_setting("max_upload_bytes")):
         raise PayloadTooLarge(f"the input is over the limit of {limit} bytes")
     try: data = json.loads(text)
     except json.JSONDecodeError as e: raise InvalidInput(f"malformed JSON: {e}") from None
@@ -168,7 +168,7 @@ def predict_csv(mp: api.Marketplace, token: str | None, model_id: str | None,
     "Submit an uploaded CSV file (a header row, then one row per prediction); as `predict_json`."
     if not file: raise InvalidInput("upload a CSV file with a header row")
     path = received_file(file)
-    if (n := path.stat().st_size) > (limit := int(mp_setting("max_upload_bytes"))):
+    if (n := path.stat().st_size) > (limit := mp_setting("max_upload_bytes")):
         raise PayloadTooLarge(f"the file has {n} bytes, over the limit of {limit}")
     return _submit(mp, token, model_id, path.read_bytes())
 
@@ -314,7 +314,7 @@ def guard_uploads(blocks: gr.Blocks) -> gr.Blocks:
 def mount(app: FastAPI, path: str = "/marketplace", blocks: gr.Blocks | None = None) -> FastAPI:
     "Mount the marketplace app (default `demo`) on `app` at `path`, its file input guarded (`guard_uploads`)."
     app = gr.mount_gradio_app(app, blocks or demo, path=path, run_history=False, theme=THEME, css=CSS,
-                              max_file_size=int(mp_setting("max_upload_bytes")))
+                              max_file_size=mp_setting("max_upload_bytes"))
     guard_uploads(blocks or demo)
     return app
 
@@ -323,7 +323,7 @@ def main():
     "Launch the marketplace app alone on settings' host and demo port."
     from mlkit.core import settings
     demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
-                max_file_size=int(mp_setting("max_upload_bytes")), **LAUNCH)
+                max_file_size=mp_setting("max_upload_bytes"), **LAUNCH)
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #9b0947f7
 if __name__ == "__main__": main()
