@@ -1,5 +1,5 @@
 """The framework modules' public names (issue 16): the notebooks were re-cut into one definition per cell, and this
-pins what each module exports (its `__all__`; loggers are private since the split) and that every exported name is a real object."""
+pins what each module exports (its `__all__`; loggers are private) and that every exported name is a real object."""
 import importlib
 
 import pytest
