@@ -36,13 +36,15 @@ def _fresh_yahoo_budget():
     yield
 
 def run(code: str, cwd: Path) -> dict:
-    "Run `code` in a new interpreter (cwd without a settings.ini, so logs stay in the temp dir); returns its JSON print."
+    """Run `code` in a new interpreter (cwd without a settings.ini, so logs stay in the temp dir); returns its JSON
+    print."""
     prelude = textwrap.dedent("""
         import json, pandas as pd
         from mlkit.market.prices import OfflineYahooSession, load_prices
         btc = load_prices("BTC-USD", source="bundled")
     """)
-    r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -75,18 +77,23 @@ def test_cache_survives_the_process_and_answers_without_network(tmp_path):
 
 def test_offline_error_lists_what_is_available(tmp_path):
     btc = load_prices("BTC-USD", source="bundled")
-    load_prices("BTC-USD", "2016-01-01", "2016-02-01", cache_dir=tmp_path, session=OfflineYahooSession({"BTC-USD": btc}))
-    with pytest.raises(DataError, match=r"Available offline: bundled: \['BTC-USD', '\^GSPC'\]; cached: \['BTC-USD \(1d\)'\]"):
+    load_prices("BTC-USD", "2016-01-01", "2016-02-01", cache_dir=tmp_path,
+                session=OfflineYahooSession({"BTC-USD": btc}))
+    with pytest.raises(DataError,
+                       match=r"Available offline: bundled: \['BTC-USD', '\^GSPC'\]; cached: \['BTC-USD \(1d\)'\]"):
         load_prices("ETH-USD", "2016-01-01", "2016-02-01", cache_dir=tmp_path, session=OfflineYahooSession(fail=True))
     # a bundled symbol still loads offline, through the bundled fallback
     gspc = load_prices("^GSPC", "2018-01-01", cache_dir=tmp_path, session=OfflineYahooSession(fail=True))
-    assert gspc.attrs["source"] == "bundled sp500_daily (offline fallback)" and str(gspc.index[-1].date()) == "2018-12-31"
+    assert (gspc.attrs["source"] == "bundled sp500_daily (offline fallback)"
+            and str(gspc.index[-1].date()) == "2018-12-31")
 
 
 def test_cache_file_is_valid_parquet_with_its_range(tmp_path):
     btc = load_prices("BTC-USD", source="bundled")
-    load_prices("BTC-USD", "2015-03-01", "2015-04-01", cache_dir=tmp_path, session=OfflineYahooSession({"BTC-USD": btc}))
+    load_prices("BTC-USD", "2015-03-01", "2015-04-01", cache_dir=tmp_path,
+                session=OfflineYahooSession({"BTC-USD": btc}))
     c = pd.read_parquet(tmp_path / "prices" / "BTC-USD_1d.parquet")
     assert list(c.columns) == ["Open", "High", "Low", "Close", "Volume"] and len(c) == 31
-    assert (c.attrs["symbol"], c.attrs["covered_start"][:10], c.attrs["covered_end"][:10]) == ("BTC-USD", "2015-03-01", "2015-04-01")
+    assert (c.attrs["symbol"], c.attrs["covered_start"][:10], c.attrs["covered_end"][:10]) == ("BTC-USD", "2015-03-01",
+                                                                                               "2015-04-01")
     assert not list((tmp_path / "prices").glob("*.tmp"))

@@ -31,7 +31,8 @@ class Server:
     def __init__(self, root: Path, db_url: str, model_dir: Path, **marketplace):
         self.root, self.db_url, self.model_dir = root, db_url, model_dir
         self.marketplace = {"lockout_attempts": 3, "lockout_minutes": 1, "max_upload_bytes": 20000, "max_rows": 100,
-                            "workers": 2, "lease_seconds": 2, "demo_delay_s": 0, "jwt_secret": uuid.uuid4().hex, **marketplace}
+                            "workers": 2, "lease_seconds": 2, "demo_delay_s": 0, "jwt_secret": uuid.uuid4().hex,
+                            **marketplace}
         self.proc, self.port = None, None
         root.mkdir(parents=True, exist_ok=True)
 
@@ -40,14 +41,15 @@ class Server:
 
     def start(self, timeout: float = 300, **marketplace) -> "Server":
         self.marketplace.update(marketplace)
-        ini = ["[paths]", "data_dir = data", f"model_dir = {self.model_dir}", "log_dir = logs", "[database]", f"url = {self.db_url}",
-               "[marketplace]", *(f"{k} = {v}" for k, v in self.marketplace.items())]
+        ini = ["[paths]", "data_dir = data", f"model_dir = {self.model_dir}", "log_dir = logs", "[database]",
+               f"url = {self.db_url}", "[marketplace]", *(f"{k} = {v}" for k, v in self.marketplace.items())]
         (self.root / "settings.ini").write_text("\n".join(ini) + "\n")
         self.port = free_port()
         env = dict(os.environ, MLKIT_DATABASE_URL=self.db_url, MLKIT_PATHS_DATA_DIR=str(self.root / "data"),
                    MLKIT_PATHS_MODEL_DIR=str(self.model_dir))
         self.log = open(self.root / f"server-{self.port}.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "mlkit.marketplace.api", "--host", "127.0.0.1", "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlkit.marketplace.api", "--host", "127.0.0.1",
+                                      "--port", str(self.port)],
                                      cwd=self.root, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -94,7 +96,9 @@ def srv(tmp_path_factory, model_dir):
 
 def backend_url(backend: str, root: Path) -> str:
     if backend == "sqlite": return _sqlite_url(root / "mp.db")
-    if not PG_URL: pytest.skip("no PostgreSQL reachable: set MLKIT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db to run this")
+    if not PG_URL:
+        pytest.skip("no PostgreSQL reachable: set MLKIT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db "
+                    "to run this")
     try: create_engine(PG_URL).connect().close()
     except Exception as e: pytest.fail(f"MLKIT_TEST_POSTGRES_URL is set but unusable: {e}")  # set means: must run
     return PG_URL
@@ -114,8 +118,10 @@ def account_books(db_url: str, user_id: str) -> dict:
     eng = create_engine(db_url)
     with eng.connect() as c:
         aid, bal = c.execute(text("SELECT id, balance FROM mp_accounts WHERE user_id = :u"), {"u": user_id}).one()
-        rows = c.execute(text("SELECT kind, amount, prediction_id FROM mp_transactions WHERE account_id = :a"), {"a": aid}).all()
-        preds = c.execute(text("SELECT id, status, attempts FROM mp_predictions WHERE user_id = :u"), {"u": user_id}).all()
+        rows = c.execute(text("SELECT kind, amount, prediction_id FROM mp_transactions WHERE account_id = :a"),
+                         {"a": aid}).all()
+        preds = c.execute(text("SELECT id, status, attempts FROM mp_predictions WHERE user_id = :u"),
+                          {"u": user_id}).all()
     eng.dispose()
     return {"balance": bal, "ledger": sum(r[1] for r in rows), "entries": rows, "predictions": preds}
 
@@ -125,7 +131,8 @@ def new_user(base: str, topup: float = 0, password: str = "correct horse battery
     r = httpx.post(base + "/users", json={"firstname": "T", "username": name, "password": password})
     assert r.status_code == 201, r.text
     tok = httpx.post(base + "/token", data={"username": name, "password": password}).json()["access_token"]
-    u = {"username": name, "password": password, "user_id": r.json()["user_id"], "h": {"Authorization": f"Bearer {tok}"}}
+    u = {"username": name, "password": password, "user_id": r.json()["user_id"],
+         "h": {"Authorization": f"Bearer {tok}"}}
     if topup:
         assert httpx.post(base + "/account/topup", json={"amount": topup}, headers=u["h"]).status_code == 200
     return u
@@ -147,7 +154,8 @@ def test_auth_flows(srv):
     r = httpx.post(base + "/users", json={"firstname": "Ann", "username": name, "password": pw})
     assert r.status_code == 201 and r.json()["user_id"]
     assert httpx.post(base + "/users", json={"username": name, "password": pw}).status_code == 409
-    assert "password must be" in httpx.post(base + "/users", json={"username": "shortpw", "password": "x"}).json()["detail"]
+    r = httpx.post(base + "/users", json={"username": "shortpw", "password": "x"})
+    assert "password must be" in r.json()["detail"]
 
     form = httpx.post(base + "/token", data={"username": name, "password": pw})
     js = httpx.post(base + "/token", json={"username": name, "password": pw})
@@ -155,9 +163,11 @@ def test_auth_flows(srv):
     bearer = {"Authorization": f"Bearer {form.json()['access_token']}"}
     me = httpx.get(base + "/users/me", headers=bearer).json()
     assert (me["username"], me["firstname"], me["balance"]) == (name, "Ann", 0.0)
-    assert httpx.get(base + "/users/me", auth=(name, pw)).json()["user_id"] == me["user_id"]          # Basic still works
+    # Basic still works
+    assert httpx.get(base + "/users/me", auth=(name, pw)).json()["user_id"] == me["user_id"]
 
-    for h in ({}, {"Authorization": "Bearer not.a.jwt"}, {"Authorization": "Bearer " + form.json()["access_token"][:-3] + "abc"}):
+    for h in ({}, {"Authorization": "Bearer not.a.jwt"},
+              {"Authorization": "Bearer " + form.json()["access_token"][:-3] + "abc"}):
         r = httpx.get(base + "/users/me", headers=h)
         assert r.status_code == 401 and r.json()["detail"]
     assert httpx.get(base + "/users/me", auth=(name, "wrong password")).status_code == 401
@@ -167,7 +177,8 @@ def test_auth_flows(srv):
     assert httpx.post(base + "/token", data={"username": name, "password": "wrong"}).status_code == 401
     r = httpx.post(base + "/token", data={"username": name, "password": "wrong"})
     assert r.status_code == 429 and "locked" in r.json()["detail"]
-    r = httpx.post(base + "/token", data={"username": name, "password": pw})                         # even the right one
+    # even the right one
+    r = httpx.post(base + "/token", data={"username": name, "password": pw})
     assert r.status_code == 429 and "locked until" in r.json()["detail"]
     assert httpx.get(base + "/users/me", auth=(name, pw)).status_code == 429
     assert httpx.get(base + "/users/me", headers=bearer).status_code == 200    # an already issued token stays valid
@@ -193,11 +204,12 @@ def test_openapi_describes_the_seed_routes(srv):
 
 def test_happy_path_json_csv_and_download(srv):
     base, u = srv.url, new_user(srv.url, topup=45)
-    a = httpx.post(base + "/predict", json={"model_id": "risk-assessment", "input_data": [ROW, {**ROW, "age": 70}]}, headers=u["h"])
+    a = httpx.post(base + "/predict", json={"model_id": "risk-assessment", "input_data": [ROW, {**ROW, "age": 70}]},
+                   headers=u["h"])
     b = httpx.post(base + "/predict", files={"file": ("in.csv", b"age,bmi,bp,s1,s5\n50,26.4,94,190,4.6\n")},
                    data={"model_id": "premium-analysis"}, headers=u["h"])
-    c = httpx.post(base + "/predict", json={"model_id": "return-prediction", "input_data": "age,bmi,bp,s1,s5\n40,22,80,170,4.2\n"},
-                   headers=u["h"])
+    c = httpx.post(base + "/predict", json={"model_id": "return-prediction",
+                                            "input_data": "age,bmi,bp,s1,s5\n40,22,80,170,4.2\n"}, headers=u["h"])
     assert (a.status_code, b.status_code, c.status_code) == (202, 202, 202)
     ja = wait_status(base, u["h"], a.json()["prediction_id"])
     assert ja["status"] == "completed" and len(ja["output_data"]) == 2 and ja["output_data"][0] != ja["output_data"][1]
@@ -235,12 +247,12 @@ BAD_REQUESTS = [
      422, "malformed CSV"),
     ("post", "/predict", lambda H, J: dict(files={"file": ("x.csv", b"age,bmi,bp,s1,s5\n1,2\n")},
                                            data={"model_id": RA}, headers=H), 422, "malformed CSV"),
-    ("post", "/predict", lambda H, J: dict(files={"file": ("x.csv", b"\xff\xfe\x00")}, data={"model_id": RA}, headers=H),
-     422, "not UTF-8"),
+    ("post", "/predict", lambda H, J: dict(files={"file": ("x.csv", b"\xff\xfe\x00")}, data={"model_id": RA},
+                                           headers=H), 422, "not UTF-8"),
     ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": {"age": 50, "bmi": 26, "weight": 80}},
                                            headers=H),
-     422, "expected columns ['age', 'bmi', 'bp', 's1', 's5'], got ['age', 'bmi', 'weight']; missing ['bp', 's1', 's5']; "
-          "unexpected ['weight']"),
+     422, "expected columns ['age', 'bmi', 'bp', 's1', 's5'], got ['age', 'bmi', 'weight']; "
+          "missing ['bp', 's1', 's5']; unexpected ['weight']"),
     ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": {**ROW, "age": "old"}}, headers=H),
      422, "expected a finite number"),
     ("post", "/predict", lambda H, J: dict(json={"model_id": RA, "input_data": {**ROW, "bmi": 400}}, headers=H),
@@ -264,7 +276,8 @@ BAD_REQUESTS = [
     ("get", "/predict/{pid}", lambda H, J: dict(headers=H), 404, "no prediction"),          # Bob's job, asked by Ann
     ("get", "/predict/{pid}/download", lambda H, J: dict(headers=H), 404, "no prediction"),
     ("get", f"/predict/{uuid.uuid4()}", lambda H, J: dict(headers=H), 404, "no prediction"),
-    ("post", "/users", lambda H, J: dict(json={"username": "a b", "password": "correct horse"}), 422, "username must be"),
+    ("post", "/users", lambda H, J: dict(json={"username": "a b", "password": "correct horse"}), 422,
+     "username must be"),
 ]
 
 
@@ -284,7 +297,8 @@ def test_bad_request_gets_4xx_and_writes_nothing(srv, ann_and_bobs_job, method, 
 
 def test_refused_requests_leave_the_owner_their_job(srv, ann_and_bobs_job):
     _, bob, pid = ann_and_bobs_job
-    assert httpx.get(srv.url + f"/predict/{pid}", headers=bob["h"]).status_code == 200             # the owner still sees it
+    # the owner still sees it
+    assert httpx.get(srv.url + f"/predict/{pid}", headers=bob["h"]).status_code == 200
 
 
 # ----------------------------------------------------------------------------------------------- concurrent charges
@@ -293,7 +307,8 @@ def test_200_concurrent_predictions_50_paid(backend, srv, tmp_path, model_dir):
     if backend == "sqlite": server = srv
     else: server = Server(tmp_path, backend_url(backend, tmp_path), model_dir).start()
     try:
-        base, u = server.url, new_user(server.url, topup=500)                  # pays for 50 linear-regression jobs at 10
+        # pays for 50 linear-regression jobs at 10
+        base, u = server.url, new_user(server.url, topup=500)
         balances, stop = [], threading.Event()
 
         def watch():
@@ -301,8 +316,10 @@ def test_200_concurrent_predictions_50_paid(backend, srv, tmp_path, model_dir):
                 while not stop.is_set(): balances.append(c.get(base + "/users/me").json()["balance"])
 
         watcher = threading.Thread(target=watch); watcher.start()
-        with httpx.Client(headers=u["h"], timeout=60, limits=httpx.Limits(max_connections=64)) as c, ThreadPoolExecutor(64) as ex:
-            rs = list(ex.map(lambda i: c.post(base + "/predict", json={"model_id": "risk-assessment", "input_data": {**ROW, "age": 20 + i % 50}}),
+        with (httpx.Client(headers=u["h"], timeout=60, limits=httpx.Limits(max_connections=64)) as c,
+              ThreadPoolExecutor(64) as ex):
+            rs = list(ex.map(lambda i: c.post(base + "/predict", json={"model_id": "risk-assessment",
+                                                                       "input_data": {**ROW, "age": 20 + i % 50}}),
                              range(200)))
         stop.set(); watcher.join()
         codes = [r.status_code for r in rs]
@@ -315,7 +332,8 @@ def test_200_concurrent_predictions_50_paid(backend, srv, tmp_path, model_dir):
         kinds = [e[0] for e in books["entries"]]
         assert books["balance"] == books["ledger"] == 0
         assert (kinds.count("topup"), kinds.count("charge"), kinds.count("refund")) == (1, 50, 0)
-        assert sorted(e[2] for e in books["entries"] if e[0] == "charge") == sorted(ids)         # one charge per accepted job
+        # one charge per accepted job
+        assert sorted(e[2] for e in books["entries"] if e[0] == "charge") == sorted(ids)
         assert len(books["predictions"]) == 50 and {p[1] for p in books["predictions"]} == {"completed"}
         assert httpx.get(base + "/users/me", headers=u["h"]).json()["balance"] == 0.0
     finally:
@@ -328,7 +346,8 @@ def test_sigkill_mid_job_then_restart_completes_it_once(tmp_path, model_dir):
     server = Server(tmp_path, db, model_dir, demo_delay_s=30, lease_seconds=1.5).start()
     try:
         u = new_user(server.url, topup=30)
-        pid = httpx.post(server.url + "/predict", json={"model_id": "premium-analysis", "input_data": ROW}, headers=u["h"]).json()["prediction_id"]
+        pid = httpx.post(server.url + "/predict", json={"model_id": "premium-analysis", "input_data": ROW},
+                         headers=u["h"]).json()["prediction_id"]
         wait_status(server.url, u["h"], pid, statuses=("running",), timeout=20)
         time.sleep(2.5)          # well past one lease: the heartbeat must keep it alive while the worker lives
         assert httpx.get(f"{server.url}/predict/{pid}", headers=u["h"]).json()["attempts"] == 1
@@ -351,7 +370,8 @@ def test_job_that_keeps_crashing_its_worker_fails_with_refund(tmp_path, model_di
     server = Server(tmp_path, db, model_dir, demo_delay_s=30, lease_seconds=1, max_attempts=1).start()
     try:
         u = new_user(server.url, topup=20)
-        pid = httpx.post(server.url + "/predict", json={"model_id": "return-prediction", "input_data": ROW}, headers=u["h"]).json()["prediction_id"]
+        pid = httpx.post(server.url + "/predict", json={"model_id": "return-prediction", "input_data": ROW},
+                         headers=u["h"]).json()["prediction_id"]
         wait_status(server.url, u["h"], pid, statuses=("running",), timeout=20)
         server.kill(signal.SIGKILL)
         server.start()                                    # attempt 2 > max_attempts=1: failed and refunded, not re-run
@@ -378,15 +398,17 @@ def test_migrations_build_exactly_the_declared_schema(backend, tmp_path):
     if backend == "sqlite":                       # down and up again (never on a shared PostgreSQL database)
         command.downgrade(_alembic_config(url), "base")
         with create_engine(url).connect() as c:
-            assert not [n for (n,) in c.execute(text("SELECT name FROM sqlite_master WHERE type='table'")) if n.startswith("mp_") and n != "mp_alembic_version"]
+            assert not [n for (n,) in c.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+                        if n.startswith("mp_") and n != "mp_alembic_version"]
         assert upgrade_db(url) == "0005" and schema_diff(url) == []
 
 
-SEED_001 = {"risk-assessment": ("Risk Assessment", 10, "Linear regression: a progression (risk) score from age, BMI, blood "
-                                                       "pressure and two serum measurements."),
+SEED_001 = {"risk-assessment": ("Risk Assessment", 10, "Linear regression: a progression (risk) score from age, BMI, "
+                                                       "blood pressure and two serum measurements."),
             "return-prediction": ("Return Prediction", 15, "Random forest (200 trees): the same score with non-linear "
                                                            "effects and interactions."),
-            "premium-analysis": ("Premium Analysis", 20, "CatBoost gradient boosting: the most flexible model of the three.")}
+            "premium-analysis": ("Premium Analysis", 20,
+                                 "CatBoost gradient boosting: the most flexible model of the three.")}
 
 
 def test_migration_0005_names_the_models_for_what_they_predict(tmp_path):
@@ -404,8 +426,9 @@ def test_migration_0005_names_the_models_for_what_they_predict(tmp_path):
             if mid == "premium-analysis": name = "Our own name"                     # renamed by hand: left alone
             c.execute(text("INSERT INTO mp_models VALUES (:i, :n, :c, :d, '{}', '{}', '{}', 'm.joblib', 1, "
                            "'2026-11-27 00:00:00')"), {"i": mid, "n": name, "c": cost, "d": desc})
-        c.execute(text("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, cost, created_at, "
-                       "attempts) VALUES ('p1', 'u', 'risk-assessment', 'pending', '{}', 1, 10, '2026-11-27 00:00:00', 0)"))
+        c.execute(text("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, cost, "
+                       "created_at, attempts) VALUES ('p1', 'u', 'risk-assessment', 'pending', '{}', 1, 10, "
+                       "'2026-11-27 00:00:00', 0)"))
 
     def catalog():
         with eng.connect() as c:

@@ -27,7 +27,8 @@ def test_both_apps_load_under_ui(server):
 
 def test_browser_happy_path(server):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); never `playwright install`")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
+                    "never `playwright install`")
     from playwright.sync_api import expect, sync_playwright
     user = f"ann_{uuid.uuid4().hex[:8]}"
     with sync_playwright() as p:
@@ -44,11 +45,13 @@ def test_browser_happy_path(server):
             page.locator("#login-user textarea").fill(user)
             page.locator("#login-pass input").fill(PASSWORD)
             page.get_by_role("button", name="Log in").click()
-            expect(page.locator("#account")).to_contain_text(f"Logged in as {user} (Ann) · balance 0.00", timeout=20_000)
+            expect(page.locator("#account")).to_contain_text(f"Logged in as {user} (Ann) · balance 0.00",
+                                                             timeout=20_000)
             # a refusal is a message, not a traceback: nothing to pay with yet
             page.get_by_role("tab", name="Predict").click()
             page.get_by_role("button", name="Predict (JSON)").click()
-            toast = page.get_by_test_id("toast-body").filter(has_text="insufficient balance: Diabetes progression: linear regression costs 10.00")
+            toast = page.get_by_test_id("toast-body").filter(
+                has_text="insufficient balance: Diabetes progression: linear regression costs 10.00")
             expect(toast).to_be_visible(timeout=20_000)
             assert "Traceback" not in toast.inner_text()
             toast.get_by_test_id("toast-close").click()
@@ -81,8 +84,8 @@ def test_browser_happy_path(server):
             page.locator("#prediction-id textarea").fill("")
             page.locator("#history").get_by_test_id("cell-0-0").click()                 # a row click shows its details
             expect(page.locator("#prediction-id textarea")).to_have_value(pid, timeout=20_000)
-            expect(page.locator("#details")).to_contain_text("completed · Diabetes progression: linear regression · 1 row(s) · cost 10.00 credits",
-                                                             timeout=20_000)
+            expect(page.locator("#details")).to_contain_text("completed · Diabetes progression: linear regression · "
+                                                             "1 row(s) · cost 10.00 credits", timeout=20_000)
             expect(page.locator("#details")).to_contain_text("Predicted disease progression one year after baseline")
             link = page.locator("#result-csv a[data-testid=download-link]")
             expect(link).to_have_attribute("download", f"prediction_{pid}.csv", timeout=20_000)
@@ -126,8 +129,10 @@ def test_gradio_client(new_client, tmp_path):
     assert line.startswith(f"Logged in as **{user}**") and balance == 0
     assert client.predict(40, api_name="/topup")[1] == 40
     table, choice = client.predict(None, api_name="/models")
-    assert table["headers"][:3] == ["name", "price (credits)", "predicts"] and [r[1] for r in table["data"]] == [10, 15, 20]
-    assert {r[2] for r in table["data"]} == {"disease progression one year after baseline"}   # what every model predicts
+    assert table["headers"][:3] == ["name", "price (credits)", "predicts"]
+    assert [r[1] for r in table["data"]] == [10, 15, 20]
+    # what every model predicts
+    assert {r[2] for r in table["data"]} == {"disease progression one year after baseline"}
     assert choice["value"] == "risk-assessment"
     assert choice["choices"][2] == ["Diabetes progression: CatBoost (20 credits)", "premium-analysis"]
     _, pid, _, balance = client.predict("return-prediction", f"[{ROW}, {ROW}]", api_name="/predict_json")
@@ -161,12 +166,13 @@ def test_gradio_client(new_client, tmp_path):
 
 
 def _raw_call(server: str, client, api_name: str, data: list) -> dict:
-    "Call an endpoint in `client`'s session over Gradio's queue API with exactly `data`: gradio_client itself would upload"
-    " a local file that a FileData names, so it cannot send a bare server path. The `process_completed` message."
+    """Call an endpoint in `client`'s session over Gradio's queue API with exactly `data`: gradio_client itself would
+    upload a local file that a FileData names, so it cannot send a bare server path. The `process_completed` message."""
     import json
     base = server + "/ui/marketplace/gradio_api"
     dep = next(d for d in client.config["dependencies"] if d.get("api_name") == api_name)
-    r = requests.post(base + "/queue/join", json={"data": data, "fn_index": dep["id"], "session_hash": client.session_hash,
+    r = requests.post(base + "/queue/join", json={"data": data, "fn_index": dep["id"],
+                                                  "session_hash": client.session_hash,
                                                   "event_data": None, "trigger_id": None}, timeout=30)
     assert r.status_code == 200, r.text[:300]
     with requests.get(base + "/queue/data", params={"session_hash": client.session_hash}, stream=True, timeout=60) as s:
@@ -177,7 +183,8 @@ def _raw_call(server: str, client, api_name: str, data: list) -> dict:
 
 
 def test_csv_input_never_opens_a_server_path(server, new_client, tmp_path):
-    "Issue 9, defect 1: a client that names a file on the server's disk (not one it uploaded) is refused and charged nothing."
+    """Issue 9, defect 1: a client that names a file on the server's disk (not one it uploaded) is refused and charged
+    nothing."""
     secret = tmp_path / "secret.csv"
     secret.write_text("age,bmi,bp,s1,s5\n50,26,94,190,4.6\n")          # valid input: the old code would have queued it
     client, user = new_client(), f"mal_{uuid.uuid4().hex[:8]}"

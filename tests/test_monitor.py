@@ -18,7 +18,8 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 AMQP = os.environ.get("MLKIT_TEST_AMQP_URL")
-needs_rabbit = pytest.mark.skipif(not AMQP, reason="MLKIT_TEST_AMQP_URL is not set: no RabbitMQ server (.ci/run starts one)")
+needs_rabbit = pytest.mark.skipif(not AMQP,
+                                  reason="MLKIT_TEST_AMQP_URL is not set: no RabbitMQ server (.ci/run starts one)")
 N_ROWS = 442
 TIMEOUT = 300   # seconds; generous for a loaded CI machine (each role imports scikit-learn and BentoML)
 
@@ -44,19 +45,21 @@ def rabbit():
 def _env(home, tmp, prefix):
     return {**os.environ, "BENTOML_HOME": str(home), "MLKIT_DATABASE_URL": f"sqlite:///{tmp}/monitor.db",
             "MLKIT_MONITOR_BROKER_URL": AMQP or "", "MLKIT_MONITOR_QUEUE_PREFIX": prefix, "MLKIT_MONITOR_RUN": "itest",
-            "MLKIT_PATHS_LOG_DIR": str(tmp / "logs"), "MLKIT_MONITOR_PLOT_INTERVAL_S": "1", "MLKIT_MONITOR_MATCH_TIMEOUT_S": "600",
-            "PYTHONUNBUFFERED": "1"}
+            "MLKIT_PATHS_LOG_DIR": str(tmp / "logs"), "MLKIT_MONITOR_PLOT_INTERVAL_S": "1",
+            "MLKIT_MONITOR_MATCH_TIMEOUT_S": "600", "PYTHONUNBUFFERED": "1"}
 
 
 def _start(role, env, tmp, *args):
     log = open(tmp / f"{role}.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "mlkit.monitor", role, *args], env=env, cwd=ROOT, stdout=log, stderr=log)
+    return subprocess.Popen([sys.executable, "-m", "mlkit.monitor", role, *args], env=env, cwd=ROOT, stdout=log,
+                            stderr=log)
 
 
 def _scores(tmp):
     eng = create_engine(f"sqlite:///{tmp}/monitor.db")
     try:
-        with eng.connect() as c: return [r[0] for r in c.execute(text("SELECT id FROM monitor_scores WHERE run = 'itest'"))]
+        with eng.connect() as c:
+            return [r[0] for r in c.execute(text("SELECT id FROM monitor_scores WHERE run = 'itest'"))]
     except Exception: return []   # tables not created yet
     finally: eng.dispose()
 
@@ -67,7 +70,8 @@ def _wait_scored(tmp, n, timeout, procs):
         ids = _scores(tmp)
         if len(ids) >= n: return ids
         for p in procs:
-            if p.poll() not in (None, 0): pytest.fail(f"a role exited with {p.returncode}: {(tmp / 'score.log').read_text()[-2000:]}")
+            if p.poll() not in (None, 0):
+                pytest.fail(f"a role exited with {p.returncode}: {(tmp / 'score.log').read_text()[-2000:]}")
         time.sleep(0.2)
     return _scores(tmp)
 
@@ -87,7 +91,8 @@ def _check_complete(ids):
 
 @needs_rabbit
 def test_rabbitmq_four_processes(rabbit, home, tmp_path):
-    "The four roles as separate processes over RabbitMQ: every one of the 442 rows scored exactly once; the plot role writes its files."
+    """The four roles as separate processes over RabbitMQ: every one of the 442 rows scored exactly once; the plot role
+    writes its files."""
     env = _env(home, tmp_path, f"t{uuid.uuid4().hex[:8]}")
     procs = [_start(r, env, tmp_path) for r in ("score", "predict", "plot")]
     try:   # no wait for the consumers: the queues are durable and declared by whichever role connects first
@@ -132,13 +137,15 @@ def _consumers(url, prefix):
     "Consumers connected to the features and y_true queues (one each when the model and the scorer are up)."
     from mlkit.monitor.messages import Broker
     with Broker(url, prefix) as b:
-        return sum(b.queues[k].bind(b.channel).queue_declare(passive=True).consumer_count > 0 for k in ("features", "y_true"))
+        return sum(b.queues[k].bind(b.channel).queue_declare(passive=True).consumer_count > 0
+                   for k in ("features", "y_true"))
 
 
 def _offset(tmp):
     eng = create_engine(f"sqlite:///{tmp}/monitor.db")
     try:
-        with eng.connect() as c: return c.execute(text("SELECT next_pos FROM monitor_offsets WHERE run = 'itest'")).scalar() or 0
+        with eng.connect() as c:
+            return c.execute(text("SELECT next_pos FROM monitor_offsets WHERE run = 'itest'")).scalar() or 0
     except Exception: return 0
     finally: eng.dispose()
 
@@ -160,8 +167,10 @@ def test_rabbitmq_dead_letters(rabbit, home, tmp_path):
     try:
         with Broker(rabbit, prefix) as b:
             b.publish("features", b"\xff not json")
-            b.publish("features", json.dumps({"version": 2, "kind": "features", "id": "x", "ts": 1.0, "row": 0, "features": {"age": 1.0}}))
-            b.publish("y_true", json.dumps({"version": 1, "kind": "y_true", "id": "itest:0", "ts": 1.0, "y_true": "high"}))
+            b.publish("features", json.dumps({"version": 2, "kind": "features", "id": "x", "ts": 1.0, "row": 0,
+                                              "features": {"age": 1.0}}))
+            b.publish("y_true", json.dumps({"version": 1, "kind": "y_true", "id": "itest:0", "ts": 1.0,
+                                            "y_true": "high"}))
             b.commit()
         prod = _start("produce", env, tmp_path, "--interval", "0", "--limit", "20")
         assert prod.wait(TIMEOUT) == 0
@@ -172,17 +181,20 @@ def test_rabbitmq_dead_letters(rabbit, home, tmp_path):
     assert len(ids) == 20
     reasons = sorted(d["reason"] for d in dead)
     assert len(dead) == 3 and {d["queue"] for d in dead} == {"features", "y_true"}, dead
-    assert any("Invalid JSON" in r for r in reasons) and any("version" in r for r in reasons) and any("y_true" in r for r in reasons)
+    assert (any("Invalid JSON" in r for r in reasons) and any("version" in r for r in reasons)
+            and any("y_true" in r for r in reasons))
 
 
 def test_embedded_all_roles_with_duplicates(home, tmp_path):
-    "All four roles in one process over the embedded broker; replayed (duplicate) messages are counted, not scored twice."
+    """All four roles in one process over the embedded broker; replayed (duplicate) messages are counted, not scored
+    twice."""
     from mlkit import store
     from mlkit.monitor.messages import Broker, TrueMsg
     from mlkit.monitor.stream import Scorer, monitor_stream, score, scores_frame, summary
     db = f"sqlite:///{tmp_path}/m.db"
     with store.using_home(home):
-        s = monitor_stream("all", url="memory://", prefix="emb", run="emb", db=db, interval_s=0, timeout=120, consume={"wait": 0.02})
+        s = monitor_stream("all", url="memory://", prefix="emb", run="emb", db=db, interval_s=0, timeout=120,
+                           consume={"wait": 0.02})
         assert s.scored == N_ROWS and s.pending == 0 and s.mae is not None
         sc = Scorer("emb", db)                  # a restarted scorer: replays the stored scores first
         with Broker("memory://", "emb") as b:   # at-least-once delivery: the same y_true again
@@ -202,7 +214,8 @@ def _after(seconds):
 
 
 def test_service_routes(home, tmp_path, monkeypatch):
-    "MonitorService in process (a real ASGI app): a run's summary, errors and drift; bad input is a 400 with the reason."
+    """MonitorService in process (a real ASGI app): a run's summary, errors and drift; bad input is a 400 with the
+    reason."""
     from starlette.testclient import TestClient
     from mlkit import store
     from mlkit.core import settings
@@ -210,8 +223,8 @@ def test_service_routes(home, tmp_path, monkeypatch):
     from mlkit.serve.monitor import MonitorService
     monkeypatch.setitem(settings.values["database"], "url", f"sqlite:///{tmp_path}/svc.db")
     with store.using_home(home):
-        monitor_stream("all", url="memory://", prefix="svc", run="svc", db=settings.database_url, interval_s=0, limit=80,
-                       timeout=120, consume={"wait": 0.02})
+        monitor_stream("all", url="memory://", prefix="svc", run="svc", db=settings.database_url, interval_s=0,
+                       limit=80, timeout=120, consume={"wait": 0.02})
         with TestClient(MonitorService.to_asgi()) as c:
             s = c.post("/monitor/summary", json={"run": "svc"}).json()
             assert (s["scored"], s["pending"]) == (80, 0) and s["rolling_mae"] > 0
@@ -225,7 +238,9 @@ def test_service_routes(home, tmp_path, monkeypatch):
 
 
 def test_cli_all_default_serves_dashboard_and_writes_metrics(tmp_path):
-    "`python -m mlkit.monitor all` (what `mlkit monitor-stream all` runs) with the default embedded broker: it trains the default model into an empty store, serves the live dashboard, writes the metrics and keeps the dashboard up until SIGTERM (exit code 0)."
+    """`python -m mlkit.monitor all` (what `mlkit monitor-stream all` runs) with the default embedded broker: it trains
+    the default model into an empty store, serves the live dashboard, writes the metrics and keeps the dashboard up
+    until SIGTERM (exit code 0)."""
     import socket
     import urllib.request
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
@@ -233,10 +248,11 @@ def test_cli_all_default_serves_dashboard_and_writes_metrics(tmp_path):
            "MLKIT_PATHS_LOG_DIR": str(tmp_path / "logs"), "PYTHONUNBUFFERED": "1"}
     env.pop("MLKIT_MONITOR_BROKER_URL", None)
     err = open(tmp_path / "err.log", "wb")
-    p = subprocess.Popen([sys.executable, "-m", "mlkit.monitor", "all", "--interval", "0", "--limit", "60", "--port", str(port)],
-                         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+    p = subprocess.Popen([sys.executable, "-m", "mlkit.monitor", "all", "--interval", "0", "--limit", "60",
+                          "--port", str(port)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
     try:
-        assert _wait_for(lambda: "stream done" in (tmp_path / "err.log").read_text() or p.poll() is not None, TIMEOUT), "the stream did not finish"
+        assert _wait_for(lambda: "stream done" in (tmp_path / "err.log").read_text() or p.poll() is not None,
+                         TIMEOUT), "the stream did not finish"
         assert p.poll() is None, (tmp_path / "err.log").read_text()[-2000:]
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).status == 200
         assert len((tmp_path / "logs" / "metric_log.csv").read_text().splitlines()) == 61
@@ -245,7 +261,8 @@ def test_cli_all_default_serves_dashboard_and_writes_metrics(tmp_path):
         p.send_signal(signal.SIGTERM)
         out, _ = p.communicate(timeout=60)
     assert p.returncode == 0, (tmp_path / "err.log").read_text()[-2000:]
-    s = json.loads(next(line for line in out.decode().splitlines() if line.startswith("{")))   # Gradio prints to stdout too
+    # Gradio prints to stdout too
+    s = json.loads(next(line for line in out.decode().splitlines() if line.startswith("{")))
     assert (s["scored"], s["pending"], s["duplicates"]) == (60, 0, 0)
 
 

@@ -48,7 +48,8 @@ def test_train_default_is_idempotent(home):
         rows = store.list_models(NAME)
         assert rows.tag.tolist() == [tag] and rows.stage.tolist() == ["production"]
         rec, card, t = load_recommender()
-        assert t == tag and card["n_train"] == 100004 and card["params"]["n_factors"] == settings.getint("recsys", "n_factors")
+        assert (t == tag and card["n_train"] == 100004
+                and card["params"]["n_factors"] == settings.getint("recsys", "n_factors"))
 
 
 def test_known_user_gets_unseen_movies_best_first(client, ratings):
@@ -74,9 +75,10 @@ def test_known_user_narrowed_to_genres(client):
     assert body["strategy"] == "personal" and all("Horror" in m["genres"] for m in body["movies"])
 
 
-@pytest.mark.parametrize("payload, strategy", [({"genres": ["Comedy", "Romance"], "k": 8}, "popular_in_genres"),
-                                               ({"user_id": 100000, "genres": ["Western"], "k": 3}, "popular_in_genres"),
-                                               ({"k": 5}, "popular")])
+@pytest.mark.parametrize("payload, strategy", [
+    ({"genres": ["Comedy", "Romance"], "k": 8}, "popular_in_genres"),
+    ({"user_id": 100000, "genres": ["Western"], "k": 3}, "popular_in_genres"),
+    ({"k": 5}, "popular")])
 def test_new_user_gets_most_rated_in_genres(client, ratings, payload, strategy):
     body = client.post("/recsys/recommend", json=payload).json()
     assert body["strategy"] == strategy and len(body["movies"]) == payload["k"]
@@ -127,9 +129,10 @@ with TestClient(RecsysService.to_asgi()) as c:
 
 
 def test_empty_store_starts_and_answers_503(tmp_path):
-    "A service without a recommender in its store starts, and its routes say how to train one (own process: BentoML's metrics are per process)."
-    env = dict(os.environ, BENTOML_HOME=str(tmp_path), MLKIT_PATHS_BENTOML_HOME=str(tmp_path), BENTOML_DO_NOT_TRACK="true",
-               MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"))
+    """A service without a recommender in its store starts, and its routes say how to train one (own process:
+    BentoML's metrics are per process)."""
+    env = dict(os.environ, BENTOML_HOME=str(tmp_path), MLKIT_PATHS_BENTOML_HOME=str(tmp_path),
+               BENTOML_DO_NOT_TRACK="true", MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"))
     r = subprocess.run([sys.executable, "-c", EMPTY_STORE], env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     first, second = r.stdout.strip().splitlines()[-2:]
@@ -163,7 +166,8 @@ def test_demo_through_gradio_client(home):
 
 @pytest.mark.slow
 def test_default_training_with_cross_validation(tmp_path):
-    "The full `train_default`: 5-fold RMSE of the factor model at most 0.88 and below the baseline and the random floor."
+    """The full `train_default`: 5-fold RMSE of the factor model at most 0.88 and below the baseline and the random
+    floor."""
     with store.using_home(tmp_path):
         tag = train_default()["movielens"]
         _, card, t = load_recommender()

@@ -29,8 +29,9 @@ def mp_settings():
     "Test values for the [marketplace] keys (the module-level settings are a plain dict of strings)."
     section = settings.values.setdefault("marketplace", {})
     saved = dict(section)
-    section.update(jwt_secret=uuid.uuid4().hex, encryption_keys=new_key_entry("k0"), encryption_key_id="", lockout_attempts="3", lockout_minutes="1", ip_attempts="1000",
-                   name_attempts="1000", max_upload_bytes="20000", max_rows="100", workers="1", demo_delay_s="0")
+    section.update(jwt_secret=uuid.uuid4().hex, encryption_keys=new_key_entry("k0"), encryption_key_id="",
+                   lockout_attempts="3", lockout_minutes="1", ip_attempts="1000", name_attempts="1000",
+                   max_upload_bytes="20000", max_rows="100", workers="1", demo_delay_s="0")
     yield section
     section.clear(); section.update(saved)
 
@@ -92,23 +93,29 @@ def test_token_of_a_deleted_user_is_401_not_500(app_url):
 HOSTILE = [  # (what, method, path, request kwargs) -- each must be a 4xx with a JSON message
     ("NaN amount", "post", "/account/topup", {"content": b'{"amount": NaN}'}),
     ("Infinity amount", "post", "/account/topup", {"content": b'{"amount": Infinity}'}),
-    ("1e999 in a row", "post", "/predict", {"content": b'{"model_id": "risk-assessment", "input_data": {"age": 1e999}}'}),
+    ("1e999 in a row", "post", "/predict",
+     {"content": b'{"model_id": "risk-assessment", "input_data": {"age": 1e999}}'}),
     ("huge int amount", "post", "/account/topup", {"content": b'{"amount": 123456789012345678901234567890}'}),
-    ("huge int in a row", "post", "/predict", {"content": b'{"model_id": "risk-assessment", "input_data": {"age": 99999999999999999999999}}'}),
+    ("huge int in a row", "post", "/predict",
+     {"content": b'{"model_id": "risk-assessment", "input_data": {"age": 99999999999999999999999}}'}),
     ("5000-digit int", "post", "/account/topup", {"content": b'{"amount": ' + b"9" * 5000 + b"}"}),
     ("huge offset", "get", "/predictions?offset=99999999999999999999", {}),
     ("huge limit", "get", "/account/transactions?limit=99999999999999999999999999", {}),
     ("surrogate user name", "post", "/users", {"content": b'{"username": "ann\\ud800", "password": "correct horse"}'}),
-    ("surrogate password", "post", "/users", {"content": b'{"username": "surrogate1", "password": "correct \\udc00horse"}'}),
+    ("surrogate password", "post", "/users",
+     {"content": b'{"username": "surrogate1", "password": "correct \\udc00horse"}'}),
     ("surrogate token log-in", "post", "/token", {"content": b'{"username": "x\\ud800", "password": "y\\ud800"}',
                                                   "headers": {"content-type": "application/json"}}),
     ("surrogate model id", "post", "/predict", {"content": b'{"model_id": "risk\\ud800", "input_data": {}}'}),
-    ("deep nesting", "post", "/predict", {"content": b'{"model_id": "risk-assessment", "input_data": ' + b"[" * 5000 + b"]" * 5000 + b"}"}),
+    ("deep nesting", "post", "/predict",
+     {"content": b'{"model_id": "risk-assessment", "input_data": ' + b"[" * 5000 + b"]" * 5000 + b"}"}),
     ("CSV of separators", "post", "/predict", {"json": {"model_id": "risk-assessment", "input_data": ",,,,\n,,,,\n"}}),
     ("CSV of a quote", "post", "/predict", {"json": {"model_id": "risk-assessment", "input_data": '"'}}),
     ("CSV of blank lines", "post", "/predict", {"json": {"model_id": "risk-assessment", "input_data": "\n\n \n,\n"}}),
-    ("CSV upload of separators", "post", "/predict", {"data": {"model_id": "risk-assessment"}, "files": {"file": ("x.csv", b";;;\n;;\n")}}),
-    ("CSV upload of a quote", "post", "/predict", {"data": {"model_id": "risk-assessment"}, "files": {"file": ("x.csv", b'"')}}),
+    ("CSV upload of separators", "post", "/predict",
+     {"data": {"model_id": "risk-assessment"}, "files": {"file": ("x.csv", b";;;\n;;\n")}}),
+    ("CSV upload of a quote", "post", "/predict",
+     {"data": {"model_id": "risk-assessment"}, "files": {"file": ("x.csv", b'"')}}),
 ]
 
 
@@ -131,7 +138,8 @@ def test_parallel_guesses_get_at_most_the_allowed_checks(client):
         return client.post("/token", data={"username": u["name"], "password": pw}).status_code
     with ThreadPoolExecutor(8) as ex:
         codes = list(ex.map(guess, [f"guess {i}" for i in range(40)] + [PW]))
-    assert codes.count(401) == 2 and codes.count(200) == 0, codes   # lockout_attempts=3: the 3rd failure already answers 429
+    # lockout_attempts=3: the 3rd failure already answers 429
+    assert codes.count(401) == 2 and codes.count(200) == 0, codes
     assert set(codes) <= {401, 429, 503}
 
 
@@ -195,7 +203,8 @@ def test_idempotency_key_credits_and_charges_once(client):
     assert client.get("/users/me", headers=u["h"]).json()["balance"] == 15.0
     kinds = [t["kind"] for t in client.get("/account/transactions", headers=u["h"]).json()]
     assert sorted(kinds) == ["charge", "topup"]
-    assert client.post("/account/topup", json={"amount": 1}, headers={**u["h"], "Idempotency-Key": "bad key"}).status_code == 422
+    r = client.post("/account/topup", json={"amount": 1}, headers={**u["h"], "Idempotency-Key": "bad key"})
+    assert r.status_code == 422
 
 
 @pytest.mark.parametrize("amount", ["1_000", "\u0661\u0660\u0660", "\uff11\uff10\uff10", "1e2", " 1 0 ", "0x10"])
@@ -211,7 +220,8 @@ def test_error_messages_cut_what_they_echo(client):
     long = "x" * 5000
     for r in (client.post("/account/topup", json={"amount": long}, headers=u["h"]),
               client.post("/predict", json={"model_id": long, "input_data": ROW}, headers=u["h"]),
-              client.post("/predict", json={"model_id": "risk-assessment", "input_data": {**ROW, "age": long}}, headers=u["h"])):
+              client.post("/predict", json={"model_id": "risk-assessment", "input_data": {**ROW, "age": long}},
+                          headers=u["h"])):
         assert 400 <= r.status_code < 500 and len(r.json()["detail"]) < 600, r.text[:200]
 
 
@@ -259,7 +269,8 @@ def test_key_rotation_and_reencrypt(app_url, mp_settings, monkeypatch):
     assert [_raw(db_url, j["prediction_id"])[0].count('"kid": "k0"') for j in (old, new)] == [1, 0]
     assert c.get(f"/predict/{old['prediction_id']}", headers=u["h"]).json()["input_data"] == [ROW]   # k0 still reads
     with create_engine(db_url).connect() as conn:
-        n_k0 = conn.execute(text("SELECT COUNT(*) FROM mp_predictions WHERE input_data LIKE '%\"kid\": \"k0\"%'")).scalar()
+        n_k0 = conn.execute(text("SELECT COUNT(*) FROM mp_predictions "
+                                 "WHERE input_data LIKE '%\"kid\": \"k0\"%'")).scalar()
     assert n_k0 >= 1 and reencrypt(db_url, batch=2) == {"k0": n_k0}
     assert reencrypt(db_url) == {}                                           # nothing left under an old key
     monkeypatch.setitem(mp_settings, "encryption_keys", k1)                  # k0 retired
@@ -273,7 +284,8 @@ def test_key_rotation_and_reencrypt(app_url, mp_settings, monkeypatch):
 
 
 def test_tampered_ciphertext_is_a_clear_error(app_url):
-    "A stored value altered in the database fails AES-GCM's tag: a 409 with a JSON message, the connection stays usable."
+    """A stored value altered in the database fails AES-GCM's tag: a 409 with a JSON message, the connection stays
+    usable."""
     import json as _json
     c, db_url, _ = app_url
     u = _user(c, topup=20)
@@ -281,11 +293,13 @@ def test_tampered_ciphertext_is_a_clear_error(app_url):
     env = _json.loads(_raw(db_url, j["prediction_id"])[1])
     env["ct"] = ("A" if env["ct"][0] != "A" else "B") + env["ct"][1:]      # one altered byte of the result
     with create_engine(db_url).begin() as conn:
-        conn.execute(text("UPDATE mp_predictions SET result = :r WHERE id = :i"), {"r": _json.dumps(env), "i": j["prediction_id"]})
+        conn.execute(text("UPDATE mp_predictions SET result = :r WHERE id = :i"),
+                     {"r": _json.dumps(env), "i": j["prediction_id"]})
     for path in (f"/predict/{j['prediction_id']}", f"/predict/{j['prediction_id']}/download"):
         r = c.get(path, headers=u["h"])
         assert r.status_code == 409 and "failed its integrity check" in r.json()["detail"], r.text[:300]
-    assert c.get("/predictions", headers=u["h"]).status_code == 200            # the job list does not decrypt: still served
+    # the job list does not decrypt: still served
+    assert c.get("/predictions", headers=u["h"]).status_code == 200
     assert c.get("/users/me", headers=u["h"]).status_code == 200
 
 
@@ -297,7 +311,8 @@ def test_migration_0003_encrypts_rows_stored_in_clear(mp_settings, tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     assert upgrade_db(url, "0002") == "0002"
     con = sqlite3.connect(tmp_path / "old.db")                              # a 0002 database with a row in clear
-    con.execute("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, result, cost, created_at, attempts) "
+    con.execute("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, result, cost, "
+                "created_at, attempts) "
                 "VALUES ('p1', 'u', 'm', 'completed', ?, 1, ?, 10, '2026-11-27 00:00:00', 1)",
                 (_json.dumps([ROW]), _json.dumps({"predictions": [151.5]})))
     con.commit(); con.close()
@@ -321,12 +336,16 @@ def test_migration_0004_binds_envelopes_to_rows_and_seals_error_messages(mp_sett
     ring = keyring()
     con = sqlite3.connect(tmp_path / "v3.db")
     con.execute("INSERT INTO mp_users VALUES ('u', '', 'u', 'x', 0, NULL, '2026-11-27 00:00:00')")
-    con.execute("INSERT INTO mp_models VALUES ('m', 'M', 10, '', '{}', '{}', '{}', 'm.joblib', 1, '2026-11-27 00:00:00')")
-    ins = ("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, result, error, cost, created_at, "
-           "attempts) VALUES (?, 'u', 'm', ?, ?, 1, ?, ?, 10, '2026-11-27 00:00:00', 1)")
-    con.execute(ins, ("p1", "completed", _json.dumps(ring.encrypt([ROW], IN)), _json.dumps(ring.encrypt({"predictions": [151.5]}, OUT)), None))
-    con.execute(ins, ("p2", "failed", _json.dumps(ring.encrypt([ROW], IN)), None, "row 0, column 'bmi': 26.4 is outside the valid range"))
-    con.execute(ins, ("p3", "failed", _json.dumps(ring.encrypt([ROW], IN)), None, "gave up after 3 interrupted attempts; the charge is refunded"))
+    con.execute("INSERT INTO mp_models VALUES ('m', 'M', 10, '', '{}', '{}', '{}', 'm.joblib', 1, "
+                "'2026-11-27 00:00:00')")
+    ins = ("INSERT INTO mp_predictions (id, user_id, model_id, status, input_data, n_rows, result, error, cost, "
+           "created_at, attempts) VALUES (?, 'u', 'm', ?, ?, 1, ?, ?, 10, '2026-11-27 00:00:00', 1)")
+    con.execute(ins, ("p1", "completed", _json.dumps(ring.encrypt([ROW], IN)),
+                      _json.dumps(ring.encrypt({"predictions": [151.5]}, OUT)), None))
+    con.execute(ins, ("p2", "failed", _json.dumps(ring.encrypt([ROW], IN)), None,
+                      "row 0, column 'bmi': 26.4 is outside the valid range"))
+    con.execute(ins, ("p3", "failed", _json.dumps(ring.encrypt([ROW], IN)), None,
+                      "gave up after 3 interrupted attempts; the charge is refunded"))
     con.commit(); con.close()
     assert upgrade_db(url) == "0005"
     with session_scope(url) as s:
@@ -353,13 +372,15 @@ def test_swapped_ciphertexts_are_detected(app_url):
     ra, rb = _raw(db_url, a["prediction_id"]), _raw(db_url, b["prediction_id"])
     with create_engine(db_url).begin() as conn:
         for (inp, res), pid in ((rb, a["prediction_id"]), (ra, b["prediction_id"])):
-            conn.execute(text("UPDATE mp_predictions SET input_data = :i, result = :r WHERE id = :p"), {"i": inp, "r": res, "p": pid})
+            conn.execute(text("UPDATE mp_predictions SET input_data = :i, result = :r WHERE id = :p"),
+                         {"i": inp, "r": res, "p": pid})
     for j, h in ((a, u["h"]), (b, v["h"])):
         r = c.get(f"/predict/{j['prediction_id']}", headers=h)
         assert r.status_code == 409 and "failed its integrity check" in r.json()["detail"], r.text[:300]
     with create_engine(db_url).begin() as conn:                              # put them back: both read again
         for (inp, res), pid in ((ra, a["prediction_id"]), (rb, b["prediction_id"])):
-            conn.execute(text("UPDATE mp_predictions SET input_data = :i, result = :r WHERE id = :p"), {"i": inp, "r": res, "p": pid})
+            conn.execute(text("UPDATE mp_predictions SET input_data = :i, result = :r WHERE id = :p"),
+                         {"i": inp, "r": res, "p": pid})
     assert c.get(f"/predict/{b['prediction_id']}", headers=v["h"]).json()["input_data"] == [{**ROW, "age": 61}]
 
 
@@ -380,8 +401,8 @@ def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
     runner = jobs.JobRunner(url, workers=1, model_dir=tmp_path / "models")
     ra = jobs.get_model(url, "risk-assessment")                 # the model's range narrowed after the job was accepted
     cols = [{**c, "maximum": 30.0} if c["name"] == "bmi" else c for c in ra.input_schema["columns"]]
-    runner._models[ra.id] = MlModel(id=ra.id, name=ra.name, cost=ra.cost, input_schema={**ra.input_schema, "columns": cols},
-                                    path=ra.path)
+    runner._models[ra.id] = MlModel(id=ra.id, name=ra.name, cost=ra.cost,
+                                    input_schema={**ra.input_schema, "columns": cols}, path=ra.path)
     import logging
     logfile = logging.FileHandler(tmp_path / "mlkit.log", encoding="utf-8")     # as the configured log file formats it
     from mlkit.core import JsonFormatter
@@ -391,7 +412,8 @@ def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
     finally: logging.getLogger("mlkit").removeHandler(logfile); logfile.close()
     logged = (tmp_path / "mlkit.log").read_text()
     assert f"prediction job {pid} failed (InvalidInput)" in logged and jobs.INPUT_REJECTED in logged, logged
-    assert "33.37" not in logged, logged                                     # neither the message nor a traceback quotes it
+    # neither the message nor a traceback quotes it
+    assert "33.37" not in logged, logged
     job = jobs.get_prediction(url, uid, pid)
     assert job["status"] == "failed" and "33.3713 is outside the valid range" in job["error"]     # its owner reads it
     assert [j["error"] for j in jobs.list_predictions(url, uid)] == [jobs.INPUT_REJECTED]
@@ -420,12 +442,14 @@ def test_oauth2_password_flow_and_rotating_refresh_tokens(client):
 
 
 def test_cookies_authenticate_nothing(client):
-    "CSRF needs a cookie that acts: the marketplace sets none and reads none, so a cross-site POST carries no credentials."
+    """CSRF needs a cookie that acts: the marketplace sets none and reads none, so a cross-site POST carries no
+    credentials."""
     u = _user(client)
     r = client.post("/token", data={"username": u["name"], "password": PW})
     assert "set-cookie" not in r.headers
-    forged = client.post("/account/topup", json={"amount": 5}, headers={"Origin": "https://evil.example",
-                                                                     "Cookie": f"session={u['h']['Authorization'][7:]}"})
+    forged = client.post("/account/topup", json={"amount": 5},
+                         headers={"Origin": "https://evil.example",
+                                  "Cookie": f"session={u['h']['Authorization'][7:]}"})
     assert forged.status_code == 401
 
 
@@ -444,19 +468,22 @@ def _self_signed(tmp_path):
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
     certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
     keyfile.chmod(0o600)
     return certfile, keyfile
 
 
 @pytest.mark.slow
 def test_mlkit_serve_over_tls(serve_env, tmp_path):
-    "`mlkit serve --ssl-certfile --ssl-keyfile` answers /readyz over HTTPS, verified against the certificate; plain HTTP gets nothing."
+    """`mlkit serve --ssl-certfile --ssl-keyfile` answers /readyz over HTTPS, verified against the certificate; plain
+    HTTP gets nothing."""
     import os, signal, subprocess, sys
     import httpx
     from pathlib import Path
@@ -464,8 +491,8 @@ def test_mlkit_serve_over_tls(serve_env, tmp_path):
     certfile, keyfile = _self_signed(tmp_path)
     port, root = free_port(), Path(__file__).resolve().parents[1]
     log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlkit"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)],
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mlkit"), "serve", "--host", "127.0.0.1",
+                             "--port", str(port), "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)],
                             cwd=root, env=serve_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         import ssl
@@ -481,7 +508,8 @@ def test_mlkit_serve_over_tls(serve_env, tmp_path):
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)         # TLS only on that port
         with pytest.raises(httpx.ConnectError):
-            httpx.get(f"https://127.0.0.1:{port}/readyz", timeout=5)        # an unknown certificate is refused by default
+            # an unknown certificate is refused by default
+            httpx.get(f"https://127.0.0.1:{port}/readyz", timeout=5)
     finally:
         try: os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError: pass
@@ -490,7 +518,7 @@ def test_mlkit_serve_over_tls(serve_env, tmp_path):
         log.close()
 
 
-# ---------------------------------------------------------------------- defect 7: Yahoo Finance, rate limit and time-out
+# --------------------------------------------------------------------- defect 7: Yahoo Finance, rate limit and time-out
 @pytest.fixture()
 def hanging_yahoo(tmp_path):
     "A requests.Session whose every request goes, over a real socket, to a local server that accepts and never answers."
@@ -499,7 +527,8 @@ def hanging_yahoo(tmp_path):
     import requests
     from requests.adapters import HTTPAdapter
     srv = socket.socket()
-    srv.bind(("127.0.0.1", 0)); srv.listen(64)           # the kernel completes the handshake; nobody ever reads or answers
+    # the kernel completes the handshake; nobody ever reads or answers
+    srv.bind(("127.0.0.1", 0)); srv.listen(64)
     port, seen = srv.getsockname()[1], []
 
     class ToLocal(HTTPAdapter):
@@ -519,14 +548,16 @@ def hanging_yahoo(tmp_path):
 
 
 def test_yahoo_is_asked_within_a_short_timeout(hanging_yahoo, tmp_path):
-    "A Yahoo request that never gets an answer ends after [prices] yahoo_timeout_s: an error (yfinance), or the offline copy (auto)."
+    """A Yahoo request that never gets an answer ends after [prices] yahoo_timeout_s: an error (yfinance), or the
+    offline copy (auto)."""
     from mlkit.core import DataError
     from mlkit.market.prices import TokenBucket, load_prices
     bucket = TokenBucket(rate=1, burst=10)
     with pytest.raises(DataError, match=r"did not answer for 'BTC-USD' within 0.5 s"):
         load_prices("BTC-USD", "2021-01-01", "2021-02-01", source="yfinance", session=hanging_yahoo, cache_dir=tmp_path,
                     timeout=0.5, limiter=bucket)
-    assert hanging_yahoo.seen                     # it did go out over a socket (yfinance's first request waits up to 30 s)
+    # it did go out over a socket (yfinance's first request waits up to 30 s)
+    assert hanging_yahoo.seen
     px = load_prices("BTC-USD", "2019-01-01", "2019-02-01", source="auto", session=hanging_yahoo, cache_dir=tmp_path,
                      timeout=0.5, limiter=bucket)
     assert px.attrs["source"] == "bundled btc_usd_daily (offline fallback)" and len(px) == 31
@@ -548,16 +579,19 @@ def test_yahoo_rate_limit_holds_under_a_crowd(tmp_path):
 
 
 @pytest.mark.skipif(not os.environ.get("MLKIT_TEST_POSTGRES_URL"),
-                    reason="no PostgreSQL: set MLKIT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db (.ci/run starts one)")
+                    reason="no PostgreSQL: set MLKIT_TEST_POSTGRES_URL=postgresql+psycopg://user:pw@host/db "
+                           "(.ci/run starts one)")
 def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
-    "The same guarantees on PostgreSQL: a swap of two jobs' envelopes is detected, a failure's message is sealed, reencrypt."
+    """The same guarantees on PostgreSQL: a swap of two jobs' envelopes is detected, a failure's message is sealed,
+    reencrypt."""
     import json as _json
     from mlkit.marketplace import jobs
     from mlkit.marketplace.auth import register
     from mlkit.marketplace.catalog import seed_catalog
     from mlkit.marketplace.tables import MlModel, StoredDataUnavailable, upgrade_db
     base = os.environ["MLKIT_TEST_POSTGRES_URL"]
-    schema = "mp_crypto_test"          # a schema of its own: other tests' rows are sealed with other keys (reencrypt reads all)
+    # a schema of its own: other tests' rows are sealed with other keys (reencrypt reads all)
+    schema = "mp_crypto_test"
     with create_engine(base).begin() as c:
         c.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE")); c.execute(text(f"CREATE SCHEMA {schema}"))
     url = f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
@@ -575,8 +609,8 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
             return c.execute(text("SELECT input_data, result FROM mp_predictions WHERE id = :i"), {"i": pid}).one()
     def put(pid, row):
         with eng.begin() as c:
-            c.execute(text("UPDATE mp_predictions SET input_data = CAST(:i AS json), result = CAST(:r AS json) WHERE id = :p"),
-                      {"i": _json.dumps(row[0]), "r": _json.dumps(row[1]), "p": pid})
+            c.execute(text("UPDATE mp_predictions SET input_data = CAST(:i AS json), result = CAST(:r AS json) "
+                           "WHERE id = :p"), {"i": _json.dumps(row[0]), "r": _json.dumps(row[1]), "p": pid})
     ra, rb = raw(a), raw(b)
     put(a, rb); put(b, ra)
     for pid in (a, b):
@@ -593,8 +627,8 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
     runner.run_pending()
     assert "33.3713 is outside" in jobs.get_prediction(url, uid, q)["error"]
     with eng.connect() as c:
-        stored = c.execute(text("SELECT CAST(error AS text) || CAST(error_detail AS text) FROM mp_predictions WHERE id = :i"),
-                           {"i": q}).scalar()
+        stored = c.execute(text("SELECT CAST(error AS text) || CAST(error_detail AS text) FROM mp_predictions "
+                                "WHERE id = :i"), {"i": q}).scalar()
     assert "33.37" not in stored and '"v": 2' in stored.replace('"v":2', '"v": 2')
     monkeypatch.setitem(mp_settings, "encryption_keys", f"{mp_settings['encryption_keys']},{new_key_entry('k1')}")
     moved = reencrypt(url)

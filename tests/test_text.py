@@ -39,7 +39,8 @@ def sample(name="fine_food_reviews", n=1200) -> TextData:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    "A throwaway model store with a production model (logistic) and a candidate (NB-SVM), fitted on 1,200 fine food reviews."
+    """A throwaway model store with a production model (logistic) and a candidate (NB-SVM), fitted on 1,200 fine food
+    reviews."""
     h = tmp_path_factory.mktemp("text-store")
     with store.using_home(h):
         prod = R.fit("logistic", {"C": 4}, sample(), promote=True)
@@ -140,13 +141,16 @@ def test_bad_requests(client, path, body, status, match):
 
 
 def test_bad_csv_uploads(client):
-    for data, match in [(b"text\n\xff\xfe\n", "not valid UTF-8"), (b"body\nhello\n", "columns present: \\['body'\\]"), (b"text\n", "no data rows")]:
+    for data, match in [(b"text\n\xff\xfe\n", "not valid UTF-8"), (b"body\nhello\n", "columns present: \\['body'\\]"),
+                        (b"text\n", "no data rows")]:
         r = client.post("/text/predict_csv", files={"file": ("t.csv", data, "text/csv")})
         assert r.status_code == 400 and re.search(match, r.text), r.text
 
 
-TICKETS = "body,team\n" + "".join(f"the printer on floor {i} is jammed again,hardware\nI cannot log in after reset {i},account\n"
-                                  f"please refund invoice {i} charged twice,billing\n" for i in range(8))   # synthetic tickets
+# synthetic tickets
+TICKETS = "body,team\n" + "".join(f"the printer on floor {i} is jammed again,hardware\n"
+                                  f"I cannot log in after reset {i},account\n"
+                                  f"please refund invoice {i} charged twice,billing\n" for i in range(8))
 
 
 def test_fit_on_an_uploaded_csv_and_on_records(client, home):
@@ -154,11 +158,13 @@ def test_fit_on_an_uploaded_csv_and_on_records(client, home):
                     data={"text_col": "body", "label_col": "team", "config": '{"char_ngrams": 0}', "wait": "true"})
     assert r.status_code == 200 and r.json()["status"] == "done", r.text
     st = client.post("/text/statistics", json={"model_id": r.json()["model_id"]}).json()
-    assert st["data"].startswith("upload-") and st["split"] == "random" and set(st["report"]["labels"]) == {"account", "billing", "hardware"}
+    assert (st["data"].startswith("upload-") and st["split"] == "random"
+            and set(st["report"]["labels"]) == {"account", "billing", "hardware"})
     p = client.post("/text/predict", json={"text": "the printer is jammed", "model_id": st["model_id"]}).json()
     assert set(p["probabilities"]) == {"account", "billing", "hardware"}
     recs = pd.read_csv(io.StringIO(TICKETS)).to_dict("records")
-    r = client.post("/text/fit_records", json={"records": recs, "text_col": "body", "label_col": "team", "model": "nbsvm", "wait": True})
+    r = client.post("/text/fit_records", json={"records": recs, "text_col": "body", "label_col": "team",
+                                               "model": "nbsvm", "wait": True})
     assert r.status_code == 200 and r.json()["report"]["n_test"] > 0, r.text
 
 
@@ -168,29 +174,40 @@ def test_bad_uploads_list_every_problem_and_save_nothing(client, home):
     assert r.status_code == 400, r.text
     msg = r.text
     assert "2 problem(s)" in msg and "not valid UTF-8" in msg and "columns present: ['body', 'team']" in msg, msg
-    r = client.post("/text/fit_records", json={"records": [{"b": "x", "t": "a"}, {"b": "y", "t": "a"}], "text_col": "b", "label_col": "t"})
+    r = client.post("/text/fit_records", json={"records": [{"b": "x", "t": "a"}, {"b": "y", "t": "a"}], "text_col": "b",
+                                               "label_col": "t"})
     assert r.status_code == 400 and "at least two" in r.text and "at least 5 texts" in r.text, r.text
-    r = client.post("/text/fit_csv", files={"file": ("t.csv", TICKETS.encode(), "text/csv")}, data={"label_col": "team"})
+    r = client.post("/text/fit_csv", files={"file": ("t.csv", TICKETS.encode(), "text/csv")},
+                    data={"label_col": "team"})
     assert r.status_code == 400 and "the text column 'text' is not in the data" in r.text, r.text
     with store.using_home(home["home"]): assert len(R.list_models()) == before
 
 
-@pytest.mark.parametrize("path", ["/text/predict", "/text/statistics", "/text/predict_csv", "/text/fit_csv", "/text/fit_records"])
+@pytest.mark.parametrize("path", ["/text/predict", "/text/statistics", "/text/predict_csv", "/text/fit_csv",
+                                  "/text/fit_records"])
 @pytest.mark.parametrize("family,kw,status,match", [
-    ("wrong content type", dict(content=b"text=hello", headers={"content-type": "application/x-www-form-urlencoded"}), 415, "takes a JSON body"),
-    ("wrong content type", dict(content=b"<a/>", headers={"content-type": "application/xml"}), 415, "takes a JSON body"),
-    ("multipart without boundary", dict(content=b"abc", headers={"content-type": "multipart/form-data"}), 400, "Missing boundary"),
+    ("wrong content type", dict(content=b"text=hello", headers={"content-type": "application/x-www-form-urlencoded"}),
+     415, "takes a JSON body"),
+    ("wrong content type", dict(content=b"<a/>", headers={"content-type": "application/xml"}), 415,
+     "takes a JSON body"),
+    ("multipart without boundary", dict(content=b"abc", headers={"content-type": "multipart/form-data"}), 400,
+     "Missing boundary"),
     ("empty file", dict(files={"file": ("t.csv", b"", "text/csv")}), 400, "empty|Field required"),
-    ("non-UTF-8 bytes", dict(files={"text": ("t.txt", b"\xff\xfe", "text/plain"), "file": ("a.png", b"\x89PNG", "image/png")}), 400,
+    ("non-UTF-8 bytes", dict(files={"text": ("t.txt", b"\xff\xfe", "text/plain"),
+                                    "file": ("a.png", b"\x89PNG", "image/png")}), 400,
      "must be UTF-8|Invalid content type"),
-    ("missing columns", dict(files={"file": ("t.csv", b"body\nhello\n", "text/csv")}), 400, "columns present: \\['body'\\]|Field required"),
-    ("huge field", dict(data={"text": "x" * 2_000_000}, files={"z": ("z", b"")}), 413, "form field 'text' has 2,000,000 bytes"),
+    ("missing columns", dict(files={"file": ("t.csv", b"body\nhello\n", "text/csv")}), 400,
+     "columns present: \\['body'\\]|Field required"),
+    ("huge field", dict(data={"text": "x" * 2_000_000}, files={"z": ("z", b"")}), 413,
+     "form field 'text' has 2,000,000 bytes"),
 ])
 def test_malformed_bodies_are_4xx_json(client, path, family, kw, status, match):
     r = client.post(path, **kw)
     assert 400 <= r.status_code < 500, (family, r.status_code, r.text)
-    if family in ("wrong content type", "multipart without boundary", "huge field"): assert r.status_code == status, r.text
-    assert re.search(match, r.json()["message"] if isinstance(r.json(), dict) and "message" in r.json() else r.text), (family, r.text)
+    if family in ("wrong content type", "multipart without boundary", "huge field"):
+        assert r.status_code == status, r.text
+    message = r.json()["message"] if isinstance(r.json(), dict) and "message" in r.json() else r.text
+    assert re.search(match, message), (family, r.text)
 
 
 def test_remove_and_production_guard(client, home):
@@ -198,7 +215,8 @@ def test_remove_and_production_guard(client, home):
         extra = R.fit("logistic", {"C": 1, "char_ngrams": 0}, sample(n=400)).model_id
     assert client.delete(f"/text/api/models/{home['prod']}").status_code == 409
     r = client.delete(f"/text/api/models/{extra}")
-    assert r.status_code == 200 and r.json() == {"status": "success", "message": f"model {extra} was successfully removed"}
+    assert r.status_code == 200 and r.json() == {"status": "success",
+                                                 "message": f"model {extra} was successfully removed"}
     r = client.delete(f"/text/api/models/{extra}")
     assert r.status_code == 404 and r.json()["status"] == "error"
     assert client.post("/text/remove", json={"model_id": home["prod"]}).status_code == 409
@@ -226,8 +244,8 @@ def test_no_production_model_is_503(client, tmp_path):
 
 def test_openapi_documents_the_routes(client):
     doc = client.get("/docs.json").json()
-    for p in ("/text/fit", "/text/fit_csv", "/text/fit_records", "/text/job", "/text/statistics", "/text/remove", "/text/models",
-              "/text/predict", "/text/predict_csv"):
+    for p in ("/text/fit", "/text/fit_csv", "/text/fit_records", "/text/job", "/text/statistics", "/text/remove",
+              "/text/models", "/text/predict", "/text/predict_csv"):
         assert p in doc["paths"], p
     assert "examples" in str(doc["paths"]["/text/predict"])
 
@@ -254,7 +272,8 @@ def test_app_through_gradio_client(demo_url, tmp_path, home):
     with pytest.raises(Exception, match="in production"):
         c.predict(f"{home['prod']} (logistic)", api_name="/delete")
     f2 = tmp_path / "train.csv"; f2.write_text(TICKETS)
-    status, *_ = c.predict(handle_file(str(f2)), "body", "team", "logistic", 1, '{"char_ngrams": 0}', api_name="/train_csv")
+    status, *_ = c.predict(handle_file(str(f2)), "body", "team", "logistic", 1, '{"char_ngrams": 0}',
+                           api_name="/train_csv")
     assert status.startswith("**Model") and "upload-" in status, status
     f3 = tmp_path / "bad.csv"; f3.write_bytes(b"body,team\n\xff,x\n")
     with pytest.raises(Exception, match="2 problem"):
@@ -265,7 +284,8 @@ def test_app_through_gradio_client(demo_url, tmp_path, home):
                    "passing alone; not investigated yet")
 def test_app_in_a_browser(demo_url):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); never `playwright install`")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); "
+                    "never `playwright install`")
     from playwright.sync_api import expect, sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -285,11 +305,12 @@ def test_app_in_a_browser(demo_url):
 
 @pytest.mark.slow
 def test_routes_through_bentoml_serve(home, tmp_path):
-    env = dict(os.environ, BENTOML_HOME=str(home["home"]), MLKIT_PATHS_BENTOML_HOME=str(home["home"]), BENTOML_DO_NOT_TRACK="true",
-               MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"))
+    env = dict(os.environ, BENTOML_HOME=str(home["home"]), MLKIT_PATHS_BENTOML_HOME=str(home["home"]),
+               BENTOML_DO_NOT_TRACK="true", MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"))
     port = free_port()
     log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.text:TextService", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.text:TextService", "--host", "127.0.0.1",
+                             "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -305,7 +326,8 @@ def test_routes_through_bentoml_serve(home, tmp_path):
         assert r.status_code == 200 and r.json()["model_id"] == home["prod"]
         assert requests.get(f"{base}/text/api/statistics/nosuch", timeout=30).status_code == 404
         assert requests.post(base + "/text/predict", json={"text": ""}, timeout=30).status_code == 400
-        r = requests.post(base + "/text/predict_csv", files={"file": ("t.csv", b"text\ngood\n", "text/csv")}, timeout=30)
+        r = requests.post(base + "/text/predict_csv", files={"file": ("t.csv", b"text\ngood\n", "text/csv")},
+                          timeout=30)
         assert r.status_code == 200 and "predicted_label" in r.text
     finally:
         try: os.killpg(proc.pid, signal.SIGTERM)

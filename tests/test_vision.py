@@ -54,10 +54,11 @@ def held_out():
 def server(home):
     "`bentoml serve` of VisionService on loopback, against the module's store."
     port = _free_port()
-    env = dict(os.environ, BENTOML_HOME=str(home[0]), MLKIT_PATHS_BENTOML_HOME=str(home[0]), BENTOML_DO_NOT_TRACK="true",
-               MLKIT_PATHS_LOG_DIR=str(home[0] / "logs"))
-    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "mlkit.serve.vision:VisionService", "--host", "127.0.0.1",
-                          "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(os.environ, BENTOML_HOME=str(home[0]), MLKIT_PATHS_BENTOML_HOME=str(home[0]),
+               BENTOML_DO_NOT_TRACK="true", MLKIT_PATHS_LOG_DIR=str(home[0] / "logs"))
+    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "mlkit.serve.vision:VisionService",
+                          "--host", "127.0.0.1", "--port", str(port)],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -85,7 +86,8 @@ def test_predicts_held_out_digits_over_http(server, held_out, home):
         assert r.status_code == 200, r.text
         body = r.json()
         assert set(body["probabilities"]) == {str(k) for k in range(10)} and body["model_tag"] == home[1]
-        assert abs(sum(body["probabilities"].values()) - 1) < 1e-4 and body["runtime"] in ("onnxruntime", "scikit-learn")
+        assert (abs(sum(body["probabilities"].values()) - 1) < 1e-4
+                and body["runtime"] in ("onnxruntime", "scikit-learn"))
         right += body["digit"] == label
     assert right >= 18, f"{right}/20 held-out digits read correctly"
 
