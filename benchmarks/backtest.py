@@ -94,7 +94,8 @@ def vbt_worker(data_dir: str) -> None:
     def run(case, engine):
         close, open_, entries, exits = cases[case]
         t = time.perf_counter()
-        pf = vbt.Portfolio.from_signals(close, entries, exits, price=open_, fees=FEE, init_cash=INIT_CASH, freq="1h", engine=engine)
+        pf = vbt.Portfolio.from_signals(close, entries, exits, price=open_, fees=FEE, init_cash=INIT_CASH, freq="1h",
+                                        engine=engine)
         value, total, count, records = pf.value(), pf.total_return(), pf.trades.count(), pf.trades.records
         dt = time.perf_counter() - t
         final = (value.iloc[-1] if value.ndim == 1 else value.iloc[-1].to_numpy()) / INIT_CASH
@@ -118,7 +119,8 @@ def mlkit_run(backtest, bars, pos, metrics: bool = True) -> dict:
     n_trades = (res.trades["strategy"].value_counts().reindex(pos.columns, fill_value=0) if "strategy" in res.trades
                 else len(res.trades))
     dt = time.perf_counter() - t
-    return dict(t=dt, final=np.atleast_1d(np.asarray(final)).tolist(), n_trades=np.atleast_1d(np.asarray(n_trades)).tolist())
+    return dict(t=dt, final=np.atleast_1d(np.asarray(final)).tolist(),
+                n_trades=np.atleast_1d(np.asarray(n_trades)).tolist())
 
 
 def main(rounds: int = 15, n: int = 1_000_000, n_grid: int = 100_000) -> None:
@@ -128,7 +130,8 @@ def main(rounds: int = 15, n: int = 1_000_000, n_grid: int = 100_000) -> None:
     grid_bars = synthetic_bars(n_grid, seed=1)
     pos1 = pd.Series(crossover(single.Close.to_numpy(), FAST, SLOW), index=single.index, name="sma_10_20")
     c = grid_bars.Close.to_numpy()
-    grid = pd.DataFrame({f"sma_{f}_{s}": crossover(c, f, s) for f in GRID_FAST for s in GRID_SLOW}, index=grid_bars.index)
+    grid = pd.DataFrame({f"sma_{f}_{s}": crossover(c, f, s) for f in GRID_FAST for s in GRID_SLOW},
+                        index=grid_bars.index)
     data = {"single": (single, pos1), "grid": (grid_bars, grid)}
     if py is None:
         from mlkit.validation import backtest
@@ -143,8 +146,8 @@ def main(rounds: int = 15, n: int = 1_000_000, n_grid: int = 100_000) -> None:
             bars[["Open", "Close"]].to_parquet(Path(tmp) / f"{case}_bars.parquet")
             pos.to_frame().to_parquet(Path(tmp) / f"{case}_positions.parquet") if isinstance(pos, pd.Series) \
                 else pos.to_parquet(Path(tmp) / f"{case}_positions.parquet")
-        worker = subprocess.Popen([str(py), __file__, "--vbt-worker", tmp], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True, cwd=tmp)
+        worker = subprocess.Popen([str(py), __file__, "--vbt-worker", tmp], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, cwd=tmp)
         hello = json.loads(worker.stdout.readline())
         t0 = time.perf_counter()
         from mlkit.validation import backtest
@@ -165,23 +168,29 @@ def main(rounds: int = 15, n: int = 1_000_000, n_grid: int = 100_000) -> None:
         worker.stdin.close(); worker.wait()
     load1 = os.getloadavg()
     print(f"vectorbt {hello['version']} (pandas {hello['pandas']}, import {hello['import_s']:.2f} s) vs mlkit "
-          f"(pandas {pd.__version__}, import {import_s:.2f} s); SYNTHETIC random-walk bars; {rounds} interleaved rounds")
-    print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} "
-          f"({os.cpu_count()} cores)")
-    names = {"single": f"1 strategy (SMA {FAST}/{SLOW}) x {n:,} bars", "grid": f"{grid.shape[1]} strategies x {n_grid:,} bars"}
+          f"(pandas {pd.__version__}, import {import_s:.2f} s); SYNTHETIC random-walk bars; "
+          f"{rounds} interleaved rounds")
+    print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
+          f"after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f} ({os.cpu_count()} cores)")
+    names = {"single": f"1 strategy (SMA {FAST}/{SLOW}) x {n:,} bars",
+             "grid": f"{grid.shape[1]} strategies x {n_grid:,} bars"}
     for case in data:
-        med = {who: 1e3 * float(np.median([r["t"] for r in runs[case, who]])) for who in ("mlkit", "mlkit_no_metrics", "numba", "rust")}
-        f1 = {"mlkit": 1e3 * first[case], "numba": 1e3 * hello["first"][f"{case}/numba"], "rust": 1e3 * hello["first"][f"{case}/rust"]}
+        med = {who: 1e3 * float(np.median([r["t"] for r in runs[case, who]]))
+               for who in ("mlkit", "mlkit_no_metrics", "numba", "rust")}
+        f1 = {"mlkit": 1e3 * first[case], "numba": 1e3 * hello["first"][f"{case}/numba"],
+              "rust": 1e3 * hello["first"][f"{case}/rust"]}
         m, v = runs[case, "mlkit"][-1], runs[case, "rust"][-1]
         vn = runs[case, "numba"][-1]
         same_trades = m["n_trades"] == v["n_trades"] == vn["n_trades"]
         rel = np.max(np.abs(np.array(m["final"]) / np.array(v["final"]) - 1))
         # mlkit invests equity * (1 - f), vectorbt equity / (1 + f): mlkit = vectorbt * (1 - f^2) ** entries
-        fee_adj = np.max(np.abs(np.array(m["final"]) / (np.array(v["final"]) * (1 - FEE ** 2) ** np.array(m["n_trades"])) - 1))
+        vbt_adjusted = np.array(v["final"]) * (1 - FEE ** 2) ** np.array(m["n_trades"])
+        fee_adj = np.max(np.abs(np.array(m["final"]) / vbt_adjusted - 1))
         print(f"\n{names[case]}")
         print(f"  {'':34s} {'median ms':>10s} {'first ms':>10s} {'vs mlkit':>9s}")
         print(f"  {'mlkit backtest + .metrics':34s} {med['mlkit']:10.1f} {f1['mlkit']:10.1f} {1:9.2f}")
-        print(f"  {'mlkit backtest (no .metrics)':34s} {med['mlkit_no_metrics']:10.1f} {'':>10s} {med['mlkit_no_metrics'] / med['mlkit']:9.2f}")
+        print(f"  {'mlkit backtest (no .metrics)':34s} {med['mlkit_no_metrics']:10.1f} {'':>10s} "
+              f"{med['mlkit_no_metrics'] / med['mlkit']:9.2f}")
         print(f"  {'vectorbt numba':34s} {med['numba']:10.1f} {f1['numba']:10.1f} {med['numba'] / med['mlkit']:9.2f}")
         print(f"  {'vectorbt rust':34s} {med['rust']:10.1f} {f1['rust']:10.1f} {med['rust'] / med['mlkit']:9.2f}")
         nt = (f"{m['n_trades'][0]:,} vs {v['n_trades'][0]:,}" if len(m["n_trades"]) == 1
@@ -189,9 +198,10 @@ def main(rounds: int = 15, n: int = 1_000_000, n_grid: int = 100_000) -> None:
         print(f"  trades mlkit vs vectorbt: {nt} ({'identical' if same_trades else 'DIFFERENT'} per strategy); "
               f"final equity mlkit {m['final'][0]:.6g} vs vectorbt {v['final'][0]:.6g}"
               f"{' (first strategy)' if len(m['final']) > 1 else ''}")
-        print(f"  final equity, largest relative difference: {rel:.2e}; after the fee model's (1 - f^2) per entry: {fee_adj:.2e}")
-    print("\n(vs mlkit > 1: slower than mlkit's full call. Final equities differ by the fee model, f^2 per entry: mlkit "
-          "takes the fee from equity at entry, vectorbt sizes so that cash = size * price * (1 + fee).)")
+        print(f"  final equity, largest relative difference: {rel:.2e}; "
+              f"after the fee model's (1 - f^2) per entry: {fee_adj:.2e}")
+    print("\n(vs mlkit > 1: slower than mlkit's full call. Final equities differ by the fee model, f^2 per entry: "
+          "mlkit takes the fee from equity at entry, vectorbt sizes so that cash = size * price * (1 + fee).)")
 
 
 if __name__ == "__main__":

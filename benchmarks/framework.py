@@ -45,7 +45,8 @@ def bench_fit():
     from mlkit.vision.classifier import train_digits
     section("1. ModelTrainer on the digits (dense 128-64 relu, softmax, adam, early stopping)")
     res = train_digits()
-    print(f"fit {res.seconds:.1f} s for {len(res.model.history_)} epochs (best {res.model.best_epoch_}) on {res.n_train} images  [{load()}]")
+    print(f"fit {res.seconds:.1f} s for {len(res.model.history_)} epochs (best {res.model.best_epoch_}) "
+          f"on {res.n_train} images  [{load()}]")
     print(f"held-out accuracy {res.accuracy:.4f} vs SVM {res.svm_accuracy:.4f} on {res.n_test} images")
     return res
 
@@ -60,8 +61,9 @@ def bench_http(res, n: int = 200):
     port = free_port()
     env = dict(os.environ, BENTOML_HOME=str(home), MLKIT_PATHS_BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true",
                MLKIT_PATHS_LOG_DIR=str(home / "logs"))
-    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "mlkit.serve.vision:VisionService", "--host", "127.0.0.1",
-                          "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "mlkit.serve.vision:VisionService",
+                          "--host", "127.0.0.1", "--port", str(port)],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         t0 = time.perf_counter()
@@ -81,8 +83,8 @@ def bench_http(res, n: int = 200):
                 r = c.post(f"{url}/vision/predict", files={"image": ("d.png", png, "image/png")})
                 ts.append(time.perf_counter() - t); runtime = r.json()["runtime"]
         ms = np.array(ts) * 1e3
-        print(f"{n} sequential requests: p50 {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, max {ms.max():.1f} ms "
-              f"(runtime {runtime}; goal p50 < 20 ms)  [{load()}]")
+        print(f"{n} sequential requests: p50 {np.median(ms):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, "
+              f"max {ms.max():.1f} ms (runtime {runtime}; goal p50 < 20 ms)  [{load()}]")
     finally:
         p.terminate()
         try: p.wait(20)
@@ -116,7 +118,8 @@ def bench_onnx(res):
                         ("forest", "forest scikit-learn", "forest ONNX")):
         print(f"{fam}: ONNX one row {t.loc[sk, 'one_row_us'] / t.loc[ox, 'one_row_us']:.1f}x faster, "
               f"1,000 rows {t.loc[sk, 'batch_ms'] / t.loc[ox, 'batch_ms']:.1f}x faster")
-    print(f"int8 vs float (net): accuracy {t.loc['net ONNX int8', 'accuracy']:.4f} vs {t.loc['net ONNX', 'accuracy']:.4f}, "
+    print(f"int8 vs float (net): accuracy {t.loc['net ONNX int8', 'accuracy']:.4f} "
+          f"vs {t.loc['net ONNX', 'accuracy']:.4f}, "
           f"size {t.loc['net ONNX int8', 'size_bytes']:,} vs {t.loc['net ONNX', 'size_bytes']:,} bytes")
 
 
@@ -135,7 +138,8 @@ def bench_ray():
     for b in ("loky", "ray"):
         if b == "ray":
             import ray
-            t = time.perf_counter(); ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+            t = time.perf_counter()
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
             print(f"ray.init {time.perf_counter() - t:.1f} s  [{load()}]")
         walk_forward(X.iloc[:800], y.iloc[:800], LogisticRegression(), backend=b, **kw)   # warm the workers
         t = time.perf_counter(); out[b] = walk_forward(X, y, LogisticRegression(), backend=b, **kw)

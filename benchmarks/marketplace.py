@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/marketplace.py [--jobs 600] [--drain 2000]
 
 A real server (`python -m mlkit.marketplace.api`, uvicorn, one process, [marketplace] workers threads) on a temporary
-SQLite database; clients POST single-row linear-regression (`risk-assessment`) jobs with a bearer JWT. "accepted/s": 202 answers per second
-of submitting; "completed/s": jobs per second from the first submission until the last one is completed (read from the
-database). Then the workers alone: a backlog queued while no worker runs is drained in-process by a JobRunner.
+SQLite database; clients POST single-row linear-regression (`risk-assessment`) jobs with a bearer JWT. "accepted/s":
+202 answers per second of submitting; "completed/s": jobs per second from the first submission until the last one is
+completed (read from the database). Then the workers alone: a backlog queued while no worker runs is drained
+in-process by a JobRunner.
 Target: at least 200 completed single-row jobs per second.
 """
 import argparse
@@ -34,8 +35,8 @@ def start(root: Path, workers: int) -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
     (root / "settings.ini").write_text("\n".join([
         "[paths]", "data_dir = data", "model_dir = models", "log_dir = logs", "[database]", f"url = sqlite:///{root}/mp.db",
-        "[marketplace]", f"workers = {workers}", "max_topup = 100000000", "jwt_secret = benchmark-only-secret-0123456789abcdef",
-        "[logging]", "level = WARNING"]) + "\n")
+        "[marketplace]", f"workers = {workers}", "max_topup = 100000000",
+        "jwt_secret = benchmark-only-secret-0123456789abcdef", "[logging]", "level = WARNING"]) + "\n")
     p = subprocess.Popen([sys.executable, "-m", "mlkit.marketplace.api", "--port", str(port)], cwd=root,
                          stdout=open(root / "server.log", "a"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -63,26 +64,31 @@ def cpu_seconds(pid: int) -> float:
 
 def completed(db, uid: str) -> int:
     with db.connect() as c:
-        return c.execute(text("SELECT COUNT(*) FROM mp_predictions WHERE user_id = :u AND status = 'completed'"), {"u": uid}).scalar()
+        return c.execute(text("SELECT COUNT(*) FROM mp_predictions WHERE user_id = :u AND status = 'completed'"),
+                         {"u": uid}).scalar()
 
 
 with tempfile.TemporaryDirectory() as d:
     root = Path(d)
     proc, url = start(root, a.workers)
     db = create_engine(f"sqlite:///{root}/mp.db")
-    print(f"cores {os.cpu_count()}, server: 1 uvicorn process, workers = {a.workers}, SQLite WAL; {a.jobs} single-row jobs per run")
+    print(f"cores {os.cpu_count()}, server: 1 uvicorn process, workers = {a.workers}, SQLite WAL; "
+          f"{a.jobs} single-row jobs per run")
     try:
         for clients in (1, 16):
             h, uid = user(url, f"bench{clients}", a.jobs * 10)
-            with httpx.Client(headers=h, timeout=60, limits=httpx.Limits(max_connections=clients)) as c, ThreadPoolExecutor(clients) as ex:
+            with (httpx.Client(headers=h, timeout=60, limits=httpx.Limits(max_connections=clients)) as c,
+                  ThreadPoolExecutor(clients) as ex):
                 t0, cpu0 = time.perf_counter(), cpu_seconds(proc.pid)
-                codes = list(ex.map(lambda _: c.post(url + "/predict", json={"model_id": "risk-assessment", "input_data": ROW}).status_code,
+                codes = list(ex.map(lambda _: c.post(url + "/predict", json={"model_id": "risk-assessment",
+                                                                             "input_data": ROW}).status_code,
                                     range(a.jobs)))
                 t_acc = time.perf_counter() - t0
                 while completed(db, uid) < codes.count(202): time.sleep(0.01)
                 t_done, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
             assert codes.count(202) == a.jobs, {s: codes.count(s) for s in set(codes)}
-            print(f"{clients:2d} client(s): accepted {a.jobs / t_acc:7.1f} jobs/s   completed {a.jobs / t_done:7.1f} jobs/s"
+            print(f"{clients:2d} client(s): accepted {a.jobs / t_acc:7.1f} jobs/s   "
+                  f"completed {a.jobs / t_done:7.1f} jobs/s"
                   f"   ({t_done:.2f} s for {a.jobs})   server CPU {cpu / a.jobs * 1000:.2f} ms/job"
                   f"   target >= 200 completed/s   load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
@@ -93,12 +99,14 @@ with tempfile.TemporaryDirectory() as d:
     try:
         h, uid = user(url, "backlog", a.drain * 10)
         with httpx.Client(headers=h, timeout=60) as c, ThreadPoolExecutor(16) as ex:
-            list(ex.map(lambda _: c.post(url + "/predict", json={"model_id": "risk-assessment", "input_data": ROW}), range(a.drain)))
+            list(ex.map(lambda _: c.post(url + "/predict", json={"model_id": "risk-assessment", "input_data": ROW}),
+                        range(a.drain)))
     finally:
         proc.terminate(); proc.wait(20)
     os.chdir(root)                                        # the settings.ini above (model_dir) for the in-process runner
     from mlkit.marketplace.jobs import JobRunner  # noqa: E402
     r = JobRunner(f"sqlite:///{root}/mp.db", workers=1, model_dir=root / "models")
     t0 = time.perf_counter(); n = r.run_pending(); dt = time.perf_counter() - t0
-    print(f"workers alone (in-process, batches of {r.batch}): {n} queued jobs completed in {dt:.2f} s = {n / dt:7.1f} jobs/s"
+    print(f"workers alone (in-process, batches of {r.batch}): {n} queued jobs completed in {dt:.2f} s = "
+          f"{n / dt:7.1f} jobs/s"
           f"   load {os.getloadavg()[0]:.1f}")

@@ -117,8 +117,10 @@ def load_avg() -> str:
 def bench_http(env: dict, counts: dict, workers: int = 1) -> list[dict]:
     bport, fport = free_port(), free_port()
     benv = dict(env, MLKIT_SERVING_WORKERS=str(workers))
-    bento = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1", "--port", str(bport)],
-                             cwd=ROOT, env=benv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    bento = subprocess.Popen([str(BIN / "bentoml"), "serve", "mlkit.serve.service:MLKit", "--host", "127.0.0.1",
+                              "--port", str(bport)],
+                             cwd=ROOT, env=benv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f: f.write(FLASK_APP)
     flask = subprocess.Popen([sys.executable, f.name, str(fport)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -134,9 +136,11 @@ def bench_http(env: dict, counts: dict, workers: int = 1) -> list[dict]:
                 per = counts[(n_rows, clients)]
                 b = load(f"http://127.0.0.1:{bport}/market/predict", bento_body, clients, per)
                 fl = load(f"http://127.0.0.1:{fport}/predict", flask_body, clients, per)
-                out.append({"rows": n_rows, "clients": clients, "workers": workers, "bento": b, "flask": fl, "load": os.getloadavg()})
-                print(f"workers={workers} rows={n_rows:>4} clients={clients:>2} | bento p50 {b['p50_ms']:7.2f} ms p99 {b['p99_ms']:7.2f} ms "
-                      f"{b['rps']:7.1f} req/s | flask p50 {fl['p50_ms']:7.2f} ms p99 {fl['p99_ms']:7.2f} ms {fl['rps']:7.1f} req/s | "
+                out.append({"rows": n_rows, "clients": clients, "workers": workers, "bento": b, "flask": fl,
+                            "load": os.getloadavg()})
+                print(f"workers={workers} rows={n_rows:>4} clients={clients:>2} | "
+                      f"bento p50 {b['p50_ms']:7.2f} ms p99 {b['p99_ms']:7.2f} ms {b['rps']:7.1f} req/s | "
+                      f"flask p50 {fl['p50_ms']:7.2f} ms p99 {fl['p99_ms']:7.2f} ms {fl['rps']:7.1f} req/s | "
                       f"ratios bento/flask: p50 {b['p50_ms'] / fl['p50_ms']:.2f}, throughput {b['rps'] / fl['rps']:.2f}"
                       + (f" | errors bento {b['errors']} flask {fl['errors']}" if b["errors"] or fl["errors"] else "")
                       + f" | {load_avg()}", flush=True)
@@ -155,7 +159,8 @@ def timeit(f, n: int) -> dict:
 
 
 def bench_autogluon(time_limit: float, home: str) -> dict:
-    "In-process predict latency of an AutoGluon predictor (full, persisted, deployment clone) beside the production CatBoost."
+    """In-process predict latency of an AutoGluon predictor (full, persisted, deployment clone) beside the production
+    CatBoost."""
     import pandas as pd
     from mlkit import store
     from mlkit.market.features import make_dataset
@@ -169,27 +174,33 @@ def bench_autogluon(time_limit: float, home: str) -> dict:
     pred = ag.predictor_
     one, many = X.iloc[[-1]], pd.concat([X] * 1)[-1000:]
     res = {"fit_s": fit_s, "models": pred.model_names(), "best": pred.model_best}
-    res["full"] = {"1": timeit(lambda: pred.predict_proba(one), 30), "1000": timeit(lambda: pred.predict_proba(many), 10)}
+    res["full"] = {"1": timeit(lambda: pred.predict_proba(one), 30),
+                   "1000": timeit(lambda: pred.predict_proba(many), 10)}
     pred.persist()
-    res["persisted"] = {"1": timeit(lambda: pred.predict_proba(one), 50), "1000": timeit(lambda: pred.predict_proba(many), 10)}
+    res["persisted"] = {"1": timeit(lambda: pred.predict_proba(one), 50),
+                        "1000": timeit(lambda: pred.predict_proba(many), 10)}
     with tempfile.TemporaryDirectory() as d:
         clone = pred.clone_for_deployment(str(Path(d) / "deploy"), return_clone=True)
         clone.persist()
-        res["deployment_clone"] = {"1": timeit(lambda: clone.predict_proba(one), 50), "1000": timeit(lambda: clone.predict_proba(many), 10)}
+        res["deployment_clone"] = {"1": timeit(lambda: clone.predict_proba(one), 50),
+                                   "1000": timeit(lambda: clone.predict_proba(many), 10)}
         res["clone_size_mb"] = sum(p.stat().st_size for p in Path(d).rglob("*") if p.is_file()) / 1e6
     cb, _, tag = store.load_model("market-btc-usd", home=home)
-    res["catboost"] = {"tag": tag, "1": timeit(lambda: cb.predict_proba(one), 100), "1000": timeit(lambda: cb.predict_proba(many), 30)}
+    res["catboost"] = {"tag": tag, "1": timeit(lambda: cb.predict_proba(one), 100),
+                       "1000": timeit(lambda: cb.predict_proba(many), 30)}
     for k in ("full", "persisted", "deployment_clone", "catboost"):
         print(f"in-process {k:>16}: 1 row p50 {res[k]['1']['p50_ms']:7.2f} ms p99 {res[k]['1']['p99_ms']:7.2f} ms | "
               f"1000 rows p50 {res[k]['1000']['p50_ms']:8.2f} ms p99 {res[k]['1000']['p99_ms']:8.2f} ms", flush=True)
-    print(f"AutoGluon: fit {fit_s:.1f} s, best {res['best']}, {len(res['models'])} models, deployment clone {res['clone_size_mb']:.1f} MB")
+    print(f"AutoGluon: fit {fit_s:.1f} s, best {res['best']}, {len(res['models'])} models, "
+          f"deployment clone {res['clone_size_mb']:.1f} MB")
     return res
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--home", help="BentoML home holding the production models (default: settings' bentoml_home)")
-    ap.add_argument("--requests", type=int, default=200, help="one-row requests per client at 1 client (others scale down)")
+    ap.add_argument("--requests", type=int, default=200,
+                    help="one-row requests per client at 1 client (others scale down)")
     ap.add_argument("--no-autogluon", action="store_true")
     ap.add_argument("--ag-time-limit", type=float, default=30)
     ap.add_argument("--json", help="write the figures to this file")
@@ -197,7 +208,8 @@ def main():
     a = ap.parse_args()
     from mlkit.core import settings
     home = str(Path(a.home).resolve()) if a.home else str(settings.path("bentoml_home"))
-    env = dict(os.environ, BENTOML_HOME=home, MLKIT_PATHS_BENTOML_HOME=home, BENTOML_DO_NOT_TRACK="true", GRADIO_ANALYTICS_ENABLED="False")
+    env = dict(os.environ, BENTOML_HOME=home, MLKIT_PATHS_BENTOML_HOME=home, BENTOML_DO_NOT_TRACK="true",
+               GRADIO_ANALYTICS_ENABLED="False")
     os.environ.update({k: env[k] for k in ("BENTOML_HOME", "MLKIT_PATHS_BENTOML_HOME", "BENTOML_DO_NOT_TRACK")})
     from mlkit.market.lifecycle import train_default
     print("production models:", train_default(home=home), flush=True)   # no-op when they are already stored
