@@ -92,38 +92,62 @@ class _Ctx:
     def bbands(self, n, k): return self.get(("bb", n, k), lambda: talib.BBANDS(self.close, n, k, k, 0))
     def macd(self, f, s, g): return self.get(("macd", f, s, g), lambda: talib.MACD(self.close, f, s, g))
 
+# %% ../../nbs/11_market_features.ipynb #0757d199
 def _div(a, b, out, fill=None):
     "out = a / b; where b is exactly 0 (a flat window, nothing to divide by) out = fill."
     with np.errstate(divide="ignore", invalid="ignore"): np.divide(a, b, out=out)
     if fill is not None: out[b == 0] = fill
 
-# Each function writes its columns into `out`, rows of the feature block (no intermediate copies).
+# %% ../../nbs/11_market_features.ipynb #63c106ba
 def _sma(c, out, n): out[0] = c.sma(n)
+
+# %% ../../nbs/11_market_features.ipynb #df087582
 def _close_sma(c, out, n): _div(c.close, c.sma(n), out[0]); out[0] -= 1
+
+# %% ../../nbs/11_market_features.ipynb #1226d1b7
 def _rsi(c, out, n): out[0] = talib.RSI(c.close, n)
+
+# %% ../../nbs/11_market_features.ipynb #d09968b0
 def _macd(c, out, f, s, g):
     for o, x in zip(out, c.macd(f, s, g)): o[:] = x
+
+# %% ../../nbs/11_market_features.ipynb #6307dcee
 def _macd_pct(c, out, f, s, g):
     for o, x in zip(out, c.macd(f, s, g)): _div(x, c.close, o)
+
+# %% ../../nbs/11_market_features.ipynb #d6d9e093
 def _bbands(c, out, n, k):
     for o, x in zip(out, c.bbands(n, k)): o[:] = x
+
+# %% ../../nbs/11_market_features.ipynb #c65bf09a
 def _bb_pctb(c, out, n, k):
     up, _, lo = c.bbands(n, k)
     np.subtract(c.close, lo, out=out[0]); _div(out[0], up - lo, out[0], 0.5)
+
+# %% ../../nbs/11_market_features.ipynb #6ca4af6b
 def _bb_width(c, out, n, k):
     up, mid, lo = c.bbands(n, k)
     np.subtract(up, lo, out=out[0]); _div(out[0], mid, out[0])
+
+# %% ../../nbs/11_market_features.ipynb #d69d92b7
 def _ret(c, out, k): out[0] = c.ret1() if k == 1 else talib.ROCP(c.close, k)
+
+# %% ../../nbs/11_market_features.ipynb #96d3638f
 def _ret_lag(c, out, a, b):
     r = c.ret1()
     for o, j in zip(out, range(a, b + 1)): o[:j] = np.nan; o[j:] = r[:len(r) - j]
+
+# %% ../../nbs/11_market_features.ipynb #c53a054c
 def _vol(c, out, n):
     lr = np.empty_like(c.close); lr[0] = np.nan; np.log(c.close[1:] / c.close[:-1], out=lr[1:])
     out[0] = talib.STDDEV(lr, n, 1.0)
+
+# %% ../../nbs/11_market_features.ipynb #4d247c1e
 def _volume_z(c, out, n):
     v = c.volume
     np.subtract(v, talib.SMA(v, n), out=out[0]); _div(out[0], talib.STDDEV(v, n, 1.0), out[0], 0.0)
 
+# %% ../../nbs/11_market_features.ipynb #470ac04d
 _M = ("macd", "macd_signal", "macd_hist")
 INDICATORS: dict[str, Indicator] = {
     "sma": Indicator(_sma, lambda n: [f"sma_{n}"], (20,), lambda n: n - 1, False,
@@ -150,11 +174,16 @@ INDICATORS: dict[str, Indicator] = {
     "volume_z": Indicator(_volume_z, lambda n: [f"volume_z_{n}"], (20,), lambda n: n - 1, True,
                           "(Volume - its n-bar mean) / its n-bar standard deviation; 0 when volume is flat"),
 }
+
+# %% ../../nbs/11_market_features.ipynb #da693336
 _NEEDS_VOLUME = {"volume_z"}
 
+# %% ../../nbs/11_market_features.ipynb #c5dbabf0
 DEFAULT_SPECS = ("ret:1", "ret_lag:1..5", "vol:20", "volume_z:20", "close_sma:20", "close_sma:50", "rsi:14",
                  "macd_pct:12:26:9", "bb_pctb:20:2", "bb_width:20:2")
-SEED_SPECS = ("sma:20", "sma:50", "rsi:14", "macd:12:26:9", "bbands:20:2")   # seed 002's indicators, as levels
+
+# %% ../../nbs/11_market_features.ipynb #69170564
+SEED_SPECS = ("sma:20", "sma:50", "rsi:14", "macd:12:26:9", "bbands:20:2")
 
 # %% ../../nbs/11_market_features.ipynb #98b4f112
 _log = get_logger("market.features")
