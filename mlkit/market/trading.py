@@ -32,9 +32,10 @@ __all__ = ['CONFIDENCE_LEVELS', 'HIGH', 'MEDIUM', 'CONFIDENCE_EDGES', 'Q8', 'FIL
 
 # %% ../../nbs/14_market_trading.ipynb #97982ffa
 CONFIDENCE_LEVELS = ("low", "medium", "high")
-HIGH, MEDIUM = 0.7, 0.5          # the seed's thresholds (used only when no measured table is given)
+HIGH, MEDIUM = 0.7, 0.5          # used only when no measured table is given
 CONFIDENCE_EDGES = (0.5, 0.55, 0.6, 0.7, 1.0)   # levels of max(p, 1 - p) that a confidence table measures
 
+# %% ../../nbs/14_market_trading.ipynb #e5f41d3a
 def _prob(p, name: str = "prob_up") -> float:
     if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number in [0, 1], got {type(p).__name__} {p!r}")
@@ -153,9 +154,11 @@ def confidence_label(prob_up: float,  # the model's probability that the price r
 
 # %% ../../nbs/14_market_trading.ipynb #166dddbb
 Q8 = Decimal("0.00000001")       # ledger precision: 8 places (satoshis for quantities, 1e-8 for money)
-FILL_AT = ("next_open", "close")
 
+# %% ../../nbs/14_market_trading.ipynb #2e3b5de8
 def _dec(x) -> Decimal: return Decimal(repr(float(x))).quantize(Q8)
+
+# %% ../../nbs/14_market_trading.ipynb #55e36934
 def _day(x, what: str = "date") -> pd.Timestamp:
     try: t = pd.Timestamp(x)
     except (TypeError, ValueError): t = None
@@ -168,6 +171,7 @@ class Order:
     "An instruction to a venue: buy or sell `quantity` of `symbol`, decided on the bar of `date`."
     symbol: str; side: str; quantity: Decimal; date: pd.Timestamp
 
+# %% ../../nbs/14_market_trading.ipynb #2dd502ae
 @dataclass(frozen=True)
 class Fill:
     "What a venue did with an order: `quantity` at `price` on the bar of `date`, charging `cost`."
@@ -183,6 +187,9 @@ class Venue(ABC):
     def quote(self, symbol: str, when) -> Decimal: "The price of `symbol` at the close of the bar of `when`."
     @abstractmethod
     def submit(self, order: Order) -> Fill | None: "Fill `order`, or None while it cannot be filled yet."
+
+# %% ../../nbs/14_market_trading.ipynb #152a5d4d
+FILL_AT = ("next_open", "close")
 
 # %% ../../nbs/14_market_trading.ipynb #b34e0926
 class PaperBroker(Venue):
@@ -201,19 +208,6 @@ class PaperBroker(Venue):
         self.cost_rate = _dec(cost_bps + slippage_bps) / 10_000
         self._prices = dict(prices or {})
 
-    def prices(self, symbol: str) -> pd.DataFrame:
-        "All stored bars of `symbol` (loaded once)."
-        if symbol not in self._prices: self._prices[symbol] = load_prices(symbol, source=self.source)
-        return self._prices[symbol]
-
-    def _bar(self, symbol: str, when) -> int:
-        df, t = self.prices(symbol), _day(when)
-        i = df.index.searchsorted(t)
-        if i >= len(df) or df.index[i] != t:
-            raise DataError(f"no {symbol} bar on {t.date()}; "
-                            f"stored bars run {df.index[0].date()}..{df.index[-1].date()}")
-        return i
-
     def quote(self, symbol, when) -> Decimal: return _dec(self.prices(symbol)["Close"].iloc[self._bar(symbol, when)])
 
     def submit(self, order: Order) -> Fill | None:
@@ -226,9 +220,28 @@ class PaperBroker(Venue):
         cost = ((order.quantity * price).quantize(Q8) * self.cost_rate).quantize(Q8, ROUND_UP)
         return Fill(order.symbol, order.side, order.quantity, price, df.index[i], cost)
 
+# %% ../../nbs/14_market_trading.ipynb #e9a7494e
+@patch
+def prices(self: PaperBroker, symbol: str) -> pd.DataFrame:
+    "All stored bars of `symbol` (loaded once)."
+    if symbol not in self._prices: self._prices[symbol] = load_prices(symbol, source=self.source)
+    return self._prices[symbol]
+
+# %% ../../nbs/14_market_trading.ipynb #398fabf1
+@patch
+def _bar(self: PaperBroker, symbol: str, when) -> int:
+    "The row of `symbol`'s bar on the day of `when`."
+    df, t = self.prices(symbol), _day(when)
+    i = df.index.searchsorted(t)
+    if i >= len(df) or df.index[i] != t:
+        raise DataError(f"no {symbol} bar on {t.date()}; "
+                        f"stored bars run {df.index[0].date()}..{df.index[-1].date()}")
+    return i
+
 # %% ../../nbs/14_market_trading.ipynb #49abcd77
 def _now(): return datetime.now(timezone.utc).replace(tzinfo=None)
 
+# %% ../../nbs/14_market_trading.ipynb #0344197a
 class PaperAccount(Base):
     __tablename__ = "paper_accounts"
     __table_args__ = (CheckConstraint("cash >= 0", name="paper_cash_not_negative"),)
