@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
+from fastcore.basics import patch
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from bentoml.validators import ContentType
 from fastapi import FastAPI
@@ -262,135 +263,91 @@ def rest_job(job_id: str):
     return job_out(job_id)
 
 # %% ../../nbs/94_serve_text.ipynb #8d492526
-FILE_FIELDS = {
-    "/text/predict_csv": ("file",),
-    "/text/fit_csv": ("file",),
-}  # the multipart parts that carry a file, per route
+FILE_FIELDS = {"/text/predict_csv": ("file",), "/text/fit_csv": ("file",)}  # the multipart parts that carry a file
 
-
+# %% ../../nbs/94_serve_text.ipynb #e6e6b0ee
 class TextBodyGuard:
     "ASGI middleware: POST bodies under `prefix` that BentoML could not parse are answered 4xx with a JSON message."
+    def __init__(self, app, prefix: str = "/text/", skip: tuple = ("/text/api",), max_bytes: int | None = None,
+                 max_field_bytes: int = 1024 * 1024):  # Starlette's limit for one non-file form field
+        self.app, self.prefix, self.skip = app, prefix, tuple(skip)
+        self.max_bytes, self.max_field_bytes = max_bytes, max_field_bytes
 
-    def __init__(
-        self,
-        app,
-        prefix: str = "/text/",
-        skip: tuple = ("/text/api",),
-        max_bytes: int | None = None,
-        max_field_bytes: int = 1024 * 1024,  # Starlette's limit for one non-file form field
-    ):
-        self.app, self.prefix, self.skip, self.max_bytes, self.max_field_bytes = (
-            app,
-            prefix,
-            tuple(skip),
-            max_bytes,
-            max_field_bytes,
-        )
+# %% ../../nbs/94_serve_text.ipynb #4b68837a
+@patch
+async def _answer(self: TextBodyGuard, send, status: int, message: str):
+    code = {400: "bad_request", 413: "payload_too_large", 415: "unsupported_media_type"}[status]
+    data = json.dumps({"error": code, "message": message, "detail": None}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
 
-    async def _answer(self, send, status: int, message: str):
-        code = {400: "bad_request", 413: "payload_too_large", 415: "unsupported_media_type"}[status]
-        data = json.dumps({"error": code, "message": message, "detail": None}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+# %% ../../nbs/94_serve_text.ipynb #f17fde5d
+@patch
+async def _problem(self: TextBodyGuard, scope, body: bytes) -> tuple[int, str] | None:
+    "The status and message for a multipart body that cannot be read, or None."
+    from starlette.datastructures import Headers, UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+    async def stream(): yield body
+    try: form = await MultiPartParser(Headers(scope=scope), stream(), max_part_size=len(body) + 1).parse()
+    except MultiPartException as e: return 400, f"the multipart body cannot be read: {e.message}"
+    files = FILE_FIELDS.get(scope.get("path", ""), ())
+    try:
+        for k, v in form.multi_items():
+            if k in files and not isinstance(v, UploadFile):
+                return 400, (f"the {k!r} part must be a file upload (a multipart part with a filename), got a plain "
+                             "form field")
+            if isinstance(v, UploadFile):
+                raw = await v.read()
+                if k in files: continue
+                try: raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    return 400, f"form part {k!r} must be UTF-8 text; byte {e.start} is not ({e.reason})"
+                v = raw
+            n = len(v) if isinstance(v, bytes) else len(v.encode("utf-8"))
+            if n > self.max_field_bytes:
+                return 413, (f"form field {k!r} has {n:,} bytes; a form field takes at most {self.max_field_bytes:,} "
+                             "(send a long text as JSON, or a file as the 'file' part)")
+    finally: await form.close()
+    return None
 
-    async def _problem(self, scope, body: bytes) -> tuple[int, str] | None:
-        "The status and message for a multipart body that cannot be read, or None."
-        from starlette.datastructures import Headers, UploadFile
-        from starlette.formparsers import MultiPartException, MultiPartParser
-
-        async def stream():
-            yield body
-
-        try:
-            form = await MultiPartParser(Headers(scope=scope), stream(), max_part_size=len(body) + 1).parse()
-        except MultiPartException as e:
-            return 400, f"the multipart body cannot be read: {e.message}"
-        files = FILE_FIELDS.get(scope.get("path", ""), ())
-        try:
-            for k, v in form.multi_items():
-                if k in files and not isinstance(v, UploadFile):
-                    return (
-                        400,
-                        f"the {k!r} part must be a file upload (a multipart part with a filename), got a plain "
-                        "form field",
-                    )
-                if isinstance(v, UploadFile):
-                    raw = await v.read()
-                    if k in files:
-                        continue
-                    try:
-                        raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        return 400, f"form part {k!r} must be UTF-8 text; byte {e.start} is not ({e.reason})"
-                    v = raw
-                n = len(v) if isinstance(v, bytes) else len(v.encode("utf-8"))
-                if n > self.max_field_bytes:
-                    return 413, (
-                        f"form field {k!r} has {n:,} bytes; a form field takes at most {self.max_field_bytes:,} "
-                        "(send a long text as JSON, or a file as the 'file' part)"
-                    )
-        finally:
-            await form.close()
-        return None
-
-    async def __call__(self, scope, receive, send):
-        path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or not path.startswith(self.prefix)
-            or path.startswith(self.skip)
-        ):
-            return await self.app(scope, receive, send)
-        limit = self.max_bytes or settings.getint("text", "max_csv_bytes") + 1024 * 1024
-        headers = dict(scope.get("headers") or [])
-        ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        if ctype not in ("", "application/json", "multipart/form-data"):
-            return await self._answer(
-                send,
-                415,
-                f"{path} takes a JSON body (Content-Type: application/json), or multipart/form-data "
-                f"for a file upload; got {ctype!r}",
-            )
-        try:
-            length = int(headers.get(b"content-length", b"0") or 0)
-        except ValueError:
-            return await self._answer(send, 400, "the Content-Length header must be an integer")
-        if length > limit:
-            return await self._answer(send, 413, f"the body has {length:,} bytes; at most {limit:,} are accepted")
-        if ctype != "multipart/form-data":
-            return await self.app(scope, receive, send)
-        chunks, size, more = [], 0, True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunks.append(msg.get("body", b""))
-            size += len(chunks[-1])
-            more = msg.get("more_body", False)
-            if size > limit:
-                return await self._answer(
-                    send, 413, f"the body has more than {limit:,} bytes; at most {limit:,} are accepted"
-                )
-        body = b"".join(chunks)
-        if problem := await self._problem(scope, body):
-            return await self._answer(send, *problem)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+# %% ../../nbs/94_serve_text.ipynb #8795871f
+@patch
+async def __call__(self: TextBodyGuard, scope, receive, send):
+    path = scope.get("path", "")
+    if (scope["type"] != "http" or scope["method"] != "POST" or not path.startswith(self.prefix)
+            or path.startswith(self.skip)): return await self.app(scope, receive, send)
+    limit = self.max_bytes or settings.getint("text", "max_csv_bytes") + 1024 * 1024
+    headers = dict(scope.get("headers") or [])
+    ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+    if ctype not in ("", "application/json", "multipart/form-data"):
+        return await self._answer(send, 415, f"{path} takes a JSON body (Content-Type: application/json), or "
+                                             f"multipart/form-data for a file upload; got {ctype!r}")
+    try: length = int(headers.get(b"content-length", b"0") or 0)
+    except ValueError: return await self._answer(send, 400, "the Content-Length header must be an integer")
+    if length > limit:
+        return await self._answer(send, 413, f"the body has {length:,} bytes; at most {limit:,} are accepted")
+    if ctype != "multipart/form-data": return await self.app(scope, receive, send)
+    chunks, size, more = [], 0, True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect": return
+        chunks.append(msg.get("body", b""))
+        size += len(chunks[-1])
+        more = msg.get("more_body", False)
+        if size > limit:
+            return await self._answer(send, 413, f"the body has more than {limit:,} bytes; at most {limit:,} are "
+                                                 "accepted")
+    body = b"".join(chunks)
+    if problem := await self._problem(scope, body): return await self._answer(send, *problem)
+    sent = False
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    await self.app(scope, replay, send)
 
 # %% ../../nbs/94_serve_text.ipynb #f82bd94c
 ModelId = Annotated[
