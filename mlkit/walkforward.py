@@ -22,9 +22,10 @@ from .validation import _check_index, _max_drawdown, _sharpe, classification_met
 __all__ = ['MODES', 'BACKENDS', 'BOOTSTRAP_METHODS', 'ALTERNATIVES', 'make_folds', 'WalkForwardResult', 'fold_threads',
            'walk_forward', 'monte_carlo', 'BootstrapResult', 'block_bootstrap', 'binomial_test', 'sharpe_test']
 
-# %% ../nbs/04a_walkforward.ipynb #c7caefd3
+# %% ../nbs/04a_walkforward.ipynb #b2b22b7b
 MODES = ("rolling", "expanding")
 
+# %% ../nbs/04a_walkforward.ipynb #c7caefd3
 def make_folds(n: int,                    # number of rows, time-ordered
                window: int,               # rolling: training rows per fold; expanding: the default min_train
                step: int,                 # test rows per fold (and how far each fold moves)
@@ -97,9 +98,10 @@ def _check_xy(X, y):
     if pd.isna(np.asarray(y, dtype=object)).any(): raise ValueError("y has missing labels; drop those rows first")
     return X.index if isinstance(X, (pd.DataFrame, pd.Series)) else pd.RangeIndex(len(X))
 
-# %% ../nbs/04a_walkforward.ipynb #800221a4
+# %% ../nbs/04a_walkforward.ipynb #62fd99cb
 BACKENDS = ("serial", "loky", "threading", "ray")
 
+# %% ../nbs/04a_walkforward.ipynb #800221a4
 def _backend(backend: str | None) -> str:
     "The backend to run folds on: `backend`, or `[compute] walk_forward_backend` from the settings."
     b = settings.get("compute", "walk_forward_backend") if backend is None else backend
@@ -196,9 +198,10 @@ def monte_carlo(X, y, make_model,             # features, labels and model facto
                 max=float(acc.max()), q05=float(np.quantile(acc, 0.05)), q95=float(np.quantile(acc, 0.95)),
                 n_train=k, n_test=m - k)
 
-# %% ../nbs/04a_walkforward.ipynb #230dfa62
+# %% ../nbs/04a_walkforward.ipynb #5f5e9ff2
 BOOTSTRAP_METHODS = ("stationary", "moving")
 
+# %% ../nbs/04a_walkforward.ipynb #230dfa62
 def _block_indices(n: int, size: int, block: int, method: str, rng) -> np.ndarray:
     "Row indices (size x n) of `size` block-bootstrap resamples of a length-n series."
     t = np.arange(n)
@@ -255,8 +258,6 @@ def block_bootstrap(returns,                       # per-bar strategy returns (S
     return BootstrapResult(samples, summary)
 
 # %% ../nbs/04a_walkforward.ipynb #9a308af7
-ALTERNATIVES = ("greater", "two-sided", "less")
-
 def binomial_test(accuracy,                   # an accuracy in [0, 1] (float) or a number of correct predictions (int)
                   n: int,                     # number of predictions
                   baseline_rate: float,       # accuracy of the majority-class guess, in (0, 1)
@@ -269,6 +270,9 @@ def binomial_test(accuracy,                   # an accuracy in [0, 1] (float) or
         raise ValueError(f"accuracy must be a rate in [0, 1] or a count in [0, n={n}], got {accuracy!r}")
     res = stats.binomtest(k, n, baseline_rate, alternative="greater")
     return dict(accuracy=k / n, n_correct=k, n=int(n), baseline_rate=float(baseline_rate), p_value=float(res.pvalue))
+
+# %% ../nbs/04a_walkforward.ipynb #9fd7a294
+ALTERNATIVES = ("greater", "two-sided", "less")
 
 # %% ../nbs/04a_walkforward.ipynb #a78ad695
 def sharpe_test(returns,                       # per-bar returns (Series or array), no NaN
