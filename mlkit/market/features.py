@@ -14,6 +14,8 @@ import talib
 
 from ..core import DataError, get_logger
 
+_log = get_logger("market.features")
+
 # %% auto #0
 __all__ = ['INDICATORS', 'DEFAULT_SPECS', 'SEED_SPECS', 'Indicator', 'Feature', 'warmup', 'make_features', 'make_target',
            'make_dataset']
@@ -186,8 +188,6 @@ DEFAULT_SPECS = ("ret:1", "ret_lag:1..5", "vol:20", "volume_z:20", "close_sma:20
 SEED_SPECS = ("sma:20", "sma:50", "rsi:14", "macd:12:26:9", "bbands:20:2")
 
 # %% ../../nbs/11_market_features.ipynb #98b4f112
-_log = get_logger("market.features")
-
 def _parse_all(specs) -> list[Feature]:
     if isinstance(specs, (str, Feature)): specs = [specs]
     fs = [Feature.parse(s) for s in specs]
