@@ -180,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             print(lifecycle.rollback(a.symbol))
         elif a.command == "serve":
             import os
-            from mlkit import store  # noqa: F401  (sets BENTOML_HOME from settings for the server process)
+            from mlkit.bentohome import bentoml_env
             host, port = a.host or settings.get("serving", "host"), a.port or settings.getint("serving", "port")
             cmd = serve_command(host, port, a.ssl_certfile, a.ssl_keyfile)
             preflight(host, port)
             scheme = "https" if a.ssl_certfile else "http"
             print(f"serving mlkit on {scheme}://{host}:{port} (API docs at /docs, demo at /ui/)", flush=True)
-            os.chdir(settings.root); os.execv(cmd[0], cmd)
+            os.chdir(settings.root)
+            os.execve(cmd[0], cmd, {**os.environ, **bentoml_env()})   # the store's home; no usage tracking
         elif a.command == "bento":
             from mlkit.serve.bento import main as bento_main
             return bento_main(["--version", a.version] if a.version else [])

@@ -5,66 +5,44 @@
 # %% ../nbs/05_store.ipynb #e937ac28
 from __future__ import annotations
 
-import os
-
-from .core import settings
-
-# BentoML resolves BENTOML_HOME the first time its store is used: set mlkit's defaults before importing it.
-os.environ.setdefault("BENTOML_HOME", str(settings.path("bentoml_home")))
-os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
-
 import contextlib
 import fcntl
 import functools
 import json
+import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import bentoml
 import pandas as pd
-from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.models import ModelStore
+from bentoml._internal.models.model import Model, ModelContext
 from bentoml._internal.tag import Tag
 from bentoml.exceptions import BentoMLException, NotFound
 
 from . import __version__
-from .core import ConfigError, DataError, get_logger
+from .bentohome import _home_override, store_home, using_home
+from .core import ConfigError, DataError, get_logger, settings
 from .models import MlkitClassifier, ModelCard, make_card
 from .models import load_model as _load_dir
 
 _log = get_logger("store")
+_all_ = ["using_home", "store_home"]   # from mlkit.bentohome
 
 # %% auto #0
-__all__ = ['STAGES', 'REGISTRY_FILE', 'BENTO_MANIFEST', 'MANIFEST_FORMAT', 'using_home', 'store_home', 'save_model',
-           'bento_manifest', 'production_tag', 'promote', 'rollback', 'history', 'load_model', 'list_models',
-           'delete_model']
+__all__ = ['STAGES', 'REGISTRY_FILE', 'BENTO_MANIFEST', 'MANIFEST_FORMAT', 'save_model', 'bento_manifest', 'production_tag',
+           'promote', 'rollback', 'history', 'load_model', 'list_models', 'delete_model', 'using_home', 'store_home']
 
 # %% ../nbs/05_store.ipynb #16971e60
 STAGES = ("candidate", "production")   # stages a model can be created with
 REGISTRY_FILE = "mlkit_registry.json"
 _MODEL_DIR = "mlkit_model"              # the mlkit model inside a BentoML model's directory
-_home_override: list[Path] = []
-
-# %% ../nbs/05_store.ipynb #77628bb3
-@contextlib.contextmanager
-def using_home(path):  # a BentoML home directory (created if missing)
-    "Use another BentoML home as the default of every function here inside the block (tests, sandboxes)."
-    p = Path(path).expanduser().resolve()
-    _home_override.append(p)
-    try: yield p
-    finally: _home_override.pop()
-
-# %% ../nbs/05_store.ipynb #26d5a0fb
-def store_home(home=None) -> Path:
-    "The BentoML home used: `home`, else the innermost `using_home`, else BentoML's configured `BENTOML_HOME`."
-    if home is not None: return Path(home).expanduser().resolve()
-    if _home_override: return _home_override[-1]
-    return Path(BentoMLContainer.bentoml_home.get()).resolve()
 
 # %% ../nbs/05_store.ipynb #7c0c60b6
 def _store(home=None) -> ModelStore:
-    if home is None and not _home_override: return BentoMLContainer.model_store.get()
+    "The BentoML model store of `store_home(home)` (inside a built bento that carries its models: the bento's)."
+    if home is None and not _home_override and (d := _bento_models()) is not None: return ModelStore(str(d))
     d = store_home(home) / "models"
     d.mkdir(parents=True, exist_ok=True)
     return ModelStore(str(d))
@@ -112,6 +90,16 @@ def _check_name(name) -> str:
                         "without a version")
     return name
 
+# %% ../nbs/05_store.ipynb #ed29c396
+@contextlib.contextmanager
+def _create(name: str, labels: dict, metadata: dict, home=None):
+    "`bentoml.models.create` into the store of `home`, without BentoML's usage event; yields the new model."
+    bm = Model.create(name, module="", api_version="v1", signatures={}, labels=labels, metadata=metadata,
+                      context=ModelContext(framework_name="", framework_versions={}))
+    yield bm
+    bm.flush()
+    bm.save(_store(home))
+
 # %% ../nbs/05_store.ipynb #88ed4239
 def save_model(name: str,                 # BentoML model name, e.g. "market-btc-usd"
                model,                     # a fitted mlkit model (an `MlkitClassifier`)
@@ -130,8 +118,7 @@ def save_model(name: str,                 # BentoML model name, e.g. "market-btc
     card = card or getattr(model, "card_", None) or make_card(model)
     labels = {**{str(k): str(v) for k, v in (labels or {}).items()}, "stage": stage, "framework": "mlkit",
               "estimator": model.name}
-    with bentoml.models.create(name, labels=labels, metadata=_json_safe(card.to_dict()),
-                               _model_store=_store(home)) as bm:
+    with _create(name, labels=labels, metadata=_json_safe(card.to_dict()), home=home) as bm:
         model.save(Path(bm.path) / _MODEL_DIR, card=card)
     tag = str(bm.tag)
     _log.info("saved %s (%s, stage %s) to the model store %s", tag, model.name, stage, store_home(home),
@@ -175,6 +162,13 @@ def _check_not_bento(home=None) -> None:
         raise ConfigError(f"this process serves the built bento {m.get('bento')}, whose production models are fixed "
                           f"at build time ({m['models']}); promote or roll back in the working tree, then build again "
                           "(`make bento`)")
+
+# %% ../nbs/05_store.ipynb #e5013ef0
+def _bento_models() -> Path | None:
+    "Inside a built bento whose folder carries its models (a container image), that folder; else None."
+    if bento_manifest() is None: return None
+    d = Path(settings.root).parent / "models"
+    return d if d.is_dir() and any(d.iterdir()) else None
 
 # %% ../nbs/05_store.ipynb #b1f44dff
 def _get(ref: str, home=None):

@@ -102,6 +102,7 @@ def build(home=None,                # BentoML home holding the production models
     "Build the self-contained bento of the entry service; returns what was built."
     from bentoml._internal.tag import Tag
     from mlkit import store
+    from mlkit.bentohome import bentoml_env
     t0 = time.perf_counter()
     home = store.store_home(home)
     models = required_models(home)
@@ -109,7 +110,7 @@ def build(home=None,                # BentoML home holding the production models
     tag = f"{BENTO_NAME}:{version}"
     manifest = {"format": store.MANIFEST_FORMAT, "mlkit_version": __version__, "bento": tag, "git_commit": git_commit(),
                 "built": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": models}
-    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    env = {**os.environ, **bentoml_env(home)}
     with tempfile.TemporaryDirectory(prefix="mlkit-bento-") as ctx:
         stage(Path(ctx), manifest)
         r = subprocess.run([str(Path(sys.executable).parent / "bentoml"), "build", ctx, "--name", BENTO_NAME,

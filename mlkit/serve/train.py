@@ -82,12 +82,10 @@ def served_models(home=None) -> list[dict]:
 # %% ../../nbs/98_serve_train.ipynb #ac643ac3
 def train_state(home=None) -> dict:
     "Everything `train_all`'s check reads, for `mlkit.stamps`: code, packages, settings, caches and the model store."
+    from mlkit.bentohome import store_home   # mlkit.store's rule, without importing BentoML or scikit-learn
     from mlkit.core import settings
     from mlkit.stamps import code_state, tree_state
-    import os
-    from pathlib import Path
-    # mlkit.store's own answer (BENTOML_HOME, which it defaults to the setting), without importing scikit-learn
-    h = Path(home or os.environ.get("BENTOML_HOME") or settings.path("bentoml_home")).expanduser().resolve()
+    h = store_home(home)
     return {**code_state(), "cache": tree_state(settings.path("cache_dir")),
             "model_dir": tree_state(settings.path("model_dir")),
             "store": tree_state(h / "models"), "registry": tree_state(h / "mlkit_registry.json")}
