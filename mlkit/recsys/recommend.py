@@ -15,7 +15,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from fastcore.basics import patch
-from .. import store  # sets BENTOML_HOME before bentoml is imported
+from .. import store
 import bentoml
 from sklearn.base import BaseEstimator, clone
 

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import anyio
 import numpy as np
 import pandas as pd
-from .. import store  # sets BENTOML_HOME before bentoml is imported
+from .. import store
 import bentoml
 from bentoml.exceptions import InvalidArgument
 from fastapi import FastAPI

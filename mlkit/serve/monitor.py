@@ -10,7 +10,7 @@ import json
 import threading
 
 import numpy as np
-from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
+from .. import store
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from fastcore.basics import patch

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Literal
 
 import anyio
-from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from fastcore.basics import patch

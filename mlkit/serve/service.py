@@ -14,7 +14,7 @@ import gc
 import json
 import logging
 
-from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
+from .. import store
 import attrs
 import bentoml
 from _bentoml_sdk.method import APIMethod

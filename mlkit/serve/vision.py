@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from fastcore.basics import patch
