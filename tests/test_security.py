@@ -17,7 +17,7 @@ from mlkit.core import settings
 from mlkit.marketplace import auth
 from mlkit.marketplace.api import create_app
 from mlkit.marketplace.crypto import new_key_entry, reencrypt, unseal
-from mlkit.marketplace.tables import Busy
+from mlkit.marketplace.errors import Busy
 
 ROW = {"age": 50, "bmi": 26.4, "bp": 94, "s1": 190, "s5": 4.6}
 IN, OUT, ERR = (f"mp_predictions.{c}" for c in ("input_data", "result", "error_detail"))
@@ -386,7 +386,7 @@ def test_swapped_ciphertexts_are_detected(app_url):
 
 def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
     "A job that fails the model's checks in the worker: its message quotes the value; neither file nor WAL holds it."
-    from mlkit.marketplace import jobs
+    from mlkit.marketplace import accounts, inputs, jobs
     from mlkit.marketplace.catalog import seed_catalog
     from mlkit.marketplace.tables import MlModel, upgrade_db
     from mlkit.db import get_engine
@@ -396,10 +396,10 @@ def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
     upgrade_db(url)
     seed_catalog(url, tmp_path / "models")
     uid = register(url, "erin", PW).id
-    jobs.topup(url, uid, 20)
+    accounts.topup(url, uid, 20)
     pid = jobs.submit(url, uid, "risk-assessment", {**ROW, "bmi": 33.3713})["prediction_id"]
     runner = jobs.JobRunner(url, workers=1, model_dir=tmp_path / "models")
-    ra = jobs.get_model(url, "risk-assessment")                 # the model's range narrowed after the job was accepted
+    ra = inputs.get_model(url, "risk-assessment")               # the model's range narrowed after the job was accepted
     cols = [{**c, "maximum": 30.0} if c["name"] == "bmi" else c for c in ra.input_schema["columns"]]
     runner._models[ra.id] = MlModel(id=ra.id, name=ra.name, cost=ra.cost,
                                     input_schema={**ra.input_schema, "columns": cols}, path=ra.path)
@@ -417,7 +417,7 @@ def test_a_failed_jobs_message_is_stored_encrypted(mp_settings, tmp_path):
     job = jobs.get_prediction(url, uid, pid)
     assert job["status"] == "failed" and "33.3713 is outside the valid range" in job["error"]     # its owner reads it
     assert [j["error"] for j in jobs.list_predictions(url, uid)] == [jobs.INPUT_REJECTED]
-    assert jobs.balance(url, uid) == 20                                                          # refunded
+    assert accounts.balance(url, uid) == 20                                                          # refunded
     get_engine(url).dispose()
     files = b"".join(p.read_bytes() for p in tmp_path.glob("fail.db*"))                          # file, WAL, shm
     assert b"33.3713" not in files and b"33.37" not in files
@@ -585,10 +585,11 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
     """The same guarantees on PostgreSQL: a swap of two jobs' envelopes is detected, a failure's message is sealed,
     reencrypt."""
     import json as _json
-    from mlkit.marketplace import jobs
+    from mlkit.marketplace import accounts, inputs, jobs
     from mlkit.marketplace.auth import register
     from mlkit.marketplace.catalog import seed_catalog
-    from mlkit.marketplace.tables import MlModel, StoredDataUnavailable, upgrade_db
+    from mlkit.marketplace.errors import StoredDataUnavailable
+    from mlkit.marketplace.tables import MlModel, upgrade_db
     base = os.environ["MLKIT_TEST_POSTGRES_URL"]
     # a schema of its own: other tests' rows are sealed with other keys (reencrypt reads all)
     schema = "mp_crypto_test"
@@ -598,7 +599,7 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
     assert upgrade_db(url) == "0005"
     seed_catalog(url, tmp_path / "models")
     uid = register(url, f"pg{uuid.uuid4().hex[:8]}", PW).id
-    jobs.topup(url, uid, 50)
+    accounts.topup(url, uid, 50)
     a, b = (jobs.submit(url, uid, "risk-assessment", r)["prediction_id"] for r in (ROW, {**ROW, "age": 61}))
     runner = jobs.JobRunner(url, workers=1, model_dir=tmp_path / "models")
     runner.run_pending()
@@ -620,7 +621,7 @@ def test_row_bound_encryption_on_postgresql(mp_settings, tmp_path, monkeypatch):
     put(a, ra); put(b, rb)
     assert jobs.get_prediction(url, uid, b)["input_data"] == [{**ROW, "age": 61}]
     q = jobs.submit(url, uid, "risk-assessment", {**ROW, "bmi": 33.3713})["prediction_id"]
-    ra_ = jobs.get_model(url, "risk-assessment")
+    ra_ = inputs.get_model(url, "risk-assessment")
     cols = [{**c, "maximum": 30.0} if c["name"] == "bmi" else c for c in ra_.input_schema["columns"]]
     runner._models[ra_.id] = MlModel(id=ra_.id, name=ra_.name, cost=ra_.cost, path=ra_.path,
                                      input_schema={**ra_.input_schema, "columns": cols})

@@ -22,14 +22,18 @@ from fastapi.security import (HTTPAuthorizationCredentials, HTTPBasic, HTTPBasic
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from ..core import settings
+from ..core import get_logger, settings
 from ..db import get_engine
-from . import jobs
+from . import accounts, jobs
 from .auth import (create_token, decode_token, issue_refresh_token, login, register,
                                     rotate_refresh_token, user_from_token)
 from .catalog import seed_catalog
-from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized,
-                                      User, echo, _log, mp_setting, read_scope, upgrade_db)
+from .errors import (Conflict, InvalidInput, MarketplaceError, PayloadTooLarge, Unauthorized,
+                                      echo)
+from .settings import mp_setting
+from .tables import MlModel, User, read_scope, upgrade_db
+
+_log = get_logger("marketplace")
 
 # %% auto #0
 __all__ = ['BearerCreds', 'BasicCreds', 'CurrentUser', 'IdempotencyKey', 'app', 'Marketplace', 'UserIn', 'UserCreated', 'Me',
@@ -331,18 +335,18 @@ def _add_user_routes(app: FastAPI):
     @app.get("/users/me", response_model=Me, tags=["users"], responses=_errors(401, 429))
     def me(request: Request, user: CurrentUser):
         return {"user_id": user.id, "firstname": user.firstname, "username": user.username,
-                "balance": float(jobs.balance(_mp(request).engine, user.id))}
+                "balance": float(accounts.balance(_mp(request).engine, user.id))}
 
 # %% ../../nbs/44_marketplace_api.ipynb #d31a2733
 def _add_account_routes(app: FastAPI):
     @app.post("/account/topup", response_model=TopUpOut, tags=["account"], responses=_errors(401, 422))
     def account_topup(body: TopUpIn, request: Request, user: CurrentUser, idempotency_key: IdempotencyKey = None):
-        bal = jobs.topup(_mp(request).engine, user.id, body.amount, idempotency_key=idempotency_key)
-        return {"message": f"topped up {jobs.parse_amount(body.amount)}", "balance": float(bal)}
+        bal = accounts.topup(_mp(request).engine, user.id, body.amount, idempotency_key=idempotency_key)
+        return {"message": f"topped up {accounts.parse_amount(body.amount)}", "balance": float(bal)}
 
     @app.get("/account/transactions", tags=["account"], responses=_errors(401))
     def account_transactions(request: Request, user: CurrentUser, limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
-        return jobs.transactions(_mp(request).engine, user.id, limit)
+        return accounts.transactions(_mp(request).engine, user.id, limit)
 
 # %% ../../nbs/44_marketplace_api.ipynb #fe4d1c33
 def _add_prediction_routes(app: FastAPI):

@@ -24,9 +24,13 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .tables import (Account, AccountLocked, Busy, Conflict, InvalidInput, LoginThrottle, RefreshToken,
-                                      Unauthorized, User, echo, _log, marketplace_dir, mp_setting, new_id, read_scope,
-                                      utcnow, write_scope)
+from ..core import get_logger
+from .errors import AccountLocked, Busy, Conflict, InvalidInput, Unauthorized, echo
+from .settings import marketplace_dir, mp_setting
+from .tables import (Account, LoginThrottle, RefreshToken, User, new_id, read_scope, utcnow,
+                                      write_scope)
+
+_log = get_logger("marketplace")
 
 # %% auto #0
 __all__ = ['USERNAME_RE', 'hash_password', 'verify_password', 'canonical_username', 'register', 'login', 'jwt_secret',

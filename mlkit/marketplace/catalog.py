@@ -26,10 +26,12 @@ from sklearn.model_selection import train_test_split
 from sqlalchemy import select
 
 from .. import datasets
-from ..core import git_commit, package_versions, settings
-from .tables import (Conflict, InvalidInput, MarketplaceError, MlModel, echo, _log, upgrade_db,
-                                     write_scope)
+from ..core import get_logger, git_commit, package_versions, settings
+from .errors import Conflict, InvalidInput, MarketplaceError, echo
+from .tables import MlModel, upgrade_db, write_scope
 from ..models import frame_sha256
+
+_log = get_logger("marketplace")
 
 # %% auto #0
 __all__ = ['FEATURES', 'BUILTIN', 'training_data', 'make_schema', 'check_frame', 'check_records', 'train_builtin', 'seed_catalog',

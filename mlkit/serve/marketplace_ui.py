@@ -21,11 +21,12 @@ from gradio.context import LocalContext
 from sqlalchemy import select
 
 from ..core import get_logger
-from ..marketplace import api, auth, jobs
+from ..marketplace import accounts, api, auth, inputs, jobs
 from .theme import CSS, LAUNCH, THEME, apply_theme
 from ..marketplace.catalog import BUILTIN
-from ..marketplace.tables import (InvalidInput, MarketplaceError, MlModel, PayloadTooLarge, Unauthorized, User,
-                                      mp_setting, read_scope)
+from ..marketplace.errors import InvalidInput, MarketplaceError, PayloadTooLarge, Unauthorized
+from ..marketplace.settings import mp_setting
+from ..marketplace.tables import MlModel, User, read_scope
 
 _log = get_logger("serve.marketplace_ui")
 
@@ -73,7 +74,7 @@ def _user(mp: api.Marketplace, token: str | None) -> User:
 
 def _account(mp: api.Marketplace, user: User) -> tuple[str, float]:
     "(account line, balance)."
-    bal = jobs.balance(mp.start().engine, user.id)
+    bal = accounts.balance(mp.start().engine, user.id)
     who = f"**{user.username}**" + (f" ({html.escape(user.firstname)})" if user.firstname else "")
     return f"Logged in as {who} · balance **{bal}** credits", float(bal)
 
@@ -103,7 +104,7 @@ def topup(mp: api.Marketplace, token: str | None, amount: float | None) -> tuple
     "Add `amount` to the balance; (account line, balance)."
     user = _user(mp, token)
     if amount is None: raise InvalidInput("enter an amount to add")
-    jobs.topup(mp.start().engine, user.id, amount)
+    accounts.topup(mp.start().engine, user.id, amount)
     return _account(mp, user)
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #f375c223
@@ -130,7 +131,7 @@ def models(mp: api.Marketplace, current: str | None = None) -> tuple[pd.DataFram
 def example(mp: api.Marketplace, model_id: str | None) -> str:
     "The model's example input, as JSON text to edit and send."
     if not model_id: raise InvalidInput("choose a model")
-    return json.dumps(jobs.get_model(mp.start().engine, model_id).example, indent=1)
+    return json.dumps(inputs.get_model(mp.start().engine, model_id).example, indent=1)
 
 def _submit(mp: api.Marketplace, token, model_id, data) -> tuple[str, str, str, float]:
     "Validate, charge and queue (`jobs.submit`), waking the workers."
@@ -191,7 +192,7 @@ def details(mp: api.Marketplace, token: str | None, prediction_id: str | None) -
             f"cost {job['cost']:.2f} credits")
     if job["status"] == "completed":
         out = job["output_data"]
-        schema = jobs.get_model(mp.start().engine, job["model_id"]).input_schema
+        schema = inputs.get_model(mp.start().engine, job["model_id"]).input_schema
         meaning = html.escape(((schema or {}).get("output") or {}).get("description") or predicts(schema))
         shown = ", ".join(f"{v:.2f}" for v in out[:5]) + (" ..." if len(out) > 5 else "")
         return (f"{head}\n\nPredicted {meaning}: **{shown}** (one value per input row)\n\nDownload the CSV below.",
