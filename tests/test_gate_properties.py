@@ -13,13 +13,13 @@ import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mlkit.market.features import make_dataset
+from mlkit.market.features import make_dataset, warmup
 from mlkit.market.prices import load_prices
 from mlkit.models import make_model
-from mlkit.serve.market import FEATURES, MarketInputError, _day, features_on, predict_rows
+from mlkit.serve.market import FEATURES, SPECS, MarketInputError, _day, features_on, offline_prices, predict_rows
 from mlkit.serve.service import CLIENT_ERROR, document_errors, openapi30, problem
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -33,14 +33,34 @@ def model():
 
 @SETTINGS
 @given(day=st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31)))
+@example(day=dt.date(2010, 6, 15))   # a trading day: a row (random dates rarely fall in the bundled 1999-2018)
+@example(day=dt.date(2010, 6, 13))   # a Sunday inside the data
+@example(day=dt.date(1999, 1, 5))    # the second bar, inside the warm-up
+@example(day=dt.date(2019, 6, 3))    # after the bundled data
+@example(day=dt.date(3389, 3, 26))   # past what pandas holds (once a 500)
 def test_any_date_is_a_row_or_a_400(day):
     try: t = _day(day)                     # what every market route does first with a date
     except MarketInputError as e: assert "outside the dates a price table can hold" in str(e)
     else: assert t + pd.Timedelta(days=1) > t - pd.Timedelta(days=1)   # a day either side fits (it overflowed for 3389)
     try: X, close = features_on("^GSPC", day, online=False)
-    except MarketInputError as e: assert str(e)
+    except MarketInputError as e: assert str(e).startswith(refusal(day)), (str(e), refusal(day))
     else:
         assert X.shape[0] == 1 and X.index[0].date() == day and np.isfinite(close)
+        assert refusal(day) == "", day   # a row only for a trading day after the warm-up
+
+
+def refusal(day: dt.date) -> str:
+    "The start of the message `features_on('^GSPC', day, online=False)` must refuse `day` with ('' for a row)."
+    bars, t = offline_prices("^GSPC").index, pd.Timestamp(day)
+    span = f"^GSPC has bars from {bars[0].date()} to {bars[-1].date()}"
+    if not (dt.date(1677, 9, 22) <= day <= dt.date(2262, 4, 10)):   # the whole days pandas' Timestamp holds
+        return f"{day} is outside the dates a price table can hold"
+    if t not in bars:
+        why = "a day without trading" if bars[0] <= t <= bars[-1] else "outside the available data"
+        return f"no ^GSPC bar on {day} ({why}); {span}"
+    if bars.get_loc(t) < (wu := warmup(SPECS)):
+        return f"{day} is inside the {wu}-bar warm-up of the indicators; {span}"
+    return ""
 
 
 finite = st.floats(min_value=-1e12, max_value=1e12, allow_nan=False, allow_infinity=False)
