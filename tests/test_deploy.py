@@ -30,10 +30,12 @@ def test_the_validator_catches_a_mistake():
     "A misspelt field and a wrong type are refused: the check above can fail."
     bad = yaml.safe_load(yaml.safe_dump(deployment()))
     bad["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["pathh"] = "/readyz"
-    with pytest.raises(kubernetes_validate.ValidationError): kubernetes_validate.validate(bad, K8S, strict=True)
+    with pytest.raises(kubernetes_validate.ValidationError, match=r"\('pathh' was unexpected\)"):
+        kubernetes_validate.validate(bad, K8S, strict=True)
     bad = yaml.safe_load(yaml.safe_dump(deployment()))
     bad["spec"]["replicas"] = "two"
-    with pytest.raises(kubernetes_validate.ValidationError): kubernetes_validate.validate(bad, K8S, strict=True)
+    with pytest.raises(kubernetes_validate.ValidationError, match="'two' is not of type 'integer'"):
+        kubernetes_validate.validate(bad, K8S, strict=True)
 
 
 def test_secrets_come_from_secrets_and_the_pod_runs_as_a_user():
