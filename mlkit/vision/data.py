@@ -64,7 +64,7 @@ def load_digits() -> Digits:
                "(sklearn.datasets.load_digits)",
         licence="CC BY 4.0 (UCI Machine Learning Repository, E. Alpaydin and C. Kaynak, 1998); "
                 "scikit-learn is BSD-3-Clause",
-        task="vision (seed 000)", rows=len(y), columns=FEATURES + ["label"], sha256=h, file=str(path))
+        task="vision", rows=len(y), columns=FEATURES + ["label"], sha256=h, file=str(path))
     X = pd.DataFrame(pixels / 16.0, columns=FEATURES, dtype=np.float64)
     return Digits(images=(pixels / 16.0).reshape(-1, 8, 8).astype(np.float32), X=X, y=y, info=info)
 
