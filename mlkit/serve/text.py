@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 import bentoml
 from fastcore.basics import patch
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
