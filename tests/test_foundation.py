@@ -15,7 +15,9 @@ from mlkit.data import load_table
 def test_data_command_prints_every_dataset(run_cli, tmp_path):
     r = run_cli("data")
     assert r.returncode == 0, r.stderr
-    for name in datasets.names():
+    names = datasets.names()   # every bundled file is listed, and the command prints each
+    assert len(names) >= 8 and sorted(names) == sorted(p.stem for p in datasets.DATA_DIR.glob("*.parquet")), names
+    for name in names:
         assert name in r.stdout
     # the JSON log went where the environment override said, one object per line
     lines = (tmp_path / "logs" / "mlkit.jsonl").read_text().splitlines()
@@ -49,14 +51,16 @@ def test_dataset_tampered_file_is_refused(tmp_path, monkeypatch):
         datasets.load("diabetes")
 
 
-def test_failed_loads_write_nothing(tmp_path):
+@pytest.mark.parametrize("name,kw,err,match", [
+    ("missing.csv", {}, FileNotFoundError, "table file not found: .*missing.csv"),
+    ("t.json", {}, ValueError, r"unknown table format: file suffix '\.json'.*valid formats: \['csv', 'excel'"),
+    ("t.xlsx", {"sheet": "x"}, ValueError, "could not read .*t.xlsx as excel"),
+], ids=["missing", "unknown-suffix", "not-a-workbook"])
+def test_failed_loads_write_nothing(tmp_path, name, kw, err, match):
     (tmp_path / "t.xlsx").write_bytes(b"")
     before = sorted(tmp_path.rglob("*"))
-    for call, err in [(lambda: load_table(tmp_path / "missing.csv"), FileNotFoundError),
-                      (lambda: load_table(tmp_path / "t.json"), ValueError),
-                      (lambda: load_table(tmp_path / "t.xlsx", sheet="x"), ValueError)]:
-        with pytest.raises(err):
-            call()
+    with pytest.raises(err, match=match):
+        load_table(tmp_path / name, **kw)
     assert sorted(tmp_path.rglob("*")) == before
 
 
@@ -74,7 +78,10 @@ def test_docs_index_links_every_notebook(tmp_path, monkeypatch):
     monkeypatch.setattr(build_docs, "OUT", tmp_path)
     build_docs.build_site(only=["00_core"])
     index = (tmp_path / "index.html").read_text()
-    for p in build_docs.pages():
+    pages = build_docs.pages()
+    names = {p.name for p in pages}
+    assert len(pages) >= 25 and {"00_core.ipynb", "04_validation.ipynb"} <= names and "index.ipynb" not in names
+    for p in pages:
         assert p.relative_to(build_docs.NBS).with_suffix(".html").as_posix().replace("/", "_") in index
     core = (tmp_path / "00_core.html").read_text()
     assert "load_settings" in core and "seed_everything" in core   # show_doc output rendered
