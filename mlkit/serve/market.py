@@ -51,13 +51,11 @@ def _describe(f: Feature, col: str) -> str:
     return f"{doc} (spec {f})"
 
 # %% ../../nbs/90_serve_market.ipynb #6833f518
-def _example_row() -> dict[str, float]:
-    "The latest feature row of the bundled BTC-USD prices (used as the OpenAPI example)."
-    prices = load_prices("BTC-USD", source="bundled")
-    row = make_features(prices.iloc[-(warmup(SPECS) + 60):], SPECS).iloc[-1]
-    return {c: round(float(v), 6) for c, v in row.items()}
-
-EXAMPLE_ROW: dict[str, float] = _example_row()
+EXAMPLE_ROW: dict[str, float] = {  # the OpenAPI example: BTC-USD's features for 2020-01-17
+    "ret_1": -7.6e-05, "ret_lag_1": -0.011241, "ret_lag_2": -0.000439, "ret_lag_3": 0.087357, "ret_lag_4": -0.00926,
+    "ret_lag_5": 0.020526, "vol_20": 0.031768, "volume_z_20": -1.359679, "close_sma_20": 0.107653,
+    "close_sma_50": 0.160014, "rsi_14": 67.21062, "macd_pct_12_26_9": 0.041059, "macd_signal_pct_12_26_9": 0.028531,
+    "macd_hist_pct_12_26_9": 0.012528, "bb_pctb_20_2": 0.860632, "bb_width_20_2": 0.298512}
 
 # %% ../../nbs/90_serve_market.ipynb #7bb8a58a
 _float = dict(strict=True, allow_inf_nan=False)   # numbers only (no strings, booleans, NaN or infinity)
