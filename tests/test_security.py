@@ -225,6 +225,28 @@ def test_error_messages_cut_what_they_echo(client):
         assert 400 <= r.status_code < 500 and len(r.json()["detail"]) < 600, r.text[:200]
 
 
+def test_an_internal_errors_log_quotes_nothing_of_the_request(client, monkeypatch, tmp_path):
+    "A route that crashes with a message quoting the request: 500 'internal error'; the log names the route and type."
+    import logging
+    from mlkit.core import JsonFormatter
+    from mlkit.marketplace import jobs
+    u = _user(client)
+    secret = f"s3cret-{uuid.uuid4().hex}"
+    def crash(engine, user_id, prediction_id): raise RuntimeError(f"cannot read {prediction_id}")
+    monkeypatch.setattr(jobs, "get_prediction", crash)
+    h = logging.FileHandler(tmp_path / "mlkit.log", encoding="utf-8")     # as the configured log file formats it
+    h.setFormatter(JsonFormatter()); h.setLevel(logging.DEBUG)
+    log = logging.getLogger("mlkit"); level = log.level
+    log.addHandler(h); log.setLevel(logging.DEBUG)                      # the frames logged at DEBUG are checked too
+    try:   # the fixture's client re-raises server errors; this one gets what a remote client gets
+        r = TestClient(client.app, raise_server_exceptions=False).get(f"/predict/{secret}", headers=u["h"])
+    finally: log.removeHandler(h); log.setLevel(level); h.close()
+    logged = (tmp_path / "mlkit.log").read_text(encoding="utf-8")
+    assert r.status_code == 500 and r.json() == {"detail": "internal error"}, r.text
+    assert "marketplace request failed: GET /predict/{prediction_id}: internal error (RuntimeError)" in logged, logged
+    assert secret not in logged, logged
+
+
 # ------------------------------------------------------------------------------------ seed 000: encryption at rest
 def _completed(c, h, row, model="risk-assessment") -> dict:
     pid = c.post("/predict", json={"model_id": model, "input_data": row}, headers=h).json()["prediction_id"]

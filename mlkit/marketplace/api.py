@@ -10,6 +10,7 @@ import json
 import math
 import re
 import threading
+import traceback
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -283,6 +284,17 @@ _TOKEN_BODY = {"requestBody": {"required": True, "content": {
                                     "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                          "example": {"username": "ann", "password": "correct horse battery"}}}}}
 
+# %% ../../nbs/44_marketplace_api.ipynb #84743d23
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+def _log_crash(request: Request, e: Exception):
+    "Log an unexpected exception of `request` without its message or the request's path (both may quote input)."
+    route = getattr(request.scope.get("route"), "path", None) or "(no route)"
+    method = request.method if request.method in _METHODS else "?"
+    _log.error("marketplace request failed: %s %s: internal error (%s)", method, route, type(e).__name__)
+    _log.debug("where the %s was raised (the code's frames, not its message):\n%s", type(e).__name__,
+               "".join(traceback.format_tb(e.__traceback__)).rstrip())
+
 # %% ../../nbs/44_marketplace_api.ipynb #e70ba3e8
 def _add_error_handlers(app: FastAPI):
     @app.exception_handler(MarketplaceError)
@@ -292,7 +304,7 @@ def _add_error_handlers(app: FastAPI):
 
     @app.exception_handler(Exception)
     async def _crashed(request, e: Exception):
-        _log.exception("marketplace request failed: %s %s", request.method, request.url.path)
+        _log_crash(request, e)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
 # %% ../../nbs/44_marketplace_api.ipynb #73b1aa03
