@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 AMQP = os.environ.get("MLKIT_TEST_AMQP_URL")
 needs_rabbit = pytest.mark.skipif(not AMQP,
@@ -241,9 +243,8 @@ def test_cli_all_default_serves_dashboard_and_writes_metrics(tmp_path):
     """`python -m mlkit.monitor all` (what `mlkit monitor-stream all` runs) with the default embedded broker: it trains
     the default model into an empty store, serves the live dashboard, writes the metrics and keeps the dashboard up
     until SIGTERM (exit code 0)."""
-    import socket
     import urllib.request
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bento"), "MLKIT_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
            "MLKIT_PATHS_LOG_DIR": str(tmp_path / "logs"), "PYTHONUNBUFFERED": "1"}
     env.pop("MLKIT_MONITOR_BROKER_URL", None)

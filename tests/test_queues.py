@@ -40,6 +40,7 @@ def test_analytics_match_hand_computed_figures():
 
 
 def test_parents_are_the_sum_of_their_leaves_at_every_granularity(nyc):
+    assert nyc.granularities() == ["daily", "weekly"]
     for g in nyc.granularities():
         total = series(nyc, 1, g)
         assert (sum(series(nyc, o, g) for o in (2, 3, 4)) == total).all()
@@ -66,6 +67,7 @@ def test_calibrated_intervals_cover_held_out_data():
     assert abs(cov[80]["all"] - 0.80) < 0.10 and abs(cov[95]["all"] - 0.95) < 0.06, cov
     r = fc.forecast(1, 10, levels=[50, 80, 95])
     assert len(r.values) == len(r.timestamps) == 10 and r.timestamps[0] == str((days[-1] + pd.Timedelta(days=1)).date())
+    assert {lv: (len(r.lower[lv]), len(r.upper[lv])) for lv in (50, 80, 95)} == {lv: (10, 10) for lv in (50, 80, 95)}
     for lo50, lo80, lo95, m, hi50, hi95 in zip(r.lower[50], r.lower[80], r.lower[95], r.values, r.upper[50],
                                                r.upper[95]):
         assert 0 <= lo95 <= lo80 <= lo50 <= m <= hi50 <= hi95
@@ -233,17 +235,18 @@ def test_queue_forecast_report_renders(tmp_path):
 
 def test_dashboard_over_gradio_client(client):
     "The dashboard served alone, driven with gradio_client (same backend as the API fixture)."
-    import socket
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    from conftest import free_port
     from mlkit.serve.queues_demo import demo
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         c = Client(f"http://127.0.0.1:{port}/", verbose=False)
         out = c.predict("nyc_departures", 3, "weekly", "", "", api_name="/show_queue")
         assert "JFK" in out[0] and "direct children" in out[0]
-        with pytest.raises(Exception, match="valid granularities"):
+        with pytest.raises(AppError, match="valid granularities"):
             c.predict("nyc_departures", 3, "hourly", "", "", api_name="/show_queue")
-        with pytest.raises(Exception, match="95 is given twice"):
+        with pytest.raises(AppError, match="95 is given twice"):
             c.predict("nyc_departures", 3, "weekly", 6, "95,80,95", api_name="/forecast")
     finally: demo.close()

@@ -3,13 +3,13 @@ the real ASGI app of `RecsysService` (no mocks), the Gradio demo through gradio_
 with an empty store. The cross-validated RMSE of the default configuration is checked in notebook 81 and, through the
 stored model card, in the slow test here."""
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 from starlette.testclient import TestClient
 
+from conftest import free_port
 from mlkit import store
 from mlkit.core import settings
 from mlkit.recsys.mf import GENRES, load_ratings
@@ -140,20 +140,15 @@ def test_empty_store_starts_and_answers_503(tmp_path):
     assert second == "503 200"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_demo_through_gradio_client(home):
     from gradio_client import Client
     from gradio_client.exceptions import AppError
     from mlkit.serve.recsys_demo import EXAMPLES, demo
     with store.using_home(home[0]):
-        demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+        demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:
             c = Client(demo.local_url, verbose=False)
+            assert len(EXAMPLES) == 3, EXAMPLES   # every example the demo offers is tried
             for user, genres, k in EXAMPLES:
                 why, table = c.predict(user, genres, k, api_name="/recommend_table")
                 assert len(table["data"]) == k and home[1] in why

@@ -5,7 +5,6 @@ import io
 import re
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
+from conftest import free_port
 from mlkit import store
 from mlkit.text import registry as R
 from mlkit.text.data import TextData, load_text, split_text
@@ -24,12 +24,6 @@ BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample(name="fine_food_reviews", n=1200) -> TextData:
@@ -140,11 +134,12 @@ def test_bad_requests(client, path, body, status, match):
     assert re.search(match, r.text), r.text
 
 
-def test_bad_csv_uploads(client):
-    for data, match in [(b"text\n\xff\xfe\n", "not valid UTF-8"), (b"body\nhello\n", "columns present: \\['body'\\]"),
-                        (b"text\n", "no data rows")]:
-        r = client.post("/text/predict_csv", files={"file": ("t.csv", data, "text/csv")})
-        assert r.status_code == 400 and re.search(match, r.text), r.text
+@pytest.mark.parametrize("data,match", [(b"text\n\xff\xfe\n", "not valid UTF-8"),
+                                        (b"body\nhello\n", "columns present: \\['body'\\]"),
+                                        (b"text\n", "no data rows")], ids=["not-utf8", "no-text-column", "no-rows"])
+def test_bad_csv_uploads(client, data, match):
+    r = client.post("/text/predict_csv", files={"file": ("t.csv", data, "text/csv")})
+    assert r.status_code == 400 and re.search(match, r.text), r.text
 
 
 # synthetic tickets
@@ -262,6 +257,7 @@ def demo_url(home):
 
 def test_app_through_gradio_client(demo_url, tmp_path, home):
     from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
     c = Client(demo_url, verbose=False)
     probs, words, top = c.predict("Stale and overpriced, I will not buy it again.", "production", api_name="/classify")
     assert set(p["label"] for p in probs["confidences"]) == {"great", "other"}
@@ -269,14 +265,14 @@ def test_app_through_gradio_client(demo_url, tmp_path, home):
     out = c.predict(handle_file(str(f)), "text", "production", api_name="/classify_csv")
     res = pd.read_csv(out)
     assert res["predicted_label"].notna().all() and len(res) == 2
-    with pytest.raises(Exception, match="in production"):
+    with pytest.raises(AppError, match="in production"):
         c.predict(f"{home['prod']} (logistic)", api_name="/delete")
     f2 = tmp_path / "train.csv"; f2.write_text(TICKETS)
     status, *_ = c.predict(handle_file(str(f2)), "body", "team", "logistic", 1, '{"char_ngrams": 0}',
                            api_name="/train_csv")
     assert status.startswith("**Model") and "upload-" in status, status
     f3 = tmp_path / "bad.csv"; f3.write_bytes(b"body,team\n\xff,x\n")
-    with pytest.raises(Exception, match="2 problem"):
+    with pytest.raises(AppError, match="2 problem"):
         c.predict(handle_file(str(f3)), "text", "label", "logistic", 1, "", api_name="/train_csv")
 
 

@@ -3,7 +3,6 @@ over HTTP (multipart uploads of real held-out digits, PNG and JPEG, and bad uplo
 model, the service with an empty store, and the sketchpad demo through gradio_client."""
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import free_port
 from mlkit import store
 from mlkit.data import split
 from mlkit.onnx import OnnxModel, to_onnx
@@ -21,12 +21,6 @@ from mlkit.vision.classifier import load_vision_model, train_default
 from mlkit.vision.data import FEATURES, digit_image, load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def held_out():
 @pytest.fixture(scope="module")
 def server(home):
     "`bentoml serve` of VisionService on loopback, against the module's store."
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, BENTOML_HOME=str(home[0]), MLKIT_PATHS_BENTOML_HOME=str(home[0]),
                BENTOML_DO_NOT_TRACK="true", MLKIT_PATHS_LOG_DIR=str(home[0] / "logs"))
     p = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "mlkit.serve.vision:VisionService",
@@ -146,7 +140,7 @@ def test_sketchpad_demo_through_gradio_client(home, held_out):
     from mlkit.serve import vision_demo
     vision_demo._model.clear()
     with store.using_home(home[0]):
-        vision_demo.demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+        vision_demo.demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
         try:
             c = Client(vision_demo.demo.local_url, verbose=False)
             png, label = held_out[1]
