@@ -24,9 +24,9 @@ from ..walkforward import binomial_test, block_bootstrap, fold_threads, monte_ca
 _log = get_logger("market.research")
 
 # %% auto #0
-__all__ = ['SEED_CLAIM', 'model_factory', 'MarketStudy', 'study', 'bars_returns', 'summary_table', 'Plausibility', 'plausibility',
-           'verdict', 'significance_table', 'provenance_markdown', 'plot_equity', 'plot_folds', 'plot_monte_carlo',
-           'plot_importance']
+__all__ = ['CLAIMED_RESULT', 'model_factory', 'MarketStudy', 'bars_returns', 'study', 'summary_table', 'Plausibility',
+           'plausibility', 'verdict', 'significance_table', 'provenance_markdown', 'plot_equity', 'plot_folds',
+           'plot_monte_carlo', 'plot_importance']
 
 # %% ../../nbs/12_market_research.ipynb #16c7f673
 def model_factory(name: str, seed: int = 42, presets: str = "medium_quality", time_limit: float = 30,
@@ -48,7 +48,7 @@ class MarketStudy:
     y: pd.Series
     walk_forward: dict              # model name -> WalkForwardResult (the model and the baselines, same folds)
     backtests: dict                 # model name -> BacktestResult over the out-of-sample days
-    leaky_monte_carlo: dict         # the seed's random-subsample Monte Carlo
+    leaky_monte_carlo: dict         # random-subsample Monte Carlo (leaks the future)
     bootstrap: object               # BootstrapResult of the model's out-of-sample strategy returns
     significance: dict
     importance: pd.Series
@@ -132,6 +132,11 @@ def _provenance(prices, X, y, p: dict, factories, final, mc_model, n_boot, backe
                 git_commit=git_commit(), git_dirty=git_dirty())
     return prov
 
+# %% ../../nbs/12_market_research.ipynb #a20ed4fd
+def bars_returns(prices: pd.DataFrame, bt) -> pd.Series:
+    "Buy-and-hold returns on the backtest's bars (close to close), aligned to its strategy returns."
+    return prices.Close.pct_change().reindex(bt.returns.index).fillna(0.0)
+
 # %% ../../nbs/12_market_research.ipynb #c85397b4
 def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a cached/yfinance symbol
           start=None, end=None,        # date range [start, end)
@@ -183,11 +188,6 @@ def study(symbol: str = "BTC-USD",     # ticker (bundled: BTC-USD, ^GSPC) or a c
     _log.info("market study %s %s: accuracy %.4f vs baseline %.4f", symbol, model, m["accuracy"],
               m["baseline_accuracy"], extra={"params": params, "timings": timings})
     return MarketStudy(params, prices, X, y, wf, bts, mc, boot, sig, imp, prov, timings)
-
-# %% ../../nbs/12_market_research.ipynb #a20ed4fd
-def bars_returns(prices: pd.DataFrame, bt) -> pd.Series:
-    "Buy-and-hold returns on the backtest's bars (close to close), aligned to its strategy returns."
-    return prices.Close.pct_change().reindex(bt.returns.index).fillna(0.0)
 
 # %% ../../nbs/12_market_research.ipynb #7bc2205a
 _LABELS = {"majority": "majority class (baseline)", "logistic": "logistic regression (baseline)"}
@@ -272,7 +272,7 @@ def plausibility(s: MarketStudy,
     return Plausibility(bool(reasons), reasons, figures)
 
 # %% ../../nbs/12_market_research.ipynb #4297b64b
-SEED_CLAIM = dict(accuracy=0.723, sharpe=1.45)   # seed 002's reported figures
+CLAIMED_RESULT = dict(accuracy=0.723, sharpe=1.45)   # a next-day direction model's reported accuracy and Sharpe
 
 def _where(value: float, lo: float, hi: float) -> str:
     return "inside" if lo <= value <= hi else "above" if value > hi else "below"
@@ -299,11 +299,11 @@ def verdict(s: MarketStudy, alpha: float = 0.05) -> str:
            f"change) gave a Sharpe of {b['sharpe']:.2f} (bootstrap 90 % interval {lo:.2f} to {hi:.2f}; "
            f"p = {sh['p_value']:.3g} against zero) and a total return of {b['total_return']:.1%}, while buy-and-hold "
            f"had a Sharpe of {b['bh_sharpe']:.2f} and returned {b['bh_total_return']:.1%} over the same days.",
-           f"The seed's random-subsample Monte Carlo reports a mean accuracy of {leaky:.1%} "
+           f"The random-subsample Monte Carlo reports a mean accuracy of {leaky:.1%} "
            f"({(leaky - m['accuracy']) * 100:+.1f} points against walk-forward): it trains on days after the ones it "
            f"tests, so it measures nothing a trader could have had."]
-    wa, ws = _where(SEED_CLAIM["accuracy"], acc_lo, acc_hi), _where(SEED_CLAIM["sharpe"], lo, hi)
-    claim = f"The seed's claim ({SEED_CLAIM['accuracy']:.1%} accuracy, Sharpe {SEED_CLAIM['sharpe']:g})"
+    wa, ws = _where(CLAIMED_RESULT["accuracy"], acc_lo, acc_hi), _where(CLAIMED_RESULT["sharpe"], lo, hi)
+    claim = f"The claimed result ({CLAIMED_RESULT['accuracy']:.1%} accuracy, Sharpe {CLAIMED_RESULT['sharpe']:g})"
     if plaus.suspicious:
         out.append(f"{claim} is not confirmed by this run: its own figures are too good to be true (below).")
     elif wa == "inside" and ws == "inside":
@@ -385,7 +385,7 @@ def plot_folds(s: MarketStudy):
 
 # %% ../../nbs/12_market_research.ipynb #a15983b7
 def plot_monte_carlo(s: MarketStudy):
-    "The seed's (leaky) Monte Carlo accuracies beside the walk-forward accuracy; bootstrap Sharpe distribution."
+    "The leaky random-subsample Monte Carlo accuracies beside the walk-forward one; bootstrap Sharpe distribution."
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     a.hist(s.leaky_monte_carlo["accuracies"], bins=30, color="tab:orange", alpha=.8,
