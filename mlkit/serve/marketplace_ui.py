@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from types import SimpleNamespace
 from pathlib import Path
 
 import gradio as gr
@@ -208,99 +209,136 @@ EXAMPLES = [["risk-assessment", json.dumps(_ROW)],
             ["return-prediction", json.dumps([_ROW, {**_ROW, "age": 61, "bmi": 31.2}])],
             ["premium-analysis", json.dumps({**_ROW, "bp": 105, "s5": 5.1})]]
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #156f6809
+def _bind(mp: api.Marketplace, fn):
+    "`fn` with `mp` as its first argument (Gradio sees the remaining parameters)."
+    f = functools.partial(fn, mp)
+    f.__name__ = fn.__name__
+    return f
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #f789cf5e
+def _account_tab() -> SimpleNamespace:
+    "The Account tab (inside `gr.Tabs`): register, log in and out, the balance and a top-up; its components."
+    with gr.Tab("Account"):
+        with gr.Row():
+            with gr.Column():
+                gr.Markdown("### Register")
+                reg_first = gr.Textbox(label="first name", elem_id="reg-first")
+                reg_user = gr.Textbox(label="new username", placeholder="3-50 letters, digits, _ . @ -",
+                                      elem_id="reg-user")
+                reg_pass = gr.Textbox(label="new password", type="password",
+                                      placeholder="at least 8 characters", elem_id="reg-pass")
+                reg_btn = gr.Button("Register")
+                reg_msg = gr.Markdown(elem_id="reg-msg")
+            with gr.Column():
+                gr.Markdown("### Log in")
+                log_user = gr.Textbox(label="username", elem_id="login-user")
+                log_pass = gr.Textbox(label="password", type="password", elem_id="login-pass")
+                with gr.Row():
+                    log_btn = gr.Button("Log in", variant="primary")
+                    out_btn = gr.Button("Log out")
+            with gr.Column():
+                gr.Markdown("### Balance")
+                balance = gr.Number(label="balance (credits)", interactive=False, precision=2)
+                amount = gr.Number(label="top-up amount (credits)", value=50, minimum=0.01, precision=2,
+                                   elem_id="topup-amount")
+                with gr.Row():
+                    top_btn = gr.Button("Top up", variant="primary")
+                    bal_btn = gr.Button("Refresh balance")
+    return SimpleNamespace(reg_first=reg_first, reg_user=reg_user, reg_pass=reg_pass, reg_btn=reg_btn,
+                           reg_msg=reg_msg, log_user=log_user, log_pass=log_pass, log_btn=log_btn, out_btn=out_btn,
+                           balance=balance, amount=amount, top_btn=top_btn, bal_btn=bal_btn)
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #429086d9
+def _models_tab() -> SimpleNamespace:
+    "The Models tab: the catalog with prices and held-out scores, and a refresh button."
+    with gr.Tab("Models"):
+        models_table = gr.Dataframe(label="models and prices: every model predicts diabetes progression one "
+                                    "year on from five baseline measurements; R²: the share of the held-out "
+                                    "patients' variation it explains (1: perfect, 0: no better than the mean)",
+                                    interactive=False, wrap=True, elem_id="models",
+                                    column_widths=["13%", "12%", "18%", "11%", "11%", "24%", "11%"])
+        models_btn = gr.Button("Refresh models")
+    return SimpleNamespace(models_table=models_table, models_btn=models_btn)
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #ff4a9d65
+def _predict_tab() -> SimpleNamespace:
+    "The Predict tab: a model, then JSON text (with the examples) or a CSV file; what was submitted."
+    with gr.Tab("Predict"):
+        model_dd = gr.Dropdown([(b["name"], b["id"]) for b in BUILTIN], value=BUILTIN[0]["id"], label="model",
+                               elem_id="model")
+        with gr.Row():
+            with gr.Column():
+                json_in = gr.Textbox(label="input: a JSON object or an array of objects", lines=8,
+                                     value=EXAMPLES[0][1], elem_id="json-input")
+                with gr.Row():
+                    ex_btn = gr.Button("Use the model's example")
+                    json_btn = gr.Button("Predict (JSON)", variant="primary")
+                gr.Examples(EXAMPLES, inputs=[model_dd, json_in], label="examples")
+            with gr.Column():
+                csv_in = gr.File(label="input: a CSV file with a header row", file_types=[".csv"],
+                                 type="filepath")
+                csv_btn = gr.Button("Predict (CSV)", variant="primary")
+        submit_md = gr.Markdown(elem_id="submitted")
+    return SimpleNamespace(model_dd=model_dd, json_in=json_in, ex_btn=ex_btn, json_btn=json_btn, csv_in=csv_in,
+                           csv_btn=csv_btn, submit_md=submit_md)
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #fb2198ce
+def _history_tab() -> SimpleNamespace:
+    "The History tab: the user's predictions, and one prediction's details with its result CSV."
+    with gr.Tab("History"):
+        hist_btn = gr.Button("Refresh history")
+        hist_table = gr.Dataframe(headers=HISTORY_HEADERS, label="your predictions (click one for its details)",
+                                  interactive=False, wrap=True, elem_id="history")
+        with gr.Row():
+            pid_in = gr.Textbox(label="prediction id", scale=3, elem_id="prediction-id")
+            det_btn = gr.Button("Show details", scale=1)
+        det_md = gr.Markdown(elem_id="details")
+        det_file = gr.File(label="result CSV", interactive=False, elem_id="result-csv")
+        det_json = gr.JSON(label="prediction")
+    return SimpleNamespace(hist_btn=hist_btn, hist_table=hist_table, pid_in=pid_in, det_btn=det_btn, det_md=det_md,
+                           det_file=det_file, det_json=det_json)
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #6562952b
+def _pick(evt: gr.SelectData) -> str:
+    "The prediction id of the clicked history row."
+    return str(evt.row_value[0]) if evt.row_value else ""
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #cf930c2d
+def _wire(blocks: gr.Blocks, mp: api.Marketplace, token: gr.State, account_md: gr.Markdown, ui: SimpleNamespace):
+    "Every event of the app (inside `blocks`), each public one with the `api_name` that `gradio_client` calls."
+    bind = functools.partial(_bind, mp)
+    acct = [account_md, ui.balance]
+    ui.reg_btn.click(bind(register), [ui.reg_first, ui.reg_user, ui.reg_pass], ui.reg_msg, api_name="register")
+    ui.log_btn.click(bind(login), [ui.log_user, ui.log_pass], [token, *acct], api_name="login",
+                     show_progress="hidden")
+    ui.out_btn.click(logout, None, [token, *acct], api_name="logout")
+    ui.bal_btn.click(bind(account), token, acct, api_name="account")
+    ui.top_btn.click(bind(topup), [token, ui.amount], acct, api_name="topup")
+    ui.models_btn.click(bind(models), ui.model_dd, [ui.models_table, ui.model_dd], api_name="models")
+    blocks.load(bind(models), ui.model_dd, [ui.models_table, ui.model_dd], api_visibility="private")
+    ui.ex_btn.click(bind(example), ui.model_dd, ui.json_in, api_name="example")
+    submitted = [ui.submit_md, ui.pid_in, *acct]
+    ui.json_btn.click(bind(predict_json), [token, ui.model_dd, ui.json_in], submitted, api_name="predict_json")
+    ui.csv_btn.click(bind(predict_csv), [token, ui.model_dd, ui.csv_in], submitted, api_name="predict_csv")
+    ui.hist_btn.click(bind(history), token, ui.hist_table, api_name="history")
+    details_out = [ui.det_md, ui.det_json, ui.det_file]
+    ui.det_btn.click(bind(details), [token, ui.pid_in], details_out, api_name="details")
+    ui.hist_table.select(_pick, None, ui.pid_in, api_name="pick", api_visibility="private").then(
+        bind(details), [token, ui.pid_in], details_out, api_visibility="private")
+
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #ca891230
 def build_demo(mp: api.Marketplace) -> gr.Blocks:
     "The marketplace app on `mp`."
-    def bind(fn):
-        "`fn` with `mp` as its first argument (Gradio sees the remaining parameters)."
-        f = functools.partial(fn, mp)
-        f.__name__ = fn.__name__
-        return f
     with gr.Blocks(title="mlkit prediction marketplace", delete_cache=(3600, 3600)) as blocks:
         token = gr.State(None)   # this browser session's JWT; never shared between sessions
         gr.Markdown("# mlkit prediction marketplace\nRegister, log in, top up, and buy predictions from the priced "
                     "models. Jobs run in the background: follow them in **History**.")
         account_md = gr.Markdown("Not logged in.", elem_id="account")
         with gr.Tabs():
-            with gr.Tab("Account"):
-                with gr.Row():
-                    with gr.Column():
-                        gr.Markdown("### Register")
-                        reg_first = gr.Textbox(label="first name", elem_id="reg-first")
-                        reg_user = gr.Textbox(label="new username", placeholder="3-50 letters, digits, _ . @ -",
-                                              elem_id="reg-user")
-                        reg_pass = gr.Textbox(label="new password", type="password",
-                                              placeholder="at least 8 characters", elem_id="reg-pass")
-                        reg_btn = gr.Button("Register")
-                        reg_msg = gr.Markdown(elem_id="reg-msg")
-                    with gr.Column():
-                        gr.Markdown("### Log in")
-                        log_user = gr.Textbox(label="username", elem_id="login-user")
-                        log_pass = gr.Textbox(label="password", type="password", elem_id="login-pass")
-                        with gr.Row():
-                            log_btn = gr.Button("Log in", variant="primary")
-                            out_btn = gr.Button("Log out")
-                    with gr.Column():
-                        gr.Markdown("### Balance")
-                        balance = gr.Number(label="balance (credits)", interactive=False, precision=2)
-                        amount = gr.Number(label="top-up amount (credits)", value=50, minimum=0.01, precision=2,
-                                           elem_id="topup-amount")
-                        with gr.Row():
-                            top_btn = gr.Button("Top up", variant="primary")
-                            bal_btn = gr.Button("Refresh balance")
-            with gr.Tab("Models"):
-                models_table = gr.Dataframe(label="models and prices: every model predicts diabetes progression one "
-                                            "year on from five baseline measurements; R²: the share of the held-out "
-                                            "patients' variation it explains (1: perfect, 0: no better than the mean)",
-                                            interactive=False, wrap=True, elem_id="models",
-                                            column_widths=["13%", "12%", "18%", "11%", "11%", "24%", "11%"])
-                models_btn = gr.Button("Refresh models")
-            with gr.Tab("Predict"):
-                model_dd = gr.Dropdown([(b["name"], b["id"]) for b in BUILTIN], value=BUILTIN[0]["id"], label="model",
-                                       elem_id="model")
-                with gr.Row():
-                    with gr.Column():
-                        json_in = gr.Textbox(label="input: a JSON object or an array of objects", lines=8,
-                                             value=EXAMPLES[0][1], elem_id="json-input")
-                        with gr.Row():
-                            ex_btn = gr.Button("Use the model's example")
-                            json_btn = gr.Button("Predict (JSON)", variant="primary")
-                        gr.Examples(EXAMPLES, inputs=[model_dd, json_in], label="examples")
-                    with gr.Column():
-                        csv_in = gr.File(label="input: a CSV file with a header row", file_types=[".csv"],
-                                         type="filepath")
-                        csv_btn = gr.Button("Predict (CSV)", variant="primary")
-                submit_md = gr.Markdown(elem_id="submitted")
-            with gr.Tab("History"):
-                hist_btn = gr.Button("Refresh history")
-                hist_table = gr.Dataframe(headers=HISTORY_HEADERS, label="your predictions (click one for its details)",
-                                          interactive=False, wrap=True, elem_id="history")
-                with gr.Row():
-                    pid_in = gr.Textbox(label="prediction id", scale=3, elem_id="prediction-id")
-                    det_btn = gr.Button("Show details", scale=1)
-                det_md = gr.Markdown(elem_id="details")
-                det_file = gr.File(label="result CSV", interactive=False, elem_id="result-csv")
-                det_json = gr.JSON(label="prediction")
-
-        acct = [account_md, balance]
-        reg_btn.click(bind(register), [reg_first, reg_user, reg_pass], reg_msg, api_name="register")
-        log_btn.click(bind(login), [log_user, log_pass], [token, *acct], api_name="login", show_progress="hidden")
-        out_btn.click(logout, None, [token, *acct], api_name="logout")
-        bal_btn.click(bind(account), token, acct, api_name="account")
-        top_btn.click(bind(topup), [token, amount], acct, api_name="topup")
-        models_btn.click(bind(models), model_dd, [models_table, model_dd], api_name="models")
-        blocks.load(bind(models), model_dd, [models_table, model_dd], api_visibility="private")
-        ex_btn.click(bind(example), model_dd, json_in, api_name="example")
-        submitted = [submit_md, pid_in, *acct]
-        json_btn.click(bind(predict_json), [token, model_dd, json_in], submitted, api_name="predict_json")
-        csv_btn.click(bind(predict_csv), [token, model_dd, csv_in], submitted, api_name="predict_csv")
-        hist_btn.click(bind(history), token, hist_table, api_name="history")
-        det_btn.click(bind(details), [token, pid_in], [det_md, det_json, det_file], api_name="details")
-
-        def pick(evt: gr.SelectData) -> str:
-            "The prediction id of the clicked history row."
-            return str(evt.row_value[0]) if evt.row_value else ""
-        hist_table.select(pick, None, pid_in, api_visibility="private").then(
-            bind(details), [token, pid_in], [det_md, det_json, det_file], api_visibility="private")
+            ui = SimpleNamespace(**vars(_account_tab()), **vars(_models_tab()), **vars(_predict_tab()),
+                                 **vars(_history_tab()))
+        _wire(blocks, mp, token, account_md, ui)
     return blocks
 
 # %% ../../nbs/92_serve_marketplace_ui.ipynb #29499e80
