@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -50,6 +51,16 @@ def bentoml(*args, home, cwd, timeout=600) -> subprocess.CompletedProcess:
     r = subprocess.run([str(BIN / "bentoml"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"bentoml {args}: {r.stderr[-3000:]}"
     return r
+
+
+def deploy_env(home: Path, tmp_path: Path) -> dict:
+    "A deployment's environment: no working tree's settings or store, BENTOML_HOME = `home`."
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLKIT_", "BENTOML_"))}
+    env.update(BENTOML_HOME=str(home), BENTOML_DO_NOT_TRACK="true", GRADIO_ANALYTICS_ENABLED="False",
+               MLKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.db'}", MLKIT_PATHS_DATA_DIR=str(tmp_path / "data"),
+               MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"), MLKIT_PATHS_CACHE_DIR=str(tmp_path / "cache"),
+               MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -101,13 +112,8 @@ def test_exported_bento_serves_from_an_empty_home(built, tmp_path):
     bentoml("import", str(archive), home=home2, cwd=tmp_path)
     assert not (home2 / "mlkit_registry.json").exists()
     port, log = free_port(), tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLKIT_", "BENTOML_"))}
-    env.update(BENTOML_HOME=str(home2), BENTOML_DO_NOT_TRACK="true", GRADIO_ANALYTICS_ENABLED="False",
-               MLKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'deploy.db'}", MLKIT_PATHS_DATA_DIR=str(tmp_path / "data"),
-               MLKIT_PATHS_LOG_DIR=str(tmp_path / "logs"), MLKIT_PATHS_CACHE_DIR=str(tmp_path / "cache"),
-               MLKIT_MARKETPLACE_JWT_SECRET=uuid.uuid4().hex)
     proc = start([str(BIN / "bentoml"), "serve", built["tag"], "--host", "127.0.0.1", "--port", str(port),
-                  "--timeout-graceful-shutdown", "3"], env, tmp_path, log)
+                  "--timeout-graceful-shutdown", "3"], deploy_env(home2, tmp_path), tmp_path, log)
     base = f"http://127.0.0.1:{port}"
     try:
         ready = wait_ready(proc, base, log)
@@ -124,6 +130,32 @@ def test_exported_bento_serves_from_an_empty_home(built, tmp_path):
         assert models.status_code == 200 and len(models.json()) >= 3, models.text
         r = httpx.post(base + "/text/predict", json={"text": "a gripping, moving film"}, timeout=30)
         assert r.status_code == 200
+    finally:
+        stop_server(proc)
+
+
+def test_a_bento_folder_with_its_models_serves_with_another_home(built, tmp_path):
+    """The layout of an image from `bentoml containerize`: the bento's folder holds its models (`models/` beside
+    `src/`) and BENTOML_HOME is another, empty folder; the service reads the bento's own models, as BentoML does."""
+    archive, folder, home = tmp_path / "ml_kit.bento", tmp_path / "bento", tmp_path / "empty-home"
+    bentoml("export", built["tag"], str(archive), home=built["home"], cwd=tmp_path)
+    with tarfile.open(archive) as t: t.extractall(folder, filter="data")
+    assert {"market-btc-usd", "market-gspc"} <= {p.name for p in (folder / "models").iterdir()}
+    home.mkdir()
+    port, log = free_port(), tmp_path / "serve.log"
+    proc = start([str(BIN / "bentoml"), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port),
+                  "--timeout-graceful-shutdown", "3"], deploy_env(home, tmp_path), tmp_path, log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(proc, base, log)
+        about = httpx.get(base + "/about", timeout=10).json()
+        assert about["mode"] == "bento" and about["bento"] == built["tag"], about
+        r = httpx.post(base + "/market/predict_symbol", json={"symbol": "^GSPC", "date": "2018-12-28"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["model_tag"] == about["models"]["market-gspc"]
+        r = httpx.post(base + "/text/predict", json={"text": "a gripping, moving film"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert not (home / "models").exists() or not any((home / "models").iterdir())   # nothing from the home
     finally:
         stop_server(proc)
 
