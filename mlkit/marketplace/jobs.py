@@ -76,6 +76,7 @@ def _revealed(p: Prediction, column: str):
         raise StoredDataUnavailable(msg, missing_key=v.reason == "missing key")
     return v
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #c0282de1
 def _job_dict(p: Prediction, model_name: str | None = None, full: bool = True) -> dict:
     d = {"prediction_id": p.id, "model_id": p.model_id, "model_name": model_name, "status": p.status,
          "cost": float(p.cost), "n_rows": p.n_rows, "created_at": _iso(p.created_at), "started_at": _iso(p.started_at),
@@ -86,6 +87,7 @@ def _job_dict(p: Prediction, model_name: str | None = None, full: bool = True) -
         if p.error_detail is not None: d["error"] = _revealed(p, "error_detail")   # the full message, to its owner only
     return d
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #50e9a320
 def get_prediction(engine, user_id: str, prediction_id: str) -> dict:
     "One of the user's predictions; `NotFound` for an unknown id and for another user's (the same answer)."
     with read_scope(engine) as s:
@@ -94,6 +96,7 @@ def get_prediction(engine, user_id: str, prediction_id: str) -> dict:
         if row is None: raise NotFound(f"no prediction {prediction_id!r} among yours")
         return _job_dict(*row)
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #b3308fc8
 def list_predictions(engine, user_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
     "The user's predictions, newest first, without their data."
     with read_scope(engine) as s:
@@ -104,6 +107,7 @@ def list_predictions(engine, user_id: str, limit: int = 100, offset: int = 0) ->
                          .limit(limit).offset(offset)).all()
         return [_job_dict(p, n, full=False) for p, n in rows]
 
+# %% ../../nbs/43_marketplace_jobs.ipynb #8d90897b
 def result_csv(job: dict) -> str:
     "A completed job as CSV: its input columns and a `prediction` column."
     if job["status"] != "completed":
