@@ -200,6 +200,20 @@ def _codes(self: CharNgrams, texts, alphabet):
         codes.append(h[keep])
     return np.concatenate(rows), np.concatenate(codes)
 
+# %% ../../nbs/31_text_models.ipynb #ed379f88
+@patch
+def _decode(self: CharNgrams, codes) -> np.ndarray:
+    "The n-grams' text of int64 codes."
+    base, table = len(self.alphabet_) + 1, np.array([""] + [chr(a) for a in self.alphabet_], dtype="U1")
+    out = np.empty(len(codes), dtype=f"U{self.max_n}")
+    for n in range(2, self.max_n + 1):
+        at = np.flatnonzero((codes >= base ** (n - 1)) & (codes < base**n))
+        digits, rest = np.empty((len(at), n), dtype=np.int64), codes[at]
+        for j in range(n - 1, -1, -1):
+            digits[:, j], rest = rest % base, rest // base
+        out[at] = table[digits].view(f"U{n}").ravel()
+    return out
+
 # %% ../../nbs/31_text_models.ipynb #84a2019c
 @patch
 def fit_transform(self: CharNgrams, X, y=None):
@@ -247,7 +261,7 @@ def index_(self: CharNgrams) -> pd.Index:
         self.__dict__["_index"] = pd.Index(self.codes_)
     return self.__dict__["_index"]
 
-
+# %% ../../nbs/31_text_models.ipynb #e01395cd
 @patch(as_prop=True)
 def vocab_(self: CharNgrams) -> dict:
     "n-gram -> column, for a few texts at a time."
@@ -279,20 +293,6 @@ def transform(self: CharNgrams, X):
         rows, cols = rows[cols >= 0], cols[cols >= 0]
     C = sparse.csr_matrix((np.ones(len(rows), dtype=self.dtype), (rows, cols)), shape=(len(texts), len(self.codes_)))
     return self.tfidf_.transform(C).astype(self.dtype, copy=False)
-
-# %% ../../nbs/31_text_models.ipynb #ed379f88
-@patch
-def _decode(self: CharNgrams, codes) -> np.ndarray:
-    "The n-grams' text of int64 codes."
-    base, table = len(self.alphabet_) + 1, np.array([""] + [chr(a) for a in self.alphabet_], dtype="U1")
-    out = np.empty(len(codes), dtype=f"U{self.max_n}")
-    for n in range(2, self.max_n + 1):
-        at = np.flatnonzero((codes >= base ** (n - 1)) & (codes < base**n))
-        digits, rest = np.empty((len(at), n), dtype=np.int64), codes[at]
-        for j in range(n - 1, -1, -1):
-            digits[:, j], rest = rest % base, rest // base
-        out[at] = table[digits].view(f"U{n}").ravel()
-    return out
 
 # %% ../../nbs/31_text_models.ipynb #df8a588e
 @patch
@@ -491,16 +491,6 @@ def fit(self: TextClassifier, X, y, progress=None):  # noqa: F811  (@patch binds
     progress("fitted", 1.0)
     return self._fitted(info)
 
-# %% ../../nbs/31_text_models.ipynb #d89529ac
-def _linear_parts(clf: TextClassifier):
-    "(transform, n-gram names, one weight row per class) of a fitted text classifier; computed once per model."
-    cached = clf.__dict__.get("_linear_cache")
-    if cached is not None and cached[0] is clf.pipeline_:
-        return cached[1]
-    out = _compute_linear_parts(clf)
-    clf.__dict__["_linear_cache"] = (clf.pipeline_, out)  # names of ~10^5 n-grams: built once, not per request
-    return out
-
 # %% ../../nbs/31_text_models.ipynb #a21d0fac
 def _nb_parts(nb: NBSVM):
     "(transform, n-gram names, one weight row per class) of a fitted NB-SVM: its weights times its log-count ratios."
@@ -531,6 +521,16 @@ def _compute_linear_parts(clf: TextClassifier):
         return sparse.hstack([feats.transform(texts), nb_transform(texts)]).tocsr()
 
     return transform, np.r_[names, ["nb__" + n for n in nb_names]].astype(object), np.hstack([(1 - w) * W, w * nb_W])
+
+# %% ../../nbs/31_text_models.ipynb #d89529ac
+def _linear_parts(clf: TextClassifier):
+    "(transform, n-gram names, one weight row per class) of a fitted text classifier; computed once per model."
+    cached = clf.__dict__.get("_linear_cache")
+    if cached is not None and cached[0] is clf.pipeline_:
+        return cached[1]
+    out = _compute_linear_parts(clf)
+    clf.__dict__["_linear_cache"] = (clf.pipeline_, out)  # names of ~10^5 n-grams: built once, not per request
+    return out
 
 # %% ../../nbs/31_text_models.ipynb #e70a3379
 def contributions(
