@@ -72,6 +72,7 @@ def _has_weekend(index: pd.DatetimeIndex, d: np.ndarray) -> bool:
         return bool(d1 - d0 >= 5 or any((x + 3) % 7 >= 5 for x in range(d0, d1 + 1)))  # 1970-01-01 was a Thursday
     return bool(((t // _DAY + 3) % 7 >= 5).any())
 
+# %% ../nbs/04_validation.ipynb #1f19548c
 def _periods_per_year(index: pd.DatetimeIndex, d: np.ndarray) -> float:
     "`infer_periods_per_year` given the index's steps `d` (shared with the index check)."
     if len(index) < 2: return 252.0
@@ -85,6 +86,7 @@ def _periods_per_year(index: pd.DatetimeIndex, d: np.ndarray) -> float:
         return base * len(index) / (n_days + 1)
     return base if days < 2 else 365.25 / days
 
+# %% ../nbs/04_validation.ipynb #9986f270
 def infer_periods_per_year(index: pd.DatetimeIndex) -> float:
     "Bars per year implied by a DatetimeIndex (365-day year if it has weekend bars, else 252)."
     if len(index) < 2: return 252.0
