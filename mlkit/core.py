@@ -98,11 +98,6 @@ class Settings:
                               f"valid keys of [{section}]: {sorted(self.values[section])}")
         return self.values[section][key]
 
-    def getint(self, section: str, key: str) -> int:
-        v = self.get(section, key)
-        try: return int(v)
-        except ValueError: raise ConfigError(f"setting {section}.{key} must be an integer, got {v!r}") from None
-
     def path(self, key: str) -> Path:
         "An entry of `[paths]` as an absolute path (relative ones are resolved against `root`)."
         p = Path(self.get("paths", key)).expanduser()
@@ -155,6 +150,14 @@ def _origin(self: Settings, section: str, key: str) -> str:
 def _bad(self: Settings, section: str, key: str, value: str, expected: str) -> ConfigError:
     "The error for a value of the wrong kind."
     return ConfigError(f"setting {section}.{key} must be {expected}, got {value!r} (from {self._origin(section, key)})")
+
+# %% ../nbs/00_core.ipynb #0ad9dc9b
+@patch
+def getint(self: Settings, section: str, key: str) -> int:
+    "`section.key` as an integer."
+    v = self.get(section, key)
+    try: return int(v)
+    except ValueError: raise self._bad(section, key, v, "an integer such as 3") from None
 
 # %% ../nbs/00_core.ipynb #81113a59
 @patch

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     kw = {k: v for k, v in given.items() if v is not None}
     if a.role not in ("produce", "all") and kw:
         opts = ", ".join("--" + k.replace("_s", "") for k in sorted(kw))
-        return fail(f"{opts} only apply to the roles produce and all")
+        return fail(f"{opts} only appl{'ies' if len(kw) == 1 else 'y'} to the roles produce and all")
     if a.role != "all" and (a.timeout is not None or a.port is not None or a.exit or not a.ui):
         return fail("--timeout, --port, --exit and --no-ui only apply to the role all")
     # `halt` ends the stream (it also ends itself); `stop` the process
