@@ -25,7 +25,7 @@ from ..text.models import MODELS, word_scores
 __all__ = ['EXAMPLE_TEXTS', 'MODEL_COLUMNS', 'models_table', 'model_choices', 'train', 'train_csv', 'statistics', 'delete',
            'classify', 'classify_csv', 'main']
 
-# %% ../../nbs/94a_serve_text_demo.ipynb #cf464d20
+# %% ../../nbs/94a_serve_text_demo.ipynb #50534c5d
 EXAMPLE_TEXTS = [  # double as smoke inputs
     "A clumsy, tedious mess that wastes a fine cast.",
     "The best coffee I have had in years, I order it every month.",
@@ -33,15 +33,18 @@ EXAMPLE_TEXTS = [  # double as smoke inputs
 ]
 _OUT = Path(tempfile.gettempdir()) / "mlkit_text_demo"    # result CSVs Gradio serves for download
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #72aa4dc3
 def _err(fn, *a, **k):
     try: return fn(*a, **k)
     except (DataError, TypeError, ValueError) as e: raise gr.Error(str(e)) from None
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #95b96389
 def _id(model_id) -> str | None:
     "The dropdown's value: an id, or None (empty or 'production') for the production model."
     if model_id in (None, "", "production"): return None
     return str(model_id).split(" ")[0]
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #395c0ecd
 MODEL_COLUMNS = ["model_id", "model", "data", "stage", "created", "accuracy", "roc_auc", "baseline_accuracy"]
 
 def models_table() -> pd.DataFrame:
@@ -49,10 +52,12 @@ def models_table() -> pd.DataFrame:
     df = R.list_models()
     return df.iloc[::-1].assign(created=df["created"].astype(str)).round(3).reset_index(drop=True)
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #e9594324
 def model_choices() -> list[str]:
     "Dropdown entries: 'production', then every model id with its model and data."
     return ["production"] + [f"{r.model_id} ({r.model}, {r.data}, {r.stage})" for r in models_table().itertuples()]
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #5b4d75b5
 def _summary(st) -> str:
     r = st.report
     return (f"**Model `{st.model_id}`** ({st.model} on {st.data}, {st.split} split, {st.stage}): held-out accuracy "
@@ -60,7 +65,7 @@ def _summary(st) -> str:
             f"**ROC AUC {r.roc_auc:.3f}**, macro-F1 {r.macro_avg.f1_score:.3f}; the majority class scores "
             f"{r.baseline_accuracy:.3f} on the same {r.n_test:,} texts.")
 
-# %% ../../nbs/94a_serve_text_demo.ipynb #a59169e7
+# %% ../../nbs/94a_serve_text_demo.ipynb #3ee86872
 def _config(C, extra: str) -> dict:
     try: cfg = json.loads(extra) if extra and extra.strip() else {}
     except json.JSONDecodeError as e:
@@ -69,6 +74,7 @@ def _config(C, extra: str) -> dict:
     if not isinstance(cfg, dict): raise gr.Error(f"extra parameters must be a JSON object, got {type(cfg).__name__}")
     return {"C": float(C), **cfg} if C not in (None, "") else cfg
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #fe3672e6
 def _follow(j, what: str, timeout: float):
     "Yield a fit job's progress until it is done, then its report (status, metrics, confusion chart, models table)."
     t = time.monotonic()
@@ -79,11 +85,13 @@ def _follow(j, what: str, timeout: float):
     st = R.statistics(j.model_id)
     yield _summary(st), plot_metrics(st.report), plot_confusion(st.report), models_table()
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #34847880
 def train(model: str, data: str, C, extra: str = "", timeout: float = 900):
     "Fit a model on a bundled set as a job; yields (status, metrics chart, confusion chart, models table) as it goes."
     j = _err(R.start_fit, model, _config(C, extra), data)
     yield from _follow(j, f"{model} on {data}", timeout)
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #23474470
 def train_csv(data: bytes | None, text_col: str, label_col: str, model: str, C, extra: str = "", timeout: float = 900):
     "Fit a model on an uploaded CSV (bytes) with named text and label columns; one error lists every problem."
     if data is None: raise gr.Error("upload a CSV file first (UTF-8, a header row, a text column and a label column)")
@@ -92,18 +100,20 @@ def train_csv(data: bytes | None, text_col: str, label_col: str, model: str, C, 
     j = _err(R.start_fit, model, _config(C, extra), bytes(data), text_col, label_col)
     yield from _follow(j, f"{model} on the uploaded CSV", timeout)
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #1cdf14d2
 def statistics(model_id):
     "The summary, metrics chart and per-class table of a model."
     st = _err(R.statistics, _id(model_id)) if _id(model_id) else _err(R.statistics, _err(R.load, None)[2].split(":")[1])
     return _summary(st), plot_metrics(st.report), st.report.table().round(3).reset_index(names="class")
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #f40f1dfe
 def delete(model_id):
     "Remove a model; returns a message and the new table."
     if _id(model_id) is None: raise gr.Error("choose a model id to delete (the production model cannot be deleted)")
     tag = _err(R.remove, _id(model_id))
     return f"Removed `{tag}`.", models_table()
 
-# %% ../../nbs/94a_serve_text_demo.ipynb #6864a89c
+# %% ../../nbs/94a_serve_text_demo.ipynb #500dd4c2
 def classify(text: str, model_id=None):
     "(class probabilities, highlighted words, top n-grams) of one text."
     p = _err(R.predict, text, _id(model_id))
@@ -112,6 +122,7 @@ def classify(text: str, model_id=None):
     m = max([abs(s) for _, s in ws if s is not None] + [1e-9])
     return p.probabilities, [(t, None if s is None else round(s / m, 3)) for t, s in ws], pd.DataFrame(p.contributions)
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #626314ca
 def classify_csv(data: bytes | None, text_col: str = "text", model_id=None) -> str:
     "Predict every row of uploaded CSV bytes; returns the path of the result CSV (inside this app's output folder)."
     if data is None: raise gr.Error("upload a CSV file first")
@@ -122,7 +133,7 @@ def classify_csv(data: bytes | None, text_col: str = "text", model_id=None) -> s
     path.write_bytes(out)
     return str(path)
 
-# %% ../../nbs/94a_serve_text_demo.ipynb #4acead86
+# %% ../../nbs/94a_serve_text_demo.ipynb #af05aa45
 _ABOUT = f"""# Ticket text classification
 Support-ticket classification, built and measured on the real short texts mlkit ships (no public support-ticket
 corpus is packaged): {"; ".join(f"**{k}**: {v}" for k, v in TEXT_SETS.items())}. Models: TF-IDF word and character
@@ -130,78 +141,113 @@ n-grams with logistic regression or a calibrated linear SVM, and the NB-SVM base
 figure is measured on held-out texts (grouped by movie, or the published split). The same functions answer the HTTP
 API under `/text/` (see `/docs`)."""
 
+# %% ../../nbs/94a_serve_text_demo.ipynb #af155c55
+def _train_tab() -> dict:
+    "The Train tab's inputs, buttons and outputs."
+    with gr.Row():
+        model_in = gr.Dropdown(list(MODELS), value="logistic", label="Model")
+        data_in = gr.Dropdown(list(TEXT_SETS), value="rotten_tomatoes", label="Data set")
+        c_in = gr.Number(value=10, minimum=1e-4, label="C (inverse regularization)")
+    extra_in = gr.Textbox(label="More parameters (JSON)",
+                          placeholder='{"class_weight": "balanced", "char_ngrams": 0}')
+    train_btn = gr.Button("Train", variant="primary")
+    gr.Markdown("### Or train on your own CSV\nUTF-8 with a header row, a column of texts and a column of labels: "
+                "at least two classes with at least five texts each. Every problem of the file is listed at once; "
+                "nothing is stored unless the "
+                "fit succeeds. The model and parameters above apply.")
+    with gr.Row():
+        train_file = gr.File(type="binary", file_types=[".csv"], label="Training CSV")
+        train_text_col = gr.Textbox(value="text", label="Text column")
+        train_label_col = gr.Textbox(value="label", label="Label column")
+    train_csv_btn = gr.Button("Train on the CSV")
+    status_out = gr.Markdown()
+    with gr.Row():
+        metrics_plot = gr.Plot(label="Precision, recall, F1 per class")
+        confusion_plot = gr.Plot(label="Confusion matrix")
+    return dict(model_in=model_in, data_in=data_in, c_in=c_in, extra_in=extra_in, train_btn=train_btn,
+                train_file=train_file, train_text_col=train_text_col, train_label_col=train_label_col,
+                train_csv_btn=train_csv_btn, status_out=status_out, metrics_plot=metrics_plot,
+                confusion_plot=confusion_plot)
+
+# %% ../../nbs/94a_serve_text_demo.ipynb #fc51e126
+def _models_tab() -> dict:
+    "The Models tab's table, model picker, buttons and outputs."
+    refresh_btn = gr.Button("Refresh")
+    table_out = gr.Dataframe(headers=MODEL_COLUMNS, wrap=True,
+                             label="Stored text models (newest first; accuracy and ROC AUC on held-out texts, 0-1)")
+    with gr.Row():
+        pick_in = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
+        stats_btn = gr.Button("Statistics")
+        del_btn = gr.Button("Delete", variant="stop")
+    manage_out = gr.Markdown()
+    stats_plot = gr.Plot(label="Held-out metrics")
+    stats_table = gr.Dataframe(headers=["class", "precision", "recall", "f1_score", "support"],
+                               label="Per class (held-out texts; precision, recall, F1 "
+                                     "from 0 to 1; support: texts)")
+    return dict(refresh_btn=refresh_btn, table_out=table_out, pick_in=pick_in, stats_btn=stats_btn, del_btn=del_btn,
+                manage_out=manage_out, stats_plot=stats_plot, stats_table=stats_table)
+
+# %% ../../nbs/94a_serve_text_demo.ipynb #53329162
+def _predict_tab() -> dict:
+    "The Predict tab's inputs, buttons and outputs, with the example texts."
+    pred_model = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
+    text_in = gr.Textbox(lines=3, label="Text", value=EXAMPLE_TEXTS[0])
+    pred_btn = gr.Button("Classify", variant="primary")
+    with gr.Row():
+        label_out = gr.Label(label="Class probabilities")
+        words_out = gr.HighlightedText(label="Words for (red: for the class, blue: against)",
+                                       combine_adjacent=False)
+    contrib_out = gr.Dataframe(headers=["ngram", "kind", "contribution"],
+                               label="The n-grams that pushed the decision most "
+                                     "(contribution to the class's score)")
+    gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_in])
+    gr.Markdown("### A CSV of texts\nUTF-8, with a header row; the result adds `predicted_label` and "
+                "`prob_<class>` columns.")
+    with gr.Row():
+        csv_in = gr.File(type="binary", file_types=[".csv"], label="CSV upload")
+        col_in = gr.Textbox(value="text", label="Text column")
+        csv_out = gr.File(label="Predictions (download)")
+    csv_btn = gr.Button("Classify the CSV")
+    return dict(pred_model=pred_model, text_in=text_in, pred_btn=pred_btn, label_out=label_out, words_out=words_out,
+                contrib_out=contrib_out, csv_in=csv_in, col_in=col_in, csv_out=csv_out, csv_btn=csv_btn)
+
+# %% ../../nbs/94a_serve_text_demo.ipynb #c9e8bfb9
+def _refresh():
+    "The models table and both dropdowns' choices, re-read from the store."
+    ch = model_choices()
+    return models_table(), gr.update(choices=ch), gr.update(choices=ch)
+
+# %% ../../nbs/94a_serve_text_demo.ipynb #3e02a32c
+def _wire(app: gr.Blocks, t: dict, m: dict, p: dict):
+    "Bind the buttons of the Train (`t`), Models (`m`) and Predict (`p`) tabs to the callbacks, with their API names."
+    train_outs = [t["status_out"], t["metrics_plot"], t["confusion_plot"], m["table_out"]]
+    t["train_btn"].click(train, [t["model_in"], t["data_in"], t["c_in"], t["extra_in"]], train_outs, api_name="train")
+    t["train_csv_btn"].click(train_csv, [t["train_file"], t["train_text_col"], t["train_label_col"], t["model_in"],
+                                         t["c_in"], t["extra_in"]], train_outs, api_name="train_csv")
+    listed = [m["table_out"], m["pick_in"], p["pred_model"]]
+    m["refresh_btn"].click(_refresh, None, listed, api_name="models_table")
+    m["stats_btn"].click(statistics, [m["pick_in"]], [m["manage_out"], m["stats_plot"], m["stats_table"]],
+                         api_name="statistics")
+    m["del_btn"].click(delete, [m["pick_in"]], [m["manage_out"], m["table_out"]], api_name="delete")
+    p["pred_btn"].click(classify, [p["text_in"], p["pred_model"]], [p["label_out"], p["words_out"], p["contrib_out"]],
+                        api_name="classify")
+    p["csv_btn"].click(classify_csv, [p["csv_in"], p["col_in"], p["pred_model"]], [p["csv_out"]],
+                       api_name="classify_csv")
+    app.load(_refresh, None, listed, api_name=False)
+
+# %% ../../nbs/94a_serve_text_demo.ipynb #2c830075
 with gr.Blocks(title="mlkit text classification") as demo:
     with gr.Tab("About"):
         gr.Markdown(_ABOUT)
     with gr.Tab("Train"):
-        with gr.Row():
-            model_in = gr.Dropdown(list(MODELS), value="logistic", label="Model")
-            data_in = gr.Dropdown(list(TEXT_SETS), value="rotten_tomatoes", label="Data set")
-            c_in = gr.Number(value=10, minimum=1e-4, label="C (inverse regularization)")
-        extra_in = gr.Textbox(label="More parameters (JSON)",
-                              placeholder='{"class_weight": "balanced", "char_ngrams": 0}')
-        train_btn = gr.Button("Train", variant="primary")
-        gr.Markdown("### Or train on your own CSV\nUTF-8 with a header row, a column of texts and a column of labels: "
-                    "at least two classes with at least five texts each. Every problem of the file is listed at once; "
-                    "nothing is stored unless the "
-                    "fit succeeds. The model and parameters above apply.")
-        with gr.Row():
-            train_file = gr.File(type="binary", file_types=[".csv"], label="Training CSV")
-            train_text_col = gr.Textbox(value="text", label="Text column")
-            train_label_col = gr.Textbox(value="label", label="Label column")
-        train_csv_btn = gr.Button("Train on the CSV")
-        status_out = gr.Markdown()
-        with gr.Row():
-            metrics_plot = gr.Plot(label="Precision, recall, F1 per class")
-            confusion_plot = gr.Plot(label="Confusion matrix")
+        _t = _train_tab()
     with gr.Tab("Models"):
-        refresh_btn = gr.Button("Refresh")
-        table_out = gr.Dataframe(headers=MODEL_COLUMNS, wrap=True,
-                                 label="Stored text models (newest first; accuracy and ROC AUC on held-out texts, 0-1)")
-        with gr.Row():
-            pick_in = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
-            stats_btn = gr.Button("Statistics")
-            del_btn = gr.Button("Delete", variant="stop")
-        manage_out = gr.Markdown()
-        stats_plot = gr.Plot(label="Held-out metrics")
-        stats_table = gr.Dataframe(headers=["class", "precision", "recall", "f1_score", "support"],
-                                   label="Per class (held-out texts; precision, recall, F1 "
-                                         "from 0 to 1; support: texts)")
+        _m = _models_tab()
     with gr.Tab("Predict"):
-        pred_model = gr.Dropdown(["production"], value="production", allow_custom_value=True, label="Model")
-        text_in = gr.Textbox(lines=3, label="Text", value=EXAMPLE_TEXTS[0])
-        pred_btn = gr.Button("Classify", variant="primary")
-        with gr.Row():
-            label_out = gr.Label(label="Class probabilities")
-            words_out = gr.HighlightedText(label="Words for (red: for the class, blue: against)",
-                                           combine_adjacent=False)
-        contrib_out = gr.Dataframe(headers=["ngram", "kind", "contribution"],
-                                   label="The n-grams that pushed the decision most "
-                                         "(contribution to the class's score)")
-        gr.Examples([[t] for t in EXAMPLE_TEXTS], inputs=[text_in])
-        gr.Markdown("### A CSV of texts\nUTF-8, with a header row; the result adds `predicted_label` and "
-                    "`prob_<class>` columns.")
-        with gr.Row():
-            csv_in = gr.File(type="binary", file_types=[".csv"], label="CSV upload")
-            col_in = gr.Textbox(value="text", label="Text column")
-            csv_out = gr.File(label="Predictions (download)")
-        csv_btn = gr.Button("Classify the CSV")
+        _p = _predict_tab()
+    _wire(demo, _t, _m, _p)
 
-    def _refresh():
-        ch = model_choices()
-        return models_table(), gr.update(choices=ch), gr.update(choices=ch)
-
-    train_btn.click(train, [model_in, data_in, c_in, extra_in], [status_out, metrics_plot, confusion_plot, table_out],
-                    api_name="train")
-    train_csv_btn.click(train_csv, [train_file, train_text_col, train_label_col, model_in, c_in, extra_in],
-                        [status_out, metrics_plot, confusion_plot, table_out], api_name="train_csv")
-    refresh_btn.click(_refresh, None, [table_out, pick_in, pred_model], api_name="models_table")
-    stats_btn.click(statistics, [pick_in], [manage_out, stats_plot, stats_table], api_name="statistics")
-    del_btn.click(delete, [pick_in], [manage_out, table_out], api_name="delete")
-    pred_btn.click(classify, [text_in, pred_model], [label_out, words_out, contrib_out], api_name="classify")
-    csv_btn.click(classify_csv, [csv_in, col_in, pred_model], [csv_out], api_name="classify_csv")
-    demo.load(_refresh, None, [table_out, pick_in, pred_model], api_name=False)
-
+# %% ../../nbs/94a_serve_text_demo.ipynb #b12c99bb
 def main():
     "Launch the app alone on settings' host and demo port."
     demo.launch(server_name=settings.get("serving", "host"), server_port=settings.getint("serving", "demo_port"),
