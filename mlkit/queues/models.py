@@ -48,9 +48,8 @@ def save_forecaster(fc: QueueForecaster, home=None, promote: bool = True) -> str
     fc._check_fitted()
     name = model_name(fc.data_name_, fc.granularity_)
     meta = store._json_safe({"provenance": fc.provenance_, "metrics": _summary(fc), "git_commit": git_commit()})
-    with bentoml.models.create(name, labels={"framework": "mlkit-queues", "dataset": fc.data_name_.replace("@", "-v"),
-                                             "granularity": fc.granularity_}, metadata=meta,
-                               _model_store=store._store(home)) as bm:
+    labels = {"framework": "mlkit-queues", "dataset": fc.data_name_.replace("@", "-v"), "granularity": fc.granularity_}
+    with store._create(name, labels, meta, home=home) as bm:  # BentoML's create, without its usage event
         joblib.dump(fc, Path(bm.path) / _FILE)
     tag = str(bm.tag)
     if promote: store.promote(tag, home=home, reason="queues forecaster")

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 from .. import store
-import bentoml
 from sklearn.base import BaseEstimator, clone
 
 from .. import datasets
@@ -214,8 +213,7 @@ def save_recommender(rec: Recommender, card: ModelCard | None = None, name: str 
     card = card or getattr(rec, "card_", None) or recsys_card(rec)
     labels = {**{str(k): str(v) for k, v in (labels or {}).items()}, "stage": stage, "framework": "mlkit",
               "estimator": "recommender"}
-    with bentoml.models.create(name, labels=labels, metadata=store._json_safe(card.to_dict()),
-                               _model_store=store._store(home)) as bm:
+    with store._create(name, labels, store._json_safe(card.to_dict()), home=home) as bm:  # no usage event
         d = Path(bm.path) / store._MODEL_DIR
         d.mkdir(parents=True)
         rec.card_ = card
