@@ -25,7 +25,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['DEFAULTS', 'settings', 'MlkitError', 'ConfigError', 'DataError', 'SchemaError', 'NotFittedError', 'Settings',
            'load_settings', 'JsonFormatter', 'setup_logging', 'get_logger', 'seed_everything', 'package_versions',
-           'git_commit', 'git_dirty']
+           'git_commit', 'git_dirty', 'read_parquet']
 
 # %% ../nbs/00_core.ipynb #5f1b0022
 class MlkitError(Exception):
@@ -269,3 +269,12 @@ def git_dirty() -> bool | None:
                             capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError): return None
     return bool(r.stdout.strip()) if r.returncode == 0 else None
+
+# %% ../nbs/00_core.ipynb #8ecfc4f0
+def read_parquet(path: str | Path):
+    "A Parquet file as a pandas DataFrame, like `pandas.read_parquet`, read on the calling thread only."
+    import pyarrow.parquet as pq
+    table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False, use_pandas_metadata=True)
+    df = table.to_pandas(use_threads=False)
+    if b"PANDAS_ATTRS" in (meta := table.schema.metadata or {}): df.attrs = json.loads(meta[b"PANDAS_ATTRS"])
+    return df

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import DataError
+from .core import DataError, read_parquet
 from .data import Column, Schema, validate as validate_frame
 
 DATA_DIR = Path(str(importlib.resources.files("mlkit"))) / "datasets_data"
@@ -152,5 +152,5 @@ def load(name: str, validate: bool = False) -> pd.DataFrame:
     if (h := hashlib.sha256(raw).hexdigest()) != meta.sha256:
         raise DataError(f"{path} has sha256 {h}, expected {meta.sha256}: the file was changed; "
                         "rebuild it with tools/extract_datasets.py")
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     return validate_frame(df, SCHEMAS[name]) if validate else df

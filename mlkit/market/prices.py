@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import datasets
-from ..core import DataError, SchemaError, get_logger, settings
+from ..core import DataError, SchemaError, get_logger, read_parquet, settings
 
 # %% auto #0
 __all__ = ['OHLCV', 'BUNDLED', 'SOURCES', 'INTERVALS', 'PRICES_DEFAULTS', 'validate_ohlcv', 'prices_setting',
@@ -100,7 +100,7 @@ def _read_file(path: str | Path) -> pd.DataFrame:
     "Read a CSV or Parquet price file."
     p = Path(path)
     if not p.is_file(): raise DataError(f"price file not found: {p}")
-    if p.suffix.lower() == ".parquet": return pd.read_parquet(p)
+    if p.suffix.lower() == ".parquet": return read_parquet(p)
     if p.suffix.lower() in (".csv", ".txt"): return pd.read_csv(p)
     raise DataError(f"unknown price file format {p.suffix!r} ({p}); expected .csv or .parquet")
 
@@ -121,7 +121,7 @@ def _cached_symbols(cache_dir: Path) -> list[str]:
 
 # %% ../../nbs/10_market_prices.ipynb #fce962c3
 def _read_cache(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
+    return read_parquet(path) if path.is_file() else None
 
 # %% ../../nbs/10_market_prices.ipynb #5f788f33
 def _covers(cached: pd.DataFrame | None, start, end) -> bool:
