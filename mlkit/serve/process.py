@@ -20,10 +20,12 @@ __all__ = ['PR_SET_PDEATHSIG', 'die_with_parent', 'StopOnFailedStartup']
 # %% ../../nbs/98b_serve_process.ipynb #3dcc8156
 PR_SET_PDEATHSIG = 1   # linux/prctl.h
 
+# %% ../../nbs/98b_serve_process.ipynb #6f9211a2
 def _in_worker() -> bool:
     from bentoml._internal.context import server_context
     return server_context.worker_index is not None
 
+# %% ../../nbs/98b_serve_process.ipynb #102051c5
 def die_with_parent(sig: int = signal.SIGKILL,  # what the kernel sends when the parent dies
                     force: bool = False,        # also outside a BentoML worker (tests)
                     ) -> bool:
@@ -48,6 +50,7 @@ def _stop_server(message: str) -> None:
                  reason, os.getppid())
     os.kill(os.getppid(), signal.SIGTERM)
 
+# %% ../../nbs/98b_serve_process.ipynb #4450d001
 class StopOnFailedStartup:
     "ASGI middleware: when the application's start-up fails in a worker, stop the whole server."
     def __init__(self, app): self.app = app
