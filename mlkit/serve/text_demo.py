@@ -13,7 +13,6 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .. import store  # noqa: F401  (sets BENTOML_HOME before bentoml is imported)
 from ..core import DataError, settings
 from .theme import LAUNCH
 from ..text import registry as R
