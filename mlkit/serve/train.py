@@ -27,12 +27,14 @@ DOMAINS: dict[str, tuple[str, bool]] = {   # domain -> ("module:function", accep
     "marketplace": ("mlkit.serve.train:train_marketplace", True),
 }
 
+# %% ../../nbs/98_serve_train.ipynb #ea3743de
 def train_queues(home=None, force: bool = False) -> dict:
     "The served queue data set's forecaster (`[queues] dataset`); bank_calls' 5-minute model trains on request."
     from mlkit.core import settings
     from mlkit.queues.models import train_default
     return train_default(home, names=[settings.get("queues", "dataset")], force=force)
 
+# %% ../../nbs/98_serve_train.ipynb #1fe6226c
 def train_marketplace(home=None, force: bool = False) -> dict:
     "The marketplace's built-in catalog estimators on disk (`[paths] model_dir`), trained when missing; `{id: dir}`."
     from mlkit.core import settings
@@ -42,10 +44,12 @@ def train_marketplace(home=None, force: bool = False) -> dict:
     return {b["id"]: str(root / b["id"] if stored(b) and not force else train_builtin(b))
             for b in BUILTIN}
 
+# %% ../../nbs/98_serve_train.ipynb #94b70a75
 def _trainer(domain: str):
     mod, fn = DOMAINS[domain][0].split(":")
     return getattr(importlib.import_module(mod), fn)
 
+# %% ../../nbs/98_serve_train.ipynb #d26ae3d5
 def train_all(domains=None,        # names from DOMAINS; default all
               force: bool = False,  # retrain even when an identical model is stored
               home=None) -> dict:
