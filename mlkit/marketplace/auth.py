@@ -57,15 +57,18 @@ def _on_hash_pool(fn, *args):
     try: return pool.submit(fn, *args).result()
     finally: slots.release()
 
+# %% ../../nbs/41_marketplace_auth.ipynb #832f1d3d
 def _utf8(password) -> bytes | None:
     "The password's UTF-8 bytes; None for a non-string or one with lone surrogates."
     try: return password.encode("utf-8") if isinstance(password, str) else None
     except UnicodeEncodeError: return None
 
+# %% ../../nbs/41_marketplace_auth.ipynb #2cdc65f7
 def hash_password(password: str) -> str:
     "An argon2id hash of `password` (with its own random salt and parameters)."
     return _on_hash_pool(_hasher.hash, password)
 
+# %% ../../nbs/41_marketplace_auth.ipynb #967a0c71
 def verify_password(hash_: str, password: str) -> bool:
     "True when `password` matches the argon2 `hash_`."
     def check():
@@ -73,6 +76,7 @@ def verify_password(hash_: str, password: str) -> bool:
         except (VerifyMismatchError, VerificationError, InvalidHashError): return False
     return _on_hash_pool(check) and _utf8(password) is not None
 
+# %% ../../nbs/41_marketplace_auth.ipynb #f74f7b4c
 def canonical_username(username) -> str:
     "The name an account is known by: NFKC, case-folded, matched in full (ASCII letters, digits, _ . @ -)."
     canon = unicodedata.normalize("NFKC", username).casefold() if isinstance(username, str) else None
@@ -80,6 +84,7 @@ def canonical_username(username) -> str:
         raise InvalidInput(f"username must be 3-50 characters among letters, digits and _ . @ -; got {echo(username)}")
     return canon
 
+# %% ../../nbs/41_marketplace_auth.ipynb #3914e013
 def _check_credentials(username, password, firstname=""):
     problems = []
     try: username = canonical_username(username)
@@ -92,6 +97,7 @@ def _check_credentials(username, password, firstname=""):
     if problems: raise InvalidInput("; ".join(problems))
     return username
 
+# %% ../../nbs/41_marketplace_auth.ipynb #396de01c
 def register(engine, username: str, password: str, firstname: str = "") -> User:
     "Create a user and its empty account in one transaction; `Conflict` when the (canonical) username is taken."
     username = _check_credentials(username, password, firstname)
@@ -116,6 +122,7 @@ def _throttle_keys(canon: str, client: str | None) -> dict[str, int]:
     else: window_keys["na:" + name] = per_pair
     return window_keys
 
+# %% ../../nbs/41_marketplace_auth.ipynb #4c6e3f11
 def _count(engine, keys: dict[str, int], now) -> tuple[int, datetime, int] | None:
     "Count one attempt against every key in ONE transaction; the tightest (attempts, reset_at, limit), or None."
     t, window = LoginThrottle.__table__, timedelta(minutes=mp_setting("lockout_minutes"))
@@ -139,6 +146,7 @@ def _count(engine, keys: dict[str, int], now) -> tuple[int, datetime, int] | Non
             worst = None
             if retry == 2: raise
 
+# %% ../../nbs/41_marketplace_auth.ipynb #68235001
 def _forgive(engine, keys: dict[str, int]):
     "After a success: the name's counters restart, the address's count drops by this attempt."
     t = LoginThrottle.__table__
@@ -147,10 +155,12 @@ def _forgive(engine, keys: dict[str, int]):
         s.execute(t.update().where(t.c.key.in_([k for k in keys if k.startswith("a:")]), t.c.attempts > 0)
                   .values(attempts=t.c.attempts - 1))
 
+# %% ../../nbs/41_marketplace_auth.ipynb #ee3a659b
 def _locked(until) -> AccountLocked:
     return AccountLocked(f"too many failed log-ins for this name or from this address: locked until "
                          f"{until.isoformat(timespec='seconds')}Z")
 
+# %% ../../nbs/41_marketplace_auth.ipynb #fbb29b0a
 def login(engine, username: str, password: str,
           client: str | None = None,  # the caller's address (throttled too); None in scripts
          ) -> User:
@@ -198,6 +208,7 @@ def jwt_secret() -> str:
         _secrets[str(path)] = Path(path).read_text().strip()
         return _secrets[str(path)]
 
+# %% ../../nbs/41_marketplace_auth.ipynb #006b9d8a
 def create_token(user_id: str, minutes: float | None = None,  # lifetime; default [marketplace] token_minutes
                  secret: str | None = None) -> str:
     "A signed JWT (HS256) naming `user_id`, expiring after `minutes`."
@@ -206,6 +217,7 @@ def create_token(user_id: str, minutes: float | None = None,  # lifetime; defaul
     claims = {"sub": user_id, "iat": now, "exp": now + timedelta(minutes=minutes), "iss": "mlkit-marketplace"}
     return jwt.encode(claims, secret or jwt_secret(), algorithm="HS256")
 
+# %% ../../nbs/41_marketplace_auth.ipynb #e602cdfd
 @lru_cache(maxsize=4096)
 def _verified(token: str, secret: str) -> tuple[str, float]:
     "Subject and expiry (epoch seconds) of a token whose signature and issuer check out; cached (HS256 is the cost)."
@@ -213,6 +225,7 @@ def _verified(token: str, secret: str) -> tuple[str, float]:
                         options={"require": ["sub", "exp"], "verify_exp": False})
     return claims["sub"], float(claims["exp"])
 
+# %% ../../nbs/41_marketplace_auth.ipynb #e4ff03eb
 def decode_token(token: str, secret: str | None = None) -> str:
     "The user id a valid, unexpired token names; `Unauthorized` otherwise."
     try: sub, exp = _verified(token, secret or jwt_secret())
@@ -220,6 +233,7 @@ def decode_token(token: str, secret: str | None = None) -> str:
     if time.time() >= exp: raise Unauthorized("token expired; log in again (POST /token)")
     return sub
 
+# %% ../../nbs/41_marketplace_auth.ipynb #c1b95cbe
 def user_from_token(engine, token: str) -> User:
     "The user a bearer token names (it must still exist)."
     uid = decode_token(token)
@@ -230,6 +244,7 @@ def user_from_token(engine, token: str) -> User:
 # %% ../../nbs/41_marketplace_auth.ipynb #f431ecc4
 def _sha(token: str) -> str: return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
+# %% ../../nbs/41_marketplace_auth.ipynb #4448e691
 def issue_refresh_token(engine, user_id: str, family: str | None = None, days: float | None = None) -> str:
     "A new opaque OAuth2 refresh token for `user_id` (its sha256 is stored, never the token)."
     token, days = secrets.token_urlsafe(32), mp_setting("refresh_days") if days is None else days
@@ -238,6 +253,7 @@ def issue_refresh_token(engine, user_id: str, family: str | None = None, days: f
                            expires_at=utcnow() + timedelta(days=days)))
     return token
 
+# %% ../../nbs/41_marketplace_auth.ipynb #ee540bbb
 def rotate_refresh_token(engine, token: str) -> tuple[str, str]:
     "Spend a refresh token: (user id, its successor). A token used twice revokes its family (stolen, or lost)."
     now = utcnow()
