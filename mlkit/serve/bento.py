@@ -31,6 +31,7 @@ __all__ = ['BENTO_NAME', 'stage', 'BentoBuild', 'required_models', 'build', 'mai
 BENTO_NAME = "ml_kit"
 _MARKETPLACE_FILES = ("model.joblib", "model_card.json", "example.json")
 
+# %% ../../nbs/98a_serve_bento.ipynb #48c329c0
 def _marketplace_models() -> dict[str, Path]:
     "The catalog's built-in estimators on disk; a `ConfigError` names the missing ones and how to train them."
     from mlkit.marketplace.catalog import BUILTIN
@@ -41,6 +42,7 @@ def _marketplace_models() -> dict[str, Path]:
                           "train them with `make train` (python -m mlkit.serve.train marketplace)")
     return out
 
+# %% ../../nbs/98a_serve_bento.ipynb #84fb277a
 def stage(ctx: Path,                 # an empty folder: the build context
           manifest: dict,            # written as mlkit_bento.json; its `models` are declared in the bentofile
           root: Path | None = None,  # the working tree (default: settings.root)
@@ -80,8 +82,10 @@ class BentoBuild:
     model_bytes: int    # the packed models in the store
     seconds: float
 
+# %% ../../nbs/98a_serve_bento.ipynb #515ee4fd
 def _du(p: Path) -> int: return sum(f.stat().st_size for f in Path(p).rglob("*") if f.is_file())
 
+# %% ../../nbs/98a_serve_bento.ipynb #e47abd84
 def required_models(home=None) -> dict[str, str]:
     "The production tags to pack (name -> tag); a `ConfigError` names each required model that has none."
     from mlkit import store
