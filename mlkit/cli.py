@@ -34,6 +34,7 @@ _SPLITS = {  # how each data set's task splits it: (method, keyword arguments)
     "movielens": ("random", dict(test_size=0.2)),   # as the recommender's K-fold evaluation splits it
 }
 
+# %% ../nbs/09_cli.ipynb #04cc8528
 def data_pipeline(name: str, seed: int | None = None) -> dict:
     "Run load, validate, clean, split and scale on one bundled data set; return a summary row."
     if name not in _SPLITS: raise ValueError(f"unknown data set {name!r}; available: {list(_SPLITS)}")
@@ -56,6 +57,7 @@ def data_pipeline(name: str, seed: int | None = None) -> dict:
     _log.info("data pipeline %s", name, extra=row)
     return row
 
+# %% ../nbs/09_cli.ipynb #8d8734bf
 def data_summary(names: list[str] | None = None) -> pd.DataFrame:
     "The data pipeline over the given (default: every) bundled data set, as a table."
     return pd.DataFrame([data_pipeline(n) for n in (names or datasets.names())]).set_index("dataset")
@@ -67,6 +69,7 @@ REPORTS: dict[str, list[dict]] = {
     "text_classification": [dict(data="rotten_tomatoes"), dict(data="fine_food_reviews", tune=True)],
 }
 
+# %% ../nbs/09_cli.ipynb #39f3e538
 def render_reports(names: list[str] | None = None, symbols: list[str] | None = None, **overrides) -> list:
     "Render the standard report runs (optionally only some templates or symbols) into the reports directory."
     from mlkit.reports import render
@@ -103,6 +106,7 @@ def serve_command(host: str, port: int,
         cmd += [flag, str(Path(f).resolve())]
     return cmd
 
+# %% ../nbs/09_cli.ipynb #b6ae7a89
 def preflight(host: str, port: int) -> None:
     "What would make `bentoml serve` fail after a minute of imports, checked in a second: settings and the port."
     for key in ("workers", "threads"):
@@ -117,8 +121,8 @@ def preflight(host: str, port: int) -> None:
                               f"or choose another port with --port or MLKIT_SERVING_PORT)") from None
 
 # %% ../nbs/09_cli.ipynb #cb496f38
-def main(argv: list[str] | None = None) -> int:
-    "The `mlkit` command."
+def _parser() -> argparse.ArgumentParser:
+    "The `mlkit` argument parser: one sub-command per task."
     p = argparse.ArgumentParser(prog="mlkit", description="mlkit command line")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="run the data pipeline over bundled data sets and print a summary table")
@@ -151,54 +155,92 @@ def main(argv: list[str] | None = None) -> int:
     ms.add_argument("args", nargs=argparse.REMAINDER, help="a role and its options")
     ls = sub.add_parser("models", help="list the models in the store")
     ls.add_argument("name", nargs="?")
+    return p
+
+# %% ../nbs/09_cli.ipynb #bae102f9
+def _run_data(a: argparse.Namespace) -> None:
+    "`mlkit data`: the data pipeline's summary table (the last one with `--reuse` when nothing it reads changed)."
+    from mlkit.stamps import code_state, remembered
+    def table() -> str:
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            return data_summary(a.names or None).to_string()
+    text, reused = remembered("data-summary", lambda: {**code_state(), "names": a.names}, table, reuse=a.reuse)
+    if reused: print("(nothing the pipeline reads changed since its last run: its table, load times included)")
+    print(text)
+
+# %% ../nbs/09_cli.ipynb #8a8d87c8
+def _run_reports(a: argparse.Namespace) -> None:
+    "`mlkit reports`: render the standard report runs."
+    render_reports(a.names or None, a.symbol)
+
+# %% ../nbs/09_cli.ipynb #095941d2
+def _run_train(a: argparse.Namespace) -> None:
+    "`mlkit train`: the market's default models, one line per symbol."
+    from mlkit.market import lifecycle
+    for sym, tag in lifecycle.train_default(force=a.force).items(): print(f"{sym:8s} {tag}")
+
+# %% ../nbs/09_cli.ipynb #23b29e09
+def _run_monitor(a: argparse.Namespace) -> None:
+    "`mlkit monitor`: one monitoring run of a symbol's production model, printed as JSON."
+    from mlkit.market import lifecycle
+    r = lifecycle.monitor(a.symbol, n_days=a.days, min_accuracy=a.min_accuracy, max_age_days=a.max_age_days,
+                          dry_run=a.dry_run)
+    print(json.dumps(r.to_dict(), indent=1, default=str))
+
+# %% ../nbs/09_cli.ipynb #3e3da7cd
+def _run_rollback(a: argparse.Namespace) -> None:
+    "`mlkit rollback`: the previous production model of a symbol back in production."
+    from mlkit.market import lifecycle
+    print(lifecycle.rollback(a.symbol))
+
+# %% ../nbs/09_cli.ipynb #c9ed81ab
+def _run_serve(a: argparse.Namespace) -> None:
+    "`mlkit serve`: become `bentoml serve` on the entry service (the settings' host and port unless given)."
+    import os
+    from mlkit.bentohome import bentoml_env
+    host, port = a.host or settings.get("serving", "host"), a.port or settings.getint("serving", "port")
+    cmd = serve_command(host, port, a.ssl_certfile, a.ssl_keyfile)
+    preflight(host, port)
+    scheme = "https" if a.ssl_certfile else "http"
+    print(f"serving mlkit on {scheme}://{host}:{port} (API docs at /docs, demo at /ui/)", flush=True)
+    os.chdir(settings.root)
+    os.execve(cmd[0], cmd, {**os.environ, **bentoml_env()})   # the store's home; no usage tracking
+
+# %% ../nbs/09_cli.ipynb #e197ea63
+def _run_bento(a: argparse.Namespace) -> int:
+    "`mlkit bento`: build the self-contained bento."
+    from mlkit.serve.bento import main as bento_main
+    return bento_main(["--version", a.version] if a.version else [])
+
+# %% ../nbs/09_cli.ipynb #96eff3a5
+def _run_reencrypt(a: argparse.Namespace) -> None:
+    "`mlkit reencrypt`: the marketplace's encrypted values under the current key."
+    from mlkit.marketplace.crypto import reencrypt
+    print(json.dumps({"rewritten_by_former_key": reencrypt(batch=a.batch)}))
+
+# %% ../nbs/09_cli.ipynb #cf4da598
+def _run_models(a: argparse.Namespace) -> None:
+    "`mlkit models`: the store's models as a table."
+    from mlkit import store
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(store.list_models(a.name).drop(columns=["labels"], errors="ignore").to_string(index=False))
+
+# %% ../nbs/09_cli.ipynb #16608392
+_COMMANDS = {"data": _run_data, "reports": _run_reports, "train": _run_train, "monitor": _run_monitor,
+             "rollback": _run_rollback, "serve": _run_serve, "bento": _run_bento, "reencrypt": _run_reencrypt,
+             "models": _run_models}
+
+# %% ../nbs/09_cli.ipynb #b1490845
+def main(argv: list[str] | None = None) -> int:
+    "The `mlkit` command."
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["monitor-stream"]:             # its own parser reads every option, -h included
         from mlkit.monitor.__main__ import main as stream_main
         return stream_main(argv[1:])
-    a = p.parse_args(argv)
+    a = _parser().parse_args(argv)
     try:
-        if a.command == "data":
-            from mlkit.stamps import code_state, remembered
-            def table() -> str:
-                with pd.option_context("display.width", 200, "display.max_columns", 20):
-                    return data_summary(a.names or None).to_string()
-            text, reused = remembered("data-summary", lambda: {**code_state(), "names": a.names}, table, reuse=a.reuse)
-            if reused: print("(nothing the pipeline reads changed since its last run: its table, load times included)")
-            print(text)
-        elif a.command == "reports":
-            render_reports(a.names or None, a.symbol)
-        elif a.command == "train":
-            from mlkit.market import lifecycle
-            for sym, tag in lifecycle.train_default(force=a.force).items(): print(f"{sym:8s} {tag}")
-        elif a.command == "monitor":
-            from mlkit.market import lifecycle
-            r = lifecycle.monitor(a.symbol, n_days=a.days, min_accuracy=a.min_accuracy, max_age_days=a.max_age_days,
-                                  dry_run=a.dry_run)
-            print(json.dumps(r.to_dict(), indent=1, default=str))
-        elif a.command == "rollback":
-            from mlkit.market import lifecycle
-            print(lifecycle.rollback(a.symbol))
-        elif a.command == "serve":
-            import os
-            from mlkit.bentohome import bentoml_env
-            host, port = a.host or settings.get("serving", "host"), a.port or settings.getint("serving", "port")
-            cmd = serve_command(host, port, a.ssl_certfile, a.ssl_keyfile)
-            preflight(host, port)
-            scheme = "https" if a.ssl_certfile else "http"
-            print(f"serving mlkit on {scheme}://{host}:{port} (API docs at /docs, demo at /ui/)", flush=True)
-            os.chdir(settings.root)
-            os.execve(cmd[0], cmd, {**os.environ, **bentoml_env()})   # the store's home; no usage tracking
-        elif a.command == "bento":
-            from mlkit.serve.bento import main as bento_main
-            return bento_main(["--version", a.version] if a.version else [])
-        elif a.command == "reencrypt":
-            from mlkit.marketplace.crypto import reencrypt
-            print(json.dumps({"rewritten_by_former_key": reencrypt(batch=a.batch)}))
-        elif a.command == "models":
-            from mlkit import store
-            with pd.option_context("display.width", 200, "display.max_columns", 20):
-                print(store.list_models(a.name).drop(columns=["labels"], errors="ignore").to_string(index=False))
-        return 0
+        rc = _COMMANDS[a.command](a) if a.command in _COMMANDS else None
+        return 0 if rc is None else rc
     except (MlkitError, ValueError, FileNotFoundError) as e:
         print(f"mlkit {a.command}: error: {e}", file=sys.stderr)
         return 2
