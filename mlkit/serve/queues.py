@@ -97,9 +97,17 @@ class QueuesInputError(InvalidArgument):
 def _dataset(): return Query(None,
                              description="data set: nyc_departures, bank_calls or an upload's name@version (default: "
                              "settings)", examples=["nyc_departures"])
+
+# %% ../../nbs/93_serve_queues.ipynb #bf999f85
 def _qid(): return Query(..., description="queue id (see GET /queues/api/queues)", examples=[1])
+
+# %% ../../nbs/93_serve_queues.ipynb #b72b396f
 def _start(): return Query(None, description="first day (or date-time) of the period", examples=["2013-09-09"])
+
+# %% ../../nbs/93_serve_queues.ipynb #e87a6cc9
 def _end(): return Query(None, description="last day (or date-time) of the period", examples=["2013-10-10"])
+
+# %% ../../nbs/93_serve_queues.ipynb #9723209b
 def _gran(): return Query(None, description=f"one of {list(GRANULARITIES)} (default: the data set's base)",
                           examples=["daily"])
 
