@@ -43,6 +43,7 @@ SPECS = tuple(DEFAULT_SPECS)
 FEATURES: list[str] = [c for s in SPECS for c in Feature.parse(s).columns]
 MAX_ROWS = 10_000                            # rows per predict request
 
+# %% ../../nbs/90_serve_market.ipynb #6bbaf05a
 def _describe(f: Feature, col: str) -> str:
     "A field description: what the column measures and the spec it comes from."
     doc, cols = f.indicator.doc, f.columns
@@ -246,17 +247,21 @@ _INLINE_ROWS = 64   # requests up to this many rows are scored on the event loop
 # %% ../../nbs/90_serve_market.ipynb #e27d4e13
 _SERVED: dict = {}  # symbol -> (model, card, tag) of this worker, for the read-only GET routes below
 
+# %% ../../nbs/90_serve_market.ipynb #80786b41
 def _card(symbol: str) -> dict:
     _, card, tag = _SERVED[symbol]
     return {"tag": tag, **card}
 
+# %% ../../nbs/90_serve_market.ipynb #f40eb84d
 market_rest = FastAPI(title="mlkit market (read-only)", openapi_url=None, docs_url=None, redoc_url=None)
 
+# %% ../../nbs/90_serve_market.ipynb #1600142c
 @market_rest.get("/models")
 def _get_models() -> dict[str, str]:
     "The model tag serving each symbol."
     return {s: t for s, (_, _, t) in _SERVED.items()}
 
+# %% ../../nbs/90_serve_market.ipynb #5d723265
 @market_rest.get("/model_card")
 def _get_model_card(symbol: Symbol = "BTC-USD") -> dict:
     "The model card of `symbol`'s production model, with its tag."
@@ -289,6 +294,7 @@ def _market_predict(self: MarketAPI, rows) -> list[dict]:
     _count(preds)
     return preds
 
+# %% ../../nbs/90_serve_market.ipynb #60d7c8b0
 @patch
 async def market_predict(self: MarketAPI, rows: Rows) -> list[MarketPrediction]:
     "Predict the next day's direction for one or many feature rows (each names its symbol, default BTC-USD)."
@@ -304,6 +310,7 @@ def _market_predict_symbol(self: MarketAPI, symbol: str, date) -> SymbolPredicti
     _count([pred])
     return SymbolPrediction(**pred, date=X.index[0].date(), close=close, features=X.iloc[0].to_dict())
 
+# %% ../../nbs/90_serve_market.ipynb #73dc3bd8
 @patch
 async def market_predict_symbol(
         self: MarketAPI, symbol: Symbol = Field("BTC-USD", description="ticker", examples=["BTC-USD"]),
