@@ -78,12 +78,14 @@ class UserCreated(BaseModel):
     user_id: str
     message: str
 
+# %% ../../nbs/44_marketplace_api.ipynb #5cfcf673
 class Me(BaseModel):
     user_id: str
     firstname: str
     username: str
     balance: float = Field(..., examples=[120.0])
 
+# %% ../../nbs/44_marketplace_api.ipynb #9e5bf400
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
@@ -91,6 +93,7 @@ class TokenOut(BaseModel):
     refresh_token: str | None = Field(None, description="spend it with grant_type=refresh_token for a new pair "
                                                         "(used once: rotated)")
 
+# %% ../../nbs/44_marketplace_api.ipynb #015b1dcf
 class TopUpIn(BaseModel):
     amount: Any = Field(..., examples=[100], json_schema_extra={"type": "number", "exclusiveMinimum": 0},
                         description="positive, at most 2 decimals, at most [marketplace] max_topup")
@@ -99,6 +102,7 @@ class TopUpOut(BaseModel):
     message: str
     balance: float
 
+# %% ../../nbs/44_marketplace_api.ipynb #30273852
 class ModelOut(BaseModel):
     id: str
     name: str
@@ -108,6 +112,7 @@ class ModelOut(BaseModel):
     example: dict
     model_card: dict
 
+# %% ../../nbs/44_marketplace_api.ipynb #72a0cc18
 class PredictIn(BaseModel):
     model_id: str = Field(..., examples=["risk-assessment"])
     input_data: Any = Field(..., examples=[_ROW], description="a JSON object, an array of objects, or CSV text")
@@ -118,6 +123,7 @@ class PredictAccepted(BaseModel):
     cost: float
     message: str
 
+# %% ../../nbs/44_marketplace_api.ipynb #e3ef56fc
 class PredictionSummary(BaseModel):
     prediction_id: str
     model_id: str
@@ -136,9 +142,11 @@ class PredictionOut(PredictionSummary):
     output_data: list[float] | None
     download_url: str | None
 
+# %% ../../nbs/44_marketplace_api.ipynb #2ce61a6e
 class Problem(BaseModel):
     detail: Any
 
+# %% ../../nbs/44_marketplace_api.ipynb #0e631563
 _ERRORS = {s: {"model": Problem, "description": d} for s, d in
            [(400, "malformed request"), (401, "not authenticated"), (402, "insufficient balance"), (404, "not found"),
             (409, "conflict; or a stored prediction failed its integrity check"), (413, "payload too large"),
@@ -167,8 +175,10 @@ def check_value(v, where: str = "body", depth: int = 0):
     elif isinstance(v, list):
         for i, x in enumerate(v): check_value(x, f"{where}[{i}]", depth + 1)
 
+# %% ../../nbs/44_marketplace_api.ipynb #650436d8
 def _no_constant(name): raise InvalidInput(f"body: {name} is not a JSON number; send a finite number")
 
+# %% ../../nbs/44_marketplace_api.ipynb #8ebf6010
 def check_json(body: bytes):
     "The JSON body checked by `check_value`; None when it is not JSON at all (the route itself then says so)."
     try: obj = json.loads(body, parse_constant=_no_constant)
@@ -181,6 +191,7 @@ def check_json(body: bytes):
     check_value(obj)
     return obj
 
+# %% ../../nbs/44_marketplace_api.ipynb #28c96e63
 def check_query(qs: bytes):
     "Query parameters: integers beyond 2**53 and non-finite numbers are refused before any route parses them."
     for k, v in parse_qsl(qs.decode("latin-1"), keep_blank_values=True):
@@ -188,6 +199,7 @@ def check_query(qs: bytes):
             raise InvalidInput(f"query parameter {echo(k, 30)}: integer {echo(v, 30)} is out of range; "
                                "expected at most 2**53")
 
+# %% ../../nbs/44_marketplace_api.ipynb #a4d82b00
 class InputGuard:
     "ASGI middleware: one gate for every route's query string and JSON body (`check_value`); 413 over `limit` bytes."
     def __init__(self, app, limit: int | None = None): self.app, self.limit = app, limit
@@ -217,6 +229,12 @@ class InputGuard:
         await self.app(scope, replay, send)
 
 # %% ../../nbs/44_marketplace_api.ipynb #4f2bab94
+def _mp(request: Request) -> Marketplace: return request.app.state.marketplace.start()
+
+# %% ../../nbs/44_marketplace_api.ipynb #ce5a6160
+def _client(request: Request) -> str | None: return request.client.host if request.client else None
+
+# %% ../../nbs/44_marketplace_api.ipynb #edc87c94
 _basic = HTTPBasic(auto_error=False, description="username and password (as in seed 001)")
 _AUTH_REQUIRED = ("authentication required: HTTP Basic credentials or "
                   "'Authorization: Bearer <token from POST /token>'")
@@ -226,10 +244,6 @@ _oauth2 = OAuth2PasswordBearer(tokenUrl="token", refreshUrl="token", auto_error=
 
 BearerCreds = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 BasicCreds = Annotated[HTTPBasicCredentials | None, Security(_basic)]
-
-def _mp(request: Request) -> Marketplace: return request.app.state.marketplace.start()
-
-def _client(request: Request) -> str | None: return request.client.host if request.client else None
 
 def current_user(request: Request, bearer: BearerCreds, basic: BasicCreds,
                  # the same header: declared for OAuth2 clients
@@ -243,6 +257,7 @@ def current_user(request: Request, bearer: BearerCreds, basic: BasicCreds,
 
 CurrentUser = Annotated[User, Depends(current_user)]
 
+# %% ../../nbs/44_marketplace_api.ipynb #f2bd4ab8
 async def _read_body(request: Request, limit: int) -> bytes:
     "The request body, refused (413) as soon as it exceeds `limit` bytes."
     if (n := request.headers.get("content-length", "")).isdigit() and int(n) > limit:
@@ -253,10 +268,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit: raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
     return bytes(body)
 
+# %% ../../nbs/44_marketplace_api.ipynb #caf9ad18
 async def _replay(request: Request, body: bytes) -> Request:
     async def receive(): return {"type": "http.request", "body": body, "more_body": False}
     return Request(request.scope, receive)
 
+# %% ../../nbs/44_marketplace_api.ipynb #8de85236
 def _json(body: bytes):
     try: return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
