@@ -43,6 +43,7 @@ __all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'CLIENT_ERROR', 'docs_app', 'about_
 class ClientError(InvalidArgument):
     "A client error passed on from a domain service (its HTTP status is kept)."
 
+# %% ../../nbs/99_serve_app.ipynb #5b7f9cda
 def _message(text: str) -> str:
     "The message inside a BentoML JSON error answer (`[{\"error\": ...}]` or `{\"error\": ..., \"detail\": ...}`)."
     try: d = json.loads(text)
@@ -52,6 +53,7 @@ def _message(text: str) -> str:
         return str(d["error"]) + (f": {json.dumps(d['detail'])}" if d.get("detail") else "")
     return str(text)
 
+# %% ../../nbs/99_serve_app.ipynb #8874e285
 def delegate(call, /, *args, **kwargs):
     "Call a domain service's API; a 4xx answer becomes a `ClientError` with the same status and the inner message."
     try: return call(*args, **kwargs)
@@ -59,11 +61,13 @@ def delegate(call, /, *args, **kwargs):
         if 400 <= int(e.error_code) < 500: raise ClientError(_message(e.message), error_code=e.error_code) from None
         raise
 
+# %% ../../nbs/99_serve_app.ipynb #f64a7263
 def _forwarder(attr: str, name: str, api: APIMethod):
     "An API method with `api`'s name, route and schemas that calls `self.<attr>.<name>` (a dependency)."
     def forward(self, **kwargs): return delegate(getattr(getattr(self, attr), name), **kwargs)
     return attrs.evolve(api, func=functools.wraps(api.func)(forward))
 
+# %% ../../nbs/99_serve_app.ipynb #f8db4671
 def remote(mixin: type,     # a domain's mixin, e.g. MarketAPI
            attr: str,       # the attribute that holds the dependency, e.g. "market"
            service) -> type:  # the domain's own @bentoml.service, e.g. MarketService
@@ -87,11 +91,13 @@ def _guarded(module: str):
         return out
     return mount
 
+# %% ../../nbs/99_serve_app.ipynb #1514ee81
 def _marketplace_ui(app, path):
     "Mount the marketplace's demo (its own mount sets its upload limit)."
     from mlkit.serve.marketplace_ui import mount
     return mount(app, path)
 
+# %% ../../nbs/99_serve_app.ipynb #819fcfb0
 DEMOS: dict[str, tuple[str, str, callable]] = {   # path under /ui -> (title, what it does, mount(app, path))
     "market": ("Market direction", "next-day direction of BTC-USD and the S&P 500, with the walk-forward figures",
                _guarded("mlkit.serve.market_demo")),
@@ -125,6 +131,7 @@ def mount_demos(app: FastAPI, demos: dict = DEMOS) -> FastAPI:
         if f"/{path}" not in have: mount(app, f"/{path}")
     return app
 
+# %% ../../nbs/99_serve_app.ipynb #d7bf8730
 def ui_app(demos: dict = DEMOS,
            mounted: bool = True,  # False: the landing page only; `mount_demos` adds the demos later
            ) -> FastAPI:
@@ -134,6 +141,7 @@ def ui_app(demos: dict = DEMOS,
     app.get("/", include_in_schema=False)(lambda: HTMLResponse(page))
     return mount_demos(app, demos) if mounted else app
 
+# %% ../../nbs/99_serve_app.ipynb #a5552a78
 UI = ui_app(mounted=False)
 
 # %% ../../nbs/99_serve_app.ipynb #568e85a7
@@ -141,6 +149,7 @@ _CODES = {400: "bad_request", 401: "unauthorized", 402: "payment_required", 403:
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
           422: "invalid_input", 429: "too_many_requests"}
 
+# %% ../../nbs/99_serve_app.ipynb #fa3224bf
 def _explain(detail) -> str:
     "pydantic/FastAPI validation problems as one line: `where: what` for each (at most ten)."
     if not isinstance(detail, list): return str(detail)
@@ -148,6 +157,7 @@ def _explain(detail) -> str:
              if isinstance(d, dict) else str(d) for d in detail[:10]]
     return "; ".join(parts) + (f" (and {len(detail) - 10} more)" if len(detail) > 10 else "")
 
+# %% ../../nbs/99_serve_app.ipynb #9160b9cc
 def problem(status: int, body) -> dict:
     "Any domain's JSON error body as `{\"error\": code, \"message\": ..., \"detail\": ...}`."
     code = _CODES.get(status, "client_error")
@@ -174,6 +184,7 @@ async def _buffered(receive) -> tuple[bytes, callable]:
         return await receive()
     return body, replay
 
+# %% ../../nbs/99_serve_app.ipynb #bce25f0d
 def _multipart_problem(content_type: str, body: bytes) -> str | None:
     "Why a multipart body cannot be parsed (the parser Starlette uses, run ahead of it), or None."
     from python_multipart.multipart import MultipartParser, parse_options_header
@@ -183,6 +194,7 @@ def _multipart_problem(content_type: str, body: bytes) -> str | None:
     except Exception as e: return f"{type(e).__name__}: {e}"[:200]
     return None
 
+# %% ../../nbs/99_serve_app.ipynb #bc809730
 class ProblemMiddleware:
     "ASGI middleware: every 4xx answer outside `skip` in `problem`'s shape; a body a route cannot read gets 415."
     def __init__(self, app, json_routes: tuple = (), skip: tuple = ("/ui",), multipart_routes: tuple = ()):
@@ -250,6 +262,7 @@ API_DESCRIPTION = ("mlkit's HTTP API: one route prefix per domain (`/market/`, `
                    "the shape `{\"error\": code, \"message\": text, \"detail\": ...}`. Demos: `/ui/`. Health: "
                    "`/readyz`, metrics: `/metrics`.")
 
+# %% ../../nbs/99_serve_app.ipynb #4e787b38
 def _nullable(node: dict) -> dict:
     "3.1's ways of saying 'or null' (`anyOf: [X, {type: null}]`, `type: [X, 'null']`, `default: null`) as `nullable`."
     for key in ("anyOf", "oneOf"):
@@ -268,6 +281,7 @@ def _nullable(node: dict) -> dict:
     if "default" in node and node["default"] is None and ("type" in node or "allOf" in node): node["nullable"] = True
     return node
 
+# %% ../../nbs/99_serve_app.ipynb #419eca46
 def openapi30(node):
     "JSON Schema 2020-12 spellings that OpenAPI 3.0 refuses (FastAPI and pydantic write them) in 3.0 form."
     if isinstance(node, list): return [openapi30(v) for v in node]
@@ -289,6 +303,7 @@ CLIENT_ERROR = {"type": "object", "title": "ClientError", "required": ["error", 
                                "detail": {"nullable": True,
                                           "description": "the domain's own detail (any JSON), or null"}}}
 
+# %% ../../nbs/99_serve_app.ipynb #04616e89
 def document_errors(doc: dict) -> dict:
     """`doc` with the error answers the gate really gives: every 4xx of every operation in the `ClientError` shape, and
     `4XX` documented on each (any route may refuse a body it cannot read, 413/415, or a domain's own 404/409)."""
@@ -306,6 +321,7 @@ def document_errors(doc: dict) -> dict:
             paths[path][method] = {**op, "responses": res}
     return {**doc, "paths": paths}
 
+# %% ../../nbs/99_serve_app.ipynb #1007bfa9
 def output_refs(doc: dict) -> dict:
     """`doc` with each inline response schema replaced by a `$ref` to the component of the same title and properties:
     BentoML inlines an API's output schema and drops `| None` from it there (a nullable `user_id` became a bare
@@ -323,6 +339,7 @@ def output_refs(doc: dict) -> dict:
              for path, ops in doc.get("paths", {}).items()}
     return {**doc, "paths": paths}
 
+# %% ../../nbs/99_serve_app.ipynb #30616b13
 class _Spec:
     "BentoML's OpenAPI specification, whose `asdict()` (`/docs.json`) is valid OpenAPI 3.0 and documents the errors."
     def __init__(self, spec): self._spec, self._json = spec, None
@@ -332,8 +349,10 @@ class _Spec:
         if self._json is None: self._json = json.dumps(document_errors(output_refs(openapi30(self._spec.asdict()))))
         return json.loads(self._json)
 
+# %% ../../nbs/99_serve_app.ipynb #1eeb9dce
 _SPECS: dict = {}   # (service id, its routes) -> _Spec: BentoML builds the document again on every fetch of /docs.json
 
+# %% ../../nbs/99_serve_app.ipynb #6d933de0
 class _Documented(bentoml.Service):
     "A BentoML service whose OpenAPI document names mlkit, its version and its API."
     __slots__ = ()
@@ -346,6 +365,7 @@ class _Documented(bentoml.Service):
                                                                      description=API_DESCRIPTION, contact=None)))
         return _SPECS[key]
 
+# %% ../../nbs/99_serve_app.ipynb #40a88589
 _SWAGGER = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mlkit API</title>
 <link rel="stylesheet" href="/static_content/swagger-ui.css"></head><body><div id="swagger-ui"></div>
 <script src="/static_content/swagger-ui-bundle.js"></script>
@@ -359,6 +379,7 @@ docs_app.get("/", include_in_schema=False)(lambda: HTMLResponse(_SWAGGER))
 _log = get_logger("serve.service")
 _ABOUT: dict = {}   # filled when the service starts in a worker: what it loaded
 
+# %% ../../nbs/99_serve_app.ipynb #fb341e9f
 def about() -> dict:
     "What this process serves: mlkit's version, the mode (built bento or working tree), the tag of each served model."
     import mlkit
@@ -373,6 +394,7 @@ def about() -> dict:
     return {**base, "mode": "working tree", "bento": None, "built": None, "git_commit": git_commit(),
             "store": str(store.store_home()), "models": {r["name"]: r["tag"] for r in served_models() if r["tag"]}}
 
+# %% ../../nbs/99_serve_app.ipynb #24aeb9ba
 about_app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 about_app.get("/", include_in_schema=False)(lambda: JSONResponse(_ABOUT or about()))
 
@@ -394,6 +416,7 @@ class SecureHeaders:
             await send(msg)
         await self.app(scope, receive, add)
 
+# %% ../../nbs/99_serve_app.ipynb #a307e384
 class MountRoots:
     "ASGI middleware: `/about` and `/docs` answer as `/about/` and `/docs/` (a mounted app's root), without a redirect."
     def __init__(self, app, roots: tuple = ("/about", "/docs", "/ui")): self.app, self.roots = app, set(roots)
@@ -408,6 +431,7 @@ class MarketplaceAPI:
     "The prediction marketplace (seed 001): its REST app, mounted at /marketplace."
     asgi_apps = [(marketplace_app, "/marketplace")]
 
+# %% ../../nbs/99_serve_app.ipynb #5ca85256
 def conforming(app):
     "A FastAPI `app` whose own `openapi.json` is, like `/docs.json`, OpenAPI 3.0 with the gate's errors documented."
     if not isinstance(app, FastAPI) or getattr(app.openapi, "conforming", False): return app
@@ -417,6 +441,7 @@ def conforming(app):
     app.openapi = openapi
     return app
 
+# %% ../../nbs/99_serve_app.ipynb #dc33e0e0
 def mount_domains(svc):
     "Mount, once each, the ASGI apps that the domain mixins of service `svc` list in `asgi_apps`; returns `svc`."
     mounted = {path for _, path, _ in svc.mount_apps}
@@ -425,6 +450,7 @@ def mount_domains(svc):
             if path not in mounted: svc.mount_asgi_app(conforming(app), path=path); mounted.add(path)
     return svc
 
+# %% ../../nbs/99_serve_app.ipynb #774bd5bf
 class _ClientErrorsAtInfo(logging.Filter):
     "BentoML logs every refused request as ERROR with a traceback; a client's mistake becomes one INFO line."
     def filter(self, record: logging.LogRecord) -> bool:
@@ -436,10 +462,12 @@ class _ClientErrorsAtInfo(logging.Filter):
             record.exc_info = record.exc_text = None
         return True
 
+# %% ../../nbs/99_serve_app.ipynb #3df53791
 def _config() -> dict:
     "Workers and threads of the entry service from settings `[serving]`."
     return dict(workers=settings.getint("serving", "workers"), threads=settings.getint("serving", "threads"))
 
+# %% ../../nbs/99_serve_app.ipynb #f2bd2a6d
 @mount_domains
 @bentoml.service(resources={"cpu": "1"}, traffic={"timeout": 60, "max_concurrency": 256}, **_config())
 @bentoml.asgi_app(UI, path="/ui")
@@ -458,6 +486,7 @@ class MLKit(MarketAPI, MarketplaceAPI, QueuesAPI, TextAPI, VisionAPI, RecsysAPI,
         # the loaded models, Gradio and pandas are never garbage: keep the collector off them
         gc.collect(); gc.freeze()
 
+# %% ../../nbs/99_serve_app.ipynb #92bea790
 MLKit.__class__ = _Documented
 _MULTIPART = tuple(a.route for a in MLKit.apis.values() if a.input_spec.mime_type() == "multipart/form-data")
 MLKit.add_asgi_middleware(ProblemMiddleware, json_routes=tuple(a.route for a in MLKit.apis.values()),
