@@ -47,6 +47,7 @@ def new_key_entry(key_id: str = "k1") -> str:
         raise ValueError(f"a key id is 1-32 letters, digits or _.-, got {key_id!r}")
     return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #e0d9fcdc
 def parse_keys(spec: str, source: str = "[marketplace] encryption_keys") -> dict[str, bytes]:
     "Key id -> 32 bytes from `id:base64` entries separated by commas or white space; errors never quote key material."
     keys: dict[str, bytes] = {}
@@ -66,6 +67,7 @@ def parse_keys(spec: str, source: str = "[marketplace] encryption_keys") -> dict
 class DecryptError(MlkitError):
     "A stored value that cannot be decrypted: its key id is not configured, or it was altered (its GCM tag fails)."
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #2d012c1d
 @dataclass(frozen=True)
 class Unreadable:
     "What an encrypted column reads as when it cannot be decrypted: the reason and the key id, never data."
@@ -90,6 +92,7 @@ BOUND = 2          # envelope version whose associated data holds the row's prim
 
 def _b64(b: bytes) -> str: return base64.b64encode(b).decode()
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #288aba11
 def _aad(where: str, row, kid: str) -> bytes:
     "The associated data: the column, the row's key (None: an envelope written before migration 0004) and the key id."
     return (f"{where}|{kid}" if row is None else f"{where}|{row}|{kid}").encode()
@@ -256,6 +259,7 @@ def _rewrite(conn, ring: KeyRing, name: str, cols: tuple, batch: int, mode: str,
             counts.update(old)
     return counts, (rows[-1].id if rows else None)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #69eb8d92
 def _rewrite_all(bind, mode: str, batch: int = 200, ring: KeyRing | None = None) -> dict[str, int]:
     "`_rewrite` over every encrypted column the database has, in batches: each its own transaction, or `bind`'s."
     ring, total = ring or keyring(), Counter()
@@ -284,14 +288,17 @@ def encrypt_plaintext(conn, batch: int = 200) -> dict[str, int]:
     "Encrypt the values stored in clear (migration 0003), in `conn`'s transaction."
     return _rewrite_all(conn, "plaintext", batch)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #602ab165
 def bind_rows(conn, batch: int = 200) -> dict[str, int]:
     "Re-encrypt the envelopes written before migration 0004 bound to their rows, in `conn`'s transaction."
     return _rewrite_all(conn, "bind", batch)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #d36ccee9
 def unbind_rows(conn, batch: int = 200) -> dict[str, int]:
     "Migration 0004's downgrade: envelopes bound to their column only again, in `conn`'s transaction."
     return _rewrite_all(conn, "unbind", batch)
 
+# %% ../../nbs/40a_marketplace_crypto.ipynb #030b1769
 def decrypt_all(conn, batch: int = 200) -> dict[str, int]:
     "Store every value in clear again (migration 0003's downgrade), in `conn`'s transaction."
     return _rewrite_all(conn, "decrypt", batch)
