@@ -89,6 +89,7 @@ def utcnow() -> datetime:
     "The current UTC time, naive (stored as such on every backend)."
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
+# %% ../../nbs/40_marketplace_tables.ipynb #52e61501
 def new_id() -> str: return str(uuid.uuid4())
 
 # %% ../../nbs/40_marketplace_tables.ipynb #96bafe99
@@ -173,6 +174,7 @@ class LoginThrottle(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reset_at: Mapped[datetime] = mapped_column(DateTime)
 
+# %% ../../nbs/40_marketplace_tables.ipynb #ffb6fa16
 class IdempotentRequest(Base):
     "The answer to a top-up or prediction sent with an `Idempotency-Key`: a retry with the same key gets it again."
     __tablename__ = "mp_idempotency"
@@ -183,6 +185,7 @@ class IdempotentRequest(Base):
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
+# %% ../../nbs/40_marketplace_tables.ipynb #896d8fc5
 class RefreshToken(Base):
     "An OAuth2 refresh token (only its sha256 is stored); used once: rotation hands out a new one of the same family."
     __tablename__ = "mp_refresh_tokens"
@@ -212,6 +215,7 @@ def _include_name(name, type_, parent_names) -> bool:
     "Alembic filter: only the marketplace's tables (every domain shares `Base.metadata` and the database)."
     return type_ != "table" or (name or "").startswith("mp_") and name != VERSION_TABLE
 
+# %% ../../nbs/40_marketplace_tables.ipynb #d3ea784b
 def _include_object(obj, name, type_, reflected, compare_to) -> bool:
     "Alembic filter on the metadata side: other domains' tables (paper trading, ...) are not the marketplace's."
     table = obj if type_ == "table" else getattr(obj, "table", None)
