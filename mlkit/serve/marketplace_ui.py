@@ -59,6 +59,7 @@ def _downloads() -> Path:
     "This process's private folder (mode 0700) for result files; Gradio copies what it serves into its own cache."
     return Path(tempfile.mkdtemp(prefix="mlkit_marketplace_ui-"))
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #d051bbdc
 def _csv_file(job: dict, max_age: float = 3600) -> str:
     "The job's result CSV written to a fresh folder of its own (folders older than `max_age` are removed); its path."
     for d in _downloads().iterdir():
@@ -68,38 +69,45 @@ def _csv_file(job: dict, max_age: float = 3600) -> str:
     out.write_text(jobs.result_csv(job))
     return str(out)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #95cc5f16
 def _user(mp: api.Marketplace, token: str | None) -> User:
     "The user the session's token names."
     if not token: raise Unauthorized("log in first (Account tab)")
     return auth.user_from_token(mp.start().engine, token)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #e4f0f415
 def _account(mp: api.Marketplace, user: User) -> tuple[str, float]:
     "(account line, balance)."
     bal = accounts.balance(mp.start().engine, user.id)
     who = f"**{user.username}**" + (f" ({html.escape(user.firstname)})" if user.firstname else "")
     return f"Logged in as {who} · balance **{bal}** credits", float(bal)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #d47aa376
 @ui_errors
 def register(mp: api.Marketplace, firstname: str, username: str, password: str) -> str:
     "Create a user with an empty account; a message."
     user = auth.register(mp.start().engine, (username or "").strip(), password or "", (firstname or "").strip())
     return f"Registered **{user.username}**; log in with the same username and password."
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #b9a0f904
 @ui_errors
 def login(mp: api.Marketplace, username: str, password: str) -> tuple[str, str, float]:
     "(JWT for the session state, account line, balance)."
     user = auth.login(mp.start().engine, (username or "").strip(), password or "")
     return auth.create_token(user.id), *_account(mp, user)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #9ab8baf8
 def logout() -> tuple[None, str, None]:
     "Forget the session's token."
     return None, "Not logged in.", None
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #aaca9a10
 @ui_errors
 def account(mp: api.Marketplace, token: str | None) -> tuple[str, float]:
     "(account line, balance) of the session's user."
     return _account(mp, _user(mp, token))
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #689135d1
 @ui_errors
 def topup(mp: api.Marketplace, token: str | None, amount: float | None) -> tuple[str, float]:
     "Add `amount` to the balance; (account line, balance)."
@@ -114,6 +122,7 @@ def predicts(schema: dict) -> str:
     text = ((schema or {}).get("output") or {}).get("description") or "a number (no description in the model's schema)"
     return text.split(" (")[0]
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #b12edc22
 @ui_errors
 def models(mp: api.Marketplace, current: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown]:
     "The active models with their prices (a table) and the model choices (keeping `current` if it is one)."
@@ -128,12 +137,14 @@ def models(mp: api.Marketplace, current: str | None = None) -> tuple[pd.DataFram
     return pd.DataFrame(rows), gr.Dropdown(choices=choices,
                                            value=current if current in ids else (ids[0] if ids else None))
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #e786fb71
 @ui_errors
 def example(mp: api.Marketplace, model_id: str | None) -> str:
     "The model's example input, as JSON text to edit and send."
     if not model_id: raise InvalidInput("choose a model")
     return json.dumps(inputs.get_model(mp.start().engine, model_id).example, indent=1)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #ff3accd2
 def _submit(mp: api.Marketplace, token, model_id, data) -> tuple[str, str, str, float]:
     "Validate, charge and queue (`jobs.submit`), waking the workers."
     user = _user(mp, token)
@@ -142,6 +153,7 @@ def _submit(mp: api.Marketplace, token, model_id, data) -> tuple[str, str, str, 
     md = f"Queued prediction `{res['prediction_id']}`: {html.escape(res['message'])}. Follow it in **History**."
     return md, res["prediction_id"], *_account(mp, user)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #76890954
 @ui_errors
 def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None,
                  text: str | None) -> tuple[str, str, str, float]:
@@ -154,6 +166,7 @@ def predict_json(mp: api.Marketplace, token: str | None, model_id: str | None,
     except json.JSONDecodeError as e: raise InvalidInput(f"malformed JSON: {e}") from None
     return _submit(mp, token, model_id, data)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #09cb1ed0
 def received_file(file) -> Path:
     "The path of a file that Gradio's upload route received (in its upload folder and record of uploads); else refused."
     root, path = Path(gr.utils.get_upload_folder()).resolve(), Path(str(file)).resolve()
@@ -164,6 +177,7 @@ def received_file(file) -> Path:
         raise InvalidInput("upload the CSV file with the upload button; a path on the server is not accepted")
     return path
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #3c87f5d0
 @ui_errors
 def predict_csv(mp: api.Marketplace, token: str | None, model_id: str | None,
                 file: str | None) -> tuple[str, str, str, float]:
@@ -182,6 +196,7 @@ def history(mp: api.Marketplace, token: str | None) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(rows[0]) if rows else HISTORY_COLUMNS)[HISTORY_COLUMNS]
     return df.set_axis(HISTORY_HEADERS, axis=1)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #b5f64c93
 @ui_errors
 def details(mp: api.Marketplace, token: str | None, prediction_id: str | None) -> tuple[str, dict, str | None]:
     "(summary, the prediction with its input and output, the result CSV file once completed)."
@@ -341,15 +356,17 @@ def build_demo(mp: api.Marketplace) -> gr.Blocks:
         _wire(blocks, mp, token, account_md, ui)
     return blocks
 
-# %% ../../nbs/92_serve_marketplace_ui.ipynb #29499e80
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #c92dem01
 demo = build_demo(api.app.state.marketplace)
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #29499e80
 def guard_uploads(blocks: gr.Blocks) -> gr.Blocks:
     "A mounted Gradio app behaving as a launched one: refuses files its upload route did not receive; mlkit's theme."
     # Gradio 6.31 checks input paths only `if blocks.has_launched`, which only launch() sets
     blocks.has_launched = True
     return apply_theme(blocks)     # the entry service mounts every demo with this call after gr.mount_gradio_app
 
+# %% ../../nbs/92_serve_marketplace_ui.ipynb #d8779650
 def mount(app: FastAPI, path: str = "/marketplace", blocks: gr.Blocks | None = None) -> FastAPI:
     "Mount the marketplace app (default `demo`) on `app` at `path`, its file input guarded (`guard_uploads`)."
     app = gr.mount_gradio_app(app, blocks or demo, path=path, run_history=False, theme=THEME, css=CSS,
