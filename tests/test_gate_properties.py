@@ -20,7 +20,7 @@ from mlkit.market.features import make_dataset, warmup
 from mlkit.market.prices import load_prices
 from mlkit.models import make_model
 from mlkit.serve.market import FEATURES, SPECS, MarketInputError, _day, features_on, offline_prices, predict_rows
-from mlkit.serve.service import CLIENT_ERROR, document_errors, openapi30, problem
+from mlkit.serve.service import CLIENT_ERROR_SCHEMA, document_errors, openapi30, problem
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -106,7 +106,7 @@ error_bodies = (json_values
 @given(status=st.integers(400, 499), body=error_bodies)
 def test_any_error_body_leaves_in_the_documented_shape(status, body):
     out = problem(status, body)
-    jsonschema.validate(out, CLIENT_ERROR)
+    jsonschema.validate(out, CLIENT_ERROR_SCHEMA)
     assert isinstance(out["message"], str) and isinstance(out["error"], str)
 
 

@@ -34,7 +34,7 @@ from .text import TextAPI
 from .vision import VisionAPI
 
 # %% auto #0
-__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'CLIENT_ERROR', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote',
+__all__ = ['DEMOS', 'UI', 'API_DESCRIPTION', 'CLIENT_ERROR_SCHEMA', 'docs_app', 'about_app', 'ClientError', 'delegate', 'remote',
            'landing_page', 'mount_demos', 'ui_app', 'problem', 'ProblemMiddleware', 'openapi30', 'document_errors',
            'output_refs', 'about', 'SecureHeaders', 'MountRoots', 'MarketplaceAPI', 'conforming', 'mount_domains',
            'MLKit']
@@ -294,21 +294,21 @@ def openapi30(node):
     return out
 
 # %% ../../nbs/99_serve_app.ipynb #86f3a5d4
-CLIENT_ERROR = {"type": "object", "title": "ClientError", "required": ["error", "message", "detail"],
-                "description": "Every 4xx answer of every route (written by `ProblemMiddleware`).",
-                "properties": {"error": {"type": "string", "description": "short name of the HTTP status",
-                                         "example": "bad_request"},
-                               "message": {"type": "string",
-                                           "description": "what was expected, what came, the options"},
-                               "detail": {"nullable": True,
-                                          "description": "the domain's own detail (any JSON), or null"}}}
+CLIENT_ERROR_SCHEMA = {"type": "object", "title": "ClientError", "required": ["error", "message", "detail"],
+                       "description": "Every 4xx answer of every route (written by `ProblemMiddleware`).",
+                       "properties": {"error": {"type": "string", "description": "short name of the HTTP status",
+                                                "example": "bad_request"},
+                                      "message": {"type": "string",
+                                                  "description": "what was expected, what came, the options"},
+                                      "detail": {"nullable": True,
+                                                 "description": "the domain's own detail (any JSON), or null"}}}
 
 # %% ../../nbs/99_serve_app.ipynb #04616e89
 def document_errors(doc: dict) -> dict:
     """`doc` with the error answers the gate really gives: every 4xx of every operation in the `ClientError` shape, and
     `4XX` documented on each (any route may refuse a body it cannot read, 413/415, or a domain's own 404/409)."""
     doc = {**doc, "components": {**doc.get("components", {})}}
-    doc["components"]["schemas"] = {**doc["components"].get("schemas", {}), "ClientError": CLIENT_ERROR}
+    doc["components"]["schemas"] = {**doc["components"].get("schemas", {}), "ClientError": CLIENT_ERROR_SCHEMA}
     answer = {"application/json": {"schema": {"$ref": "#/components/schemas/ClientError"}}}
     paths = {}
     for path, ops in doc.get("paths", {}).items():
