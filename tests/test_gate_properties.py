@@ -38,11 +38,12 @@ def model():
 @example(day=dt.date(1999, 1, 5))    # the second bar, inside the warm-up
 @example(day=dt.date(2019, 6, 3))    # after the bundled data
 @example(day=dt.date(3389, 3, 26))   # past what pandas holds (once a 500)
-@example(day=dt.date(1677, 9, 21))   # refused: before the first whole day pandas holds (1677-09-22: see below)
+@example(day=dt.date(1677, 9, 22))   # refused: the first whole day pandas holds has no day before it
+@example(day=dt.date(1677, 9, 23))   # the first day accepted
 @example(day=dt.date(2262, 4, 10))   # either side of the last day accepted
 @example(day=dt.date(2262, 4, 11))
 def test_any_date_is_a_row_or_a_400(day):
-    holdable = dt.date(1677, 9, 22) <= day <= dt.date(2262, 4, 10)   # the whole days pandas' Timestamp holds
+    holdable = dt.date(1677, 9, 23) <= day <= dt.date(2262, 4, 10)   # whole days with a day before and after
     try: t = _day(day)                     # what every market route does first with a date
     except MarketInputError as e: assert not holdable and "outside the dates a price table can hold" in str(e), e
     else: assert holdable and t + pd.Timedelta(days=1) > t - pd.Timedelta(days=1)   # (it overflowed for 3389)
@@ -53,20 +54,18 @@ def test_any_date_is_a_row_or_a_400(day):
         assert refusal(day) == "", day   # a row only for a trading day after the warm-up
 
 
-@pytest.mark.xfail(strict=True, raises=pd.errors.OutOfBoundsDatetime,
-                   reason="_day accepts 1677-09-22, whose day before overflows; _FIRST in nbs/90_serve_market.ipynb "
-                          "should be one day later")
 def test_the_first_accepted_day_has_a_day_before_it():
-    "The property above at its lower edge (found with an explicit example): it fails today, and passes once fixed."
-    t = _day(dt.date(1677, 9, 22))
+    "The property above at its lower edge (found with an explicit example: 1677-09-22 was accepted and overflowed)."
+    t = _day(dt.date(1677, 9, 23))
     assert t - pd.Timedelta(days=1) < t
+    with pytest.raises(MarketInputError, match="outside the dates a price table can hold"): _day(dt.date(1677, 9, 22))
 
 
 def refusal(day: dt.date) -> str:
     "The start of the message `features_on('^GSPC', day, online=False)` must refuse `day` with ('' for a row)."
     bars, t = offline_prices("^GSPC").index, pd.Timestamp(day)
     span = f"^GSPC has bars from {bars[0].date()} to {bars[-1].date()}"
-    if not (dt.date(1677, 9, 22) <= day <= dt.date(2262, 4, 10)):
+    if not (dt.date(1677, 9, 23) <= day <= dt.date(2262, 4, 10)):
         return f"{day} is outside the dates a price table can hold"
     if t not in bars:
         why = "a day without trading" if bars[0] <= t <= bars[-1] else "outside the available data"

@@ -176,7 +176,7 @@ def _prices_until(symbol: str, day: pd.Timestamp, online: bool) -> pd.DataFrame:
     return prices
 
 # %% ../../nbs/90_serve_market.ipynb #55deb4a4
-_FIRST, _LAST = pd.Timestamp.min.ceil("D"), pd.Timestamp.max.floor("D") - pd.Timedelta(days=1)
+_FIRST, _LAST = pd.Timestamp.min.ceil("D") + pd.Timedelta(days=1), pd.Timestamp.max.floor("D") - pd.Timedelta(days=1)
 
 def _day(day) -> pd.Timestamp:
     "`day` as a midnight Timestamp, or a 400 naming the dates pandas (and so any price table) can hold."
