@@ -456,9 +456,10 @@ def create_app(database_url: str | None = None, model_dir=None, workers: int | N
     _add_prediction_routes(app)
     return app
 
-# %% ../../nbs/44_marketplace_api.ipynb #78a5f915
+# %% ../../nbs/44_marketplace_api.ipynb #c44app02
 app = create_app()
 
+# %% ../../nbs/44_marketplace_api.ipynb #78a5f915
 def main(argv=None):
     "Serve `app` with uvicorn."
     import uvicorn
