@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from .core import DataError, NotFittedError, SchemaError, get_logger
+from .core import DataError, NotFittedError, SchemaError, get_logger, read_parquet
 
 _log = get_logger("data")
 
@@ -47,7 +47,7 @@ def load_table(path: str | Path,            # a CSV, TSV, Excel (.xlsx) or Parqu
     try:
         if fmt == "csv": return pd.read_csv(path, **kwargs)
         if fmt == "tsv": return pd.read_csv(path, sep="\t", **kwargs)
-        if fmt == "parquet": return pd.read_parquet(path, **kwargs)
+        if fmt == "parquet": return pd.read_parquet(path, **kwargs) if kwargs else read_parquet(path)
         with pd.ExcelFile(path, engine="openpyxl") as xl:
             if sheet is None: sheet = 0
             names = xl.sheet_names
