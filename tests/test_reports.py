@@ -67,8 +67,8 @@ def test_a_leaked_feature_makes_the_verdict_say_probably_leakage():
 # compared). `#| slow` and `#| eval: false` cells are skipped, as nbdev-test skips them.
 # Fast notebooks whose outputs are fixed data (no model whose figures vary by CPU):
 NBVAL_NOTEBOOKS = ["00_core.ipynb", "00a_api.ipynb", "04_validation.ipynb", "06_db.ipynb", "08_stamps.ipynb",
-                   "10_market_prices.ipynb", "14_market_trading.ipynb", "64_monitor_main.ipynb",
-                   "90a_serve_theme.ipynb", "94_serve_text.ipynb"]
+                   "10_market_prices.ipynb", "14_market_trading.ipynb", "40d_marketplace_ledger.ipynb",
+                   "64_monitor_main.ipynb", "90a_serve_theme.ipynb", "94_serve_text.ipynb"]
 
 
 def _nbval_copy(src, dst) -> int:
