@@ -93,7 +93,7 @@ def _nbval_copy(src, dst) -> int:
 @pytest.mark.parametrize("name", NBVAL_NOTEBOOKS)
 def test_saved_outputs_match_a_fresh_run(name, tmp_path):
     dst = tmp_path / name
-    assert _nbval_copy(ROOT / "nbs" / name, dst) >= 2           # the notebook keeps outputs worth comparing
+    assert _nbval_copy(ROOT / "nbs" / name, dst) >= 1           # the notebook keeps outputs worth comparing
     env = {**os.environ, "MLKIT_LOGGING_LEVEL": "WARNING", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore"}
     r = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
                         "-q", "--rootdir", str(tmp_path), str(dst)], capture_output=True, text=True, cwd=tmp_path,
