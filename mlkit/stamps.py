@@ -46,6 +46,7 @@ def _distributions() -> list[str]:
     dirs = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
     return sorted(f.name for d in dirs if Path(d).is_dir() for f in Path(d).iterdir() if f.name.endswith(".dist-info"))
 
+# %% ../nbs/08_stamps.ipynb #68b57e13
 def code_state() -> dict:
     "mlkit's files, the installed distributions and the effective settings: what every step of `make run` reads."
     package = importlib.util.find_spec("mlkit").submodule_search_locations[0]   # without importing mlkit
