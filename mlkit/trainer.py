@@ -221,7 +221,7 @@ def _config(self) -> _Config:
     max_epochs = settings.getint("framework", "max_epochs") if self.max_epochs is None else self.max_epochs
     patience = settings.getint("framework", "patience") if self.patience is None else self.patience
     vf = self.validation_fraction
-    if vf is None: vf = float(settings.get("framework", "validation_fraction"))
+    if vf is None: vf = settings.getfloat("framework", "validation_fraction")
     es, verbose = _flag(self.early_stopping, "early_stopping"), _flag(self.verbose, "verbose")
     if not (isinstance(max_epochs, (int, np.integer)) and max_epochs >= 1):
         raise ConfigError(f"max_epochs must be a positive int, got {max_epochs!r}")

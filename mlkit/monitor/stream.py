@@ -93,7 +93,7 @@ def produce(broker: Broker, run: str | None = None,
     "Stream the diabetes rows (features to the model, targets to the scorer), resuming where it stopped; rows sent."
     run = run or settings.get("monitor", "run")
     order = order or settings.get("monitor", "order")
-    interval_s = float(settings.get("monitor", "interval_s")) if interval_s is None else float(interval_s)
+    interval_s = settings.getfloat("monitor", "interval_s") if interval_s is None else float(interval_s)
     if interval_s < 0: raise DataError(f"interval_s must be >= 0, got {interval_s}")
     if shift is not None and (set(shift) != {"column", "delta", "start"} or shift["column"] not in FEATURES):
         raise DataError(f"shift must be {{'column': one of {FEATURES}, 'delta': number, 'start': position}}, "
@@ -172,7 +172,8 @@ class Scorer:
                  match_timeout_s: float | None = None):   # seconds a half waits for its partner; None: setting
         self.run = run or settings.get("monitor", "run")
         self.engine = _db(db)
-        self.timeout = float(settings.get("monitor", "match_timeout_s") if match_timeout_s is None else match_timeout_s)
+        self.timeout = (settings.getfloat("monitor", "match_timeout_s") if match_timeout_s is None
+                        else float(match_timeout_s))
         m, card, self.tag = model or store.load_model(settings.get("monitor", "model"), home=home)
         self.train_rows = set(card.get("extra", {}).get("train_rows", []))
         self.drift: DriftMonitor = _fresh(m.drift_)
@@ -360,7 +361,7 @@ def plot_histogram(path=None, run: str | None = None, db=None, bins: int = 30):
 def plot(run: str | None = None, db=None, interval_s: float | None = None, stop: threading.Event | None = None,
          path=None) -> int:
     "The plot role: redraw the histogram (and the CSV) every `interval_s` seconds and once more at `stop`; redraws."
-    interval_s = float(settings.get("monitor", "plot_interval_s") if interval_s is None else interval_s)
+    interval_s = settings.getfloat("monitor", "plot_interval_s") if interval_s is None else float(interval_s)
     stop, n = stop or threading.Event(), 0
     while True:
         done = stop.wait(interval_s)

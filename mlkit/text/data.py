@@ -352,7 +352,7 @@ def split_text(
     "Hold out a test part: the published one, whole groups, or a stratified random share."
     if method not in SPLIT_METHODS:
         raise DataError(f"unknown split method {method!r}; valid: {list(SPLIT_METHODS)}")
-    test_size = float(settings.get("text", "test_size")) if test_size is None else test_size
+    test_size = settings.getfloat("text", "test_size") if test_size is None else test_size
     if not (isinstance(test_size, (int, float)) and 0 < test_size < 1):
         raise DataError(f"test_size must be a number in (0, 1), got {test_size!r}")
     seed = settings.getint("compute", "seed") if seed is None else int(seed)
