@@ -2,8 +2,8 @@
 
 Cells are skipped as nbdev-test skips them: `#| eval: false` (their outputs are dropped), `if __name__ == "__main__"`
 and `nbdev_export()` cells, and `#| slow` cells unless `--slow` is given (a skipped slow cell keeps the outputs it has).
-Log lines on stderr and the outputs of `#| hide` cells are dropped; streams are coalesced so that the saved bytes do not
-depend on how a print was split. Run it twice: `git diff` must show nothing the second time.
+Log lines on stderr and the outputs of `#| hide` and `#| export` cells are dropped; streams are coalesced so that
+the saved bytes do not depend on how a print was split. Run it twice: `git diff` must show nothing the second time.
 
     python tools/save_outputs.py [--slow] nbs/94_serve_text.ipynb [...]
 """
@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 BIN = Path(sys.executable).parent
 NEVER = re.compile(r"^#\|\s*eval:\s*false\s*$", re.M)
 SLOW = re.compile(r"^#\|\s*slow\s*$", re.M)
-HIDE = re.compile(r"^#\|\s*hide\s*$", re.M)
+HIDE = re.compile(r"^#\|\s*(hide|export|exporti)\s*$", re.M)  # their outputs are not documentation
 
 
 def _skip(src: str, slow: bool) -> bool:
